@@ -1,0 +1,96 @@
+"""Shared value types: window counts read from the store and the result of a tick."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+SignalName = Literal["blocked_pct", "safety_pct", "top_user_rps", "spend_hour"]
+SIGNALS: tuple[SignalName, ...] = ("blocked_pct", "safety_pct", "top_user_rps", "spend_hour")
+
+State = Literal["ok", "red", "insufficient_data"]
+Status = Literal["ok", "warning", "critical", "learning", "stale"]
+BaselineSource = Literal["static", "learned", "learning"]
+
+NANO = 1_000_000_000  # cost is counted in integer nano-USD so sums are exact and order-free
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """Exact sums of the counters over one window ``[start, end)``."""
+
+    requests: int = 0
+    blocked: int = 0
+    responses: int = 0
+    safe: int = 0
+    cost_nanousd: int = 0
+    cost_unknown: int = 0
+
+    def __add__(self, other: WindowCounts) -> WindowCounts:
+        return WindowCounts(
+            self.requests + other.requests,
+            self.blocked + other.blocked,
+            self.responses + other.responses,
+            self.safe + other.safe,
+            self.cost_nanousd + other.cost_nanousd,
+            self.cost_unknown + other.cost_unknown,
+        )
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanousd / NANO
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReading:
+    name: SignalName
+    value: float | None  # None only when the window has no events
+    baseline: float
+    threshold: float
+    state: State
+    p_value: float | None = None
+    volume: int = 0  # events in the window the value was computed from
+    baseline_source: BaselineSource = "static"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "baseline": self.baseline,
+            "threshold": self.threshold,
+            "state": self.state,
+            "p_value": self.p_value,
+            "volume": self.volume,
+            "baseline_source": self.baseline_source,
+        }
+
+
+def format_at(at: int) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One evaluation; ``to_json`` is DESIGN.md's timeline line."""
+
+    at: int  # exclusive end of every window, Unix seconds
+    status: Status
+    red: tuple[SignalName, ...]
+    signals: Mapping[SignalName, SignalReading]
+    top_users: tuple[tuple[str, float], ...] = ()
+    reason: str | None = None  # why ``stale`` / ``learning``
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "at": format_at(self.at),
+            "status": self.status,
+            "red": list(self.red),
+            "signals": {name: s.to_json() for name, s in self.signals.items()},
+            "top_users": [[u, r] for u, r in self.top_users],
+        }
+        if self.reason is not None:
+            line["reason"] = self.reason
+        line.update(self.extra)
+        return line
