@@ -1,0 +1,82 @@
+"""The store seam: what the consumer writes and the evaluator reads.
+
+Two implementations pass the same contract tests (tests/test_store_contract.py):
+``MemoryStore`` (the embedded default, single process) and ``RedisStore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from .aggregate import Delta
+from .model import WindowCounts
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PartitionId:
+    """A source partition: a Kafka topic-partition, or a replayed file."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    # the stored offset is not what the writer expected: another writer (a
+    # replayed batch, a consumer that lost the partition in a rebalance, a
+    # wiped store) got there first; the writer must reload and seek
+    FENCED = "fenced"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    outcome: Outcome
+    stored_offset: int | None  # the offset in the store after the call
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached; nothing was written. Retry later."""
+
+
+class Store(Protocol):
+    async def load_offset(self, part: PartitionId) -> int | None:
+        """Next offset to consume for ``part``, or None when nothing is stored."""
+
+    async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        """Batch form of :meth:`load_offset`, one round trip."""
+
+    async def apply(
+        self,
+        part: PartitionId,
+        expected_offset: int | None,
+        next_offset: int,
+        delta: Delta,
+    ) -> ApplyResult:
+        """Atomically add ``delta`` and move the offset to ``next_offset``.
+
+        Applied only when the stored offset equals ``expected_offset`` (None:
+        nothing stored). This fence makes a replayed or stale batch a no-op.
+        """
+
+    async def window(self, start: int, end: int) -> WindowCounts:
+        """Exact sums over buckets in ``[start, end)``, all partitions merged."""
+
+    async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
+        """The ``k`` users with most requests in ``[start, end)``, exact, ties by user id."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
+
+    async def close(self) -> None: ...
+
+
+def top_k(totals: dict[str, int], k: int) -> list[tuple[str, int]]:
+    """Deterministic top-k: count descending, then user id ascending."""
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ranked[:k]

@@ -1,0 +1,90 @@
+"""The embedded in-memory store: single process, no Redis needed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from .aggregate import BucketDelta, Delta
+from .model import WindowCounts
+from .store import ApplyResult, Outcome, PartitionId, top_k
+
+
+class MemoryStore:
+    """Buckets merged across partitions; offsets per partition.
+
+    Memory stays bounded: buckets older than ``retention_s`` behind the newest
+    bucket seen are dropped, mirroring the Redis store's TTLs but in event
+    time, which is what replay runs on.
+    """
+
+    def __init__(self, retention_s: int) -> None:
+        self._retention_s = retention_s
+        self._offsets: dict[PartitionId, int] = {}
+        self._buckets: dict[int, BucketDelta] = {}
+        self._newest = 0
+        self._oldest_kept = 0
+
+    async def load_offset(self, part: PartitionId) -> int | None:
+        return self._offsets.get(part)
+
+    async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        return {p: self._offsets.get(p) for p in parts}
+
+    async def apply(
+        self,
+        part: PartitionId,
+        expected_offset: int | None,
+        next_offset: int,
+        delta: Delta,
+    ) -> ApplyResult:
+        stored = self._offsets.get(part)
+        if stored != expected_offset:
+            return ApplyResult(Outcome.FENCED, stored)
+        for start, inc in delta.items():
+            bucket = self._buckets.get(start)
+            if bucket is None:
+                bucket = self._buckets[start] = BucketDelta()
+            bucket.merge(inc)
+            if start > self._newest:
+                self._newest = start
+        self._offsets[part] = next_offset
+        self._expire()
+        return ApplyResult(Outcome.APPLIED, next_offset)
+
+    def _expire(self) -> None:
+        horizon = self._newest - self._retention_s
+        if horizon <= self._oldest_kept:
+            return
+        for start in [s for s in self._buckets if s < horizon]:
+            del self._buckets[start]
+        self._oldest_kept = horizon
+
+    def _in(self, start: int, end: int) -> list[BucketDelta]:
+        return [b for s, b in self._buckets.items() if start <= s < end]
+
+    async def window(self, start: int, end: int) -> WindowCounts:
+        total = BucketDelta()
+        for bucket in self._in(start, end):
+            total.requests += bucket.requests
+            total.blocked += bucket.blocked
+            total.responses += bucket.responses
+            total.safe += bucket.safe
+            total.cost_nanousd += bucket.cost_nanousd
+            total.cost_unknown += bucket.cost_unknown
+        return total.counts()
+
+    async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
+        totals: Counter[str] = Counter()
+        for bucket in self._in(start, end):
+            totals.update(bucket.users)
+        return top_k(dict(totals), k)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def bucket_count(self) -> int:
+        return len(self._buckets)

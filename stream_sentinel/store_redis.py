@@ -1,0 +1,195 @@
+"""Redis store: atomic, fenced, Cluster-safe counters.
+
+Key layout (``P`` = key prefix, ``T:N`` = topic-partition, the hash tag, so
+every key a write touches lives in one slot)::
+
+    P:{T:N}:o            next offset to consume (no TTL: it is the fence)
+    P:{T:N}:c:<page>     hash "<bucket>:<counter>" -> int
+    P:{T:N}:u:<page>     hash "<bucket>|<user_id>" -> requests
+    P:parts              set of "T:N" ever written, for reads
+
+Buckets are grouped into 300 s pages so that a 1-hour read is a dozen
+HGETALLs per partition rather than one per bucket. User ids are only ever
+hash fields, never key names: they cannot change a slot or collide.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .aggregate import Delta
+from .model import WindowCounts
+from .store import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
+
+PAGE_S = 300
+_COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
+_SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
+_LONG = {v: k for k, v in _SHORT.items()}
+
+# KEYS[1] = offset key, then pairs (counter page, user page).
+# ARGV: expected offset ("" = none), next offset, counter ttl, user ttl, then per
+# pair: n, n x (field, increment), m, m x (field, increment).
+_APPLY_LUA = """
+local stored = redis.call('GET', KEYS[1])
+local expected = ARGV[1]
+if (stored == false and expected ~= '') or (stored ~= false and stored ~= expected) then
+  return {0, stored}
+end
+local ttl_c = tonumber(ARGV[3])
+local ttl_u = tonumber(ARGV[4])
+local a = 5
+for k = 2, #KEYS, 2 do
+  local n = tonumber(ARGV[a]); a = a + 1
+  for _ = 1, n do
+    redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1]); a = a + 2
+  end
+  if n > 0 then redis.call('EXPIRE', KEYS[k], ttl_c) end
+  local m = tonumber(ARGV[a]); a = a + 1
+  for _ = 1, m do
+    redis.call('HINCRBY', KEYS[k + 1], ARGV[a], ARGV[a + 1]); a = a + 2
+  end
+  if m > 0 then redis.call('EXPIRE', KEYS[k + 1], ttl_u) end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, ARGV[2]}
+"""
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisStore:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        bucket_width: int,
+        counter_ttl_s: int,
+        user_ttl_s: int,
+    ) -> None:
+        if PAGE_S % bucket_width:
+            raise ValueError(f"bucket width {bucket_width} must divide {PAGE_S}")
+        self._r = client
+        self._prefix = prefix
+        self._width = bucket_width
+        self._counter_ttl = counter_ttl_s
+        self._user_ttl = user_ttl_s
+        self._apply = client.register_script(_APPLY_LUA)
+        self._registered: set[PartitionId] = set()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=5.0, socket_connect_timeout=3.0, health_check_interval=10
+        )
+        return cls(client, **kwargs)
+
+    def _tag(self, part: PartitionId) -> str:
+        return f"{self._prefix}:{{{part.topic}:{part.partition}}}"
+
+    def offset_key(self, part: PartitionId) -> str:
+        return f"{self._tag(part)}:o"
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+        except RedisError as exc:
+            # LOADING, BUSY, READONLY after a failover: all transient for us
+            raise StoreUnavailable(f"redis error: {type(exc).__name__}: {exc}") from exc
+
+    async def load_offset(self, part: PartitionId) -> int | None:
+        return (await self.load_offsets([part]))[part]
+
+    async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        if not parts:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for part in parts:
+            pipe.get(self.offset_key(part))
+        values = await self._call(pipe.execute())
+        return {p: None if v is None else int(v) for p, v in zip(parts, values, strict=True)}
+
+    async def apply(
+        self,
+        part: PartitionId,
+        expected_offset: int | None,
+        next_offset: int,
+        delta: Delta,
+    ) -> ApplyResult:
+        if part not in self._registered:
+            await self._call(self._r.sadd(f"{self._prefix}:parts", str(part)))
+            self._registered.add(part)
+        tag = self._tag(part)
+        pages: dict[int, tuple[list[Any], list[Any]]] = {}
+        for bucket, inc in delta.items():
+            page = bucket - bucket % PAGE_S
+            counters, users = pages.setdefault(page, ([], []))
+            for name in _COUNTERS:
+                value = getattr(inc, name)
+                if value:
+                    counters += (f"{bucket}:{_SHORT[name]}", value)
+            for user, count in inc.users.items():
+                users += (f"{bucket}|{user}", count)
+        keys: list[str] = [self.offset_key(part)]
+        args: list[Any] = [
+            "" if expected_offset is None else str(expected_offset),
+            str(next_offset),
+            self._counter_ttl,
+            self._user_ttl,
+        ]
+        for page, (counters, users) in pages.items():
+            keys += (f"{tag}:c:{page}", f"{tag}:u:{page}")
+            args.append(len(counters) // 2)
+            args += counters
+            args.append(len(users) // 2)
+            args += users
+        applied, stored = await self._call(self._apply(keys=keys, args=args))
+        stored_offset = None if stored is None else int(stored)
+        return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
+
+    async def _partitions(self) -> list[str]:
+        members = await self._call(self._r.smembers(f"{self._prefix}:parts"))
+        return sorted(m.decode() for m in members)
+
+    async def _pages(self, kind: str, start: int, end: int) -> list[dict[bytes, bytes]]:
+        parts = await self._partitions()
+        pipe = self._r.pipeline(transaction=False)
+        first = start - start % PAGE_S
+        for part in parts:
+            for page in range(first, end, PAGE_S):
+                pipe.hgetall(f"{self._prefix}:{{{part}}}:{kind}:{page}")
+        result: list[dict[bytes, bytes]] = await self._call(pipe.execute())
+        return result
+
+    async def window(self, start: int, end: int) -> WindowCounts:
+        sums = dict.fromkeys(_COUNTERS, 0)
+        for page in await self._pages("c", start, end):
+            for field, value in page.items():
+                bucket, _, short = field.partition(b":")
+                if start <= int(bucket) < end:
+                    sums[_LONG[short.decode()]] += int(value)
+        return WindowCounts(**sums)
+
+    async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
+        totals: Counter[str] = Counter()
+        for page in await self._pages("u", start, end):
+            for field, value in page.items():
+                bucket, _, user = field.partition(b"|")
+                if start <= int(bucket) < end:
+                    totals[user.decode("utf-8", "surrogateescape")] += int(value)
+        return top_k(dict(totals), k)
+
+    async def ping(self) -> None:
+        await self._call(self._r.ping())
+
+    async def close(self) -> None:
+        await self._r.aclose()

@@ -1,0 +1,210 @@
+"""One contract, two stores: MemoryStore and RedisStore must behave the same."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis import asyncio as aioredis
+
+from stream_sentinel.aggregate import BatchAggregator, Delta
+from stream_sentinel.events import RequestEvent, ResponseEvent
+from stream_sentinel.model import NANO, WindowCounts
+from stream_sentinel.store import Outcome, PartitionId, Store
+from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.store_redis import RedisStore
+
+T0 = 1_780_000_200  # a multiple of 300
+WIDTH = 60
+P0 = PartitionId("llm.requests", 0)
+P1 = PartitionId("llm.requests", 1)
+R0 = PartitionId("llm.responses", 0)
+
+
+async def _redis_store(redis_url: str) -> tuple[RedisStore, aioredis.Redis, str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    client = aioredis.Redis.from_url(redis_url)
+    store = RedisStore(
+        client, prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
+    )
+    return store, client, prefix
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(retention_s=4000)
+        return
+    redis_url: str = request.getfixturevalue("redis_url")
+    s, client, prefix = await _redis_store(redis_url)
+    yield s
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await s.close()
+
+
+def req(ts: float, user: str, blocked: bool = False) -> RequestEvent:
+    return RequestEvent(event_id=uuid.uuid4().hex, ts=ts, user_id=user, blocked=blocked)
+
+
+def resp(ts: float, user: str, safe: bool = True, cost: float | None = 0.001) -> ResponseEvent:
+    return ResponseEvent(event_id=uuid.uuid4().hex, ts=ts, user_id=user, safe=safe, cost_usd=cost)
+
+
+AGG = BatchAggregator(WIDTH)
+
+
+def delta_of(*events: RequestEvent | ResponseEvent) -> Delta:
+    return AGG.aggregate(events)
+
+
+async def test_apply_then_window_sums_exactly(store: Store) -> None:
+    d = delta_of(req(T0 + 1, "a"), req(T0 + 2, "a", blocked=True), req(T0 + 61, "b"))
+    r = await store.apply(P0, None, 3, d)
+    assert r.outcome is Outcome.APPLIED and r.stored_offset == 3
+    d2 = delta_of(resp(T0 + 5, "a"), resp(T0 + 70, "b", safe=False, cost=None))
+    await store.apply(R0, None, 2, d2)
+    assert await store.window(T0, T0 + 120) == WindowCounts(
+        requests=3, blocked=1, responses=2, safe=1, cost_nanousd=NANO // 1000, cost_unknown=1
+    )
+    # [start, end) is half open on bucket boundaries
+    assert (await store.window(T0, T0 + 60)).requests == 2
+    assert (await store.window(T0 + 60, T0 + 120)).requests == 1
+    assert await store.window(T0 + 120, T0 + 3600) == WindowCounts()
+
+
+async def test_fence_makes_a_replayed_batch_a_no_op(store: Store) -> None:
+    d = delta_of(req(T0, "a"), req(T0, "b"))
+    assert (await store.apply(P0, None, 2, d)).outcome is Outcome.APPLIED
+    again = await store.apply(P0, None, 2, d)
+    assert again.outcome is Outcome.FENCED and again.stored_offset == 2
+    stale = await store.apply(P0, 0, 2, d)
+    assert stale.outcome is Outcome.FENCED
+    assert (await store.window(T0, T0 + 60)).requests == 2
+    assert (await store.apply(P0, 2, 3, delta_of(req(T0, "a")))).outcome is Outcome.APPLIED
+    assert (await store.window(T0, T0 + 60)).requests == 3
+    assert await store.load_offsets([P0, P1]) == {P0: 3, P1: None}
+    assert await store.load_offset(P0) == 3
+
+
+async def test_top_users_merge_partitions_exactly(store: Store) -> None:
+    await store.apply(P0, None, 3, delta_of(req(T0, "x"), req(T0, "x"), req(T0, "y")))
+    await store.apply(P1, None, 2, delta_of(req(T0 + 60, "y"), req(T0 + 60, "y")))
+    await store.apply(P1, 2, 3, delta_of(req(T0 + 600, "z")))
+    assert await store.top_users(T0, T0 + 300, 10) == [("y", 3), ("x", 2)]
+    assert await store.top_users(T0, T0 + 300, 1) == [("y", 3)]
+    assert await store.top_users(T0 + 300, T0 + 900, 10) == [("z", 1)]
+
+
+HOSTILE_IDS = ["{slot}", "a|b|c", "12:r", "ünï©ødé 🚀", "x" * 256, "*", "\\n\r\n", "ss:parts"]
+
+
+async def test_hostile_user_ids_are_only_fields(store: Store) -> None:
+    events = [req(T0 + i, uid) for i, uid in enumerate(HOSTILE_IDS)] + [req(T0, "{slot}")]
+    await store.apply(P0, None, len(events), delta_of(*events))
+    top = dict(await store.top_users(T0, T0 + 300, 100))
+    assert top == {uid: 2 if uid == "{slot}" else 1 for uid in HOSTILE_IDS}
+    assert (await store.window(T0, T0 + 300)).requests == len(events)
+
+
+async def test_redis_keys_share_one_slot_per_partition(redis_url: str) -> None:
+    s, client, prefix = await _redis_store(redis_url)
+    try:
+        d = delta_of(*(req(T0 + 400 * i, uid) for i, uid in enumerate(HOSTILE_IDS)))
+        await s.apply(P0, None, 1, d)
+        keys = sorted([k.decode() async for k in client.scan_iter(match=f"{prefix}:*")])
+        tagged = [k for k in keys if k != f"{prefix}:parts"]
+        assert tagged and all(k.startswith(f"{prefix}:{{llm.requests:0}}:") for k in tagged)
+        for uid in HOSTILE_IDS:
+            assert not any(uid in k for k in tagged if uid not in ("*",))
+        for key in tagged:
+            ttl = await client.ttl(key)
+            assert (ttl == -1) == key.endswith(":o"), key  # only the offset fence lives on
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
+        await s.close()
+
+
+event_st = st.tuples(
+    st.integers(0, 3599),  # seconds after T0
+    st.sampled_from(["u1", "u2", "u3", "{u}", "a|b"]),
+    st.booleans(),  # request or response
+    st.booleans(),  # blocked / safe
+    st.one_of(st.none(), st.floats(0, 5, allow_nan=False)),
+    st.integers(0, 2),  # partition
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(event_st, max_size=30), min_size=1, max_size=4))
+async def test_stores_agree_with_a_direct_count(redis_url: str, batches: list[list[tuple]]) -> None:  # type: ignore[type-arg]
+    redis_store, client, prefix = await _redis_store(redis_url)
+    stores: list[Store] = [MemoryStore(retention_s=4000), redis_store]
+    try:
+        offsets: dict[PartitionId, int | None] = {}
+        expected_users: Counter[str] = Counter()
+        expected = WindowCounts()
+        for batch in batches:
+            per_part: dict[PartitionId, list[RequestEvent | ResponseEvent]] = {}
+            for dt, user, is_req, flag, cost, p in batch:
+                ts = T0 + dt + 0.5
+                if is_req:
+                    ev: RequestEvent | ResponseEvent = req(ts, user, blocked=flag)
+                    expected_users[user] += 1 if dt < 300 else 0
+                    expected += WindowCounts(requests=1, blocked=int(flag))
+                    part = PartitionId("r", p)
+                else:
+                    ev = resp(ts, user, safe=flag, cost=cost)
+                    nano = 0 if cost is None else round(cost * NANO)
+                    expected += WindowCounts(
+                        responses=1,
+                        safe=int(flag),
+                        cost_nanousd=nano,
+                        cost_unknown=int(cost is None),
+                    )
+                    part = PartitionId("s", p)
+                per_part.setdefault(part, []).append(ev)
+            for part, events in per_part.items():
+                prev = offsets.get(part)
+                nxt = (prev or 0) + len(events)
+                for s in stores:
+                    r = await s.apply(part, prev, nxt, delta_of(*events))
+                    assert r.outcome is Outcome.APPLIED
+                offsets[part] = nxt
+        top = sorted(((u, c) for u, c in expected_users.items() if c), key=lambda x: (-x[1], x[0]))
+        for s in stores:
+            assert await s.window(T0, T0 + 3600) == expected
+            assert await s.top_users(T0, T0 + 300, 3) == top[:3]
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await redis_store.close()
+
+
+async def test_memory_store_stays_bounded() -> None:
+    s = MemoryStore(retention_s=3700)
+    for i in range(500):
+        await s.apply(P0, i or None, i + 1, delta_of(req(T0 + 60 * i, "a")))
+    assert s.bucket_count() <= 3700 // 60 + 2
+    assert (await s.window(T0 + 60 * 440, T0 + 60 * 500)).requests == 60
+
+
+async def test_redis_unreachable_raises_store_unavailable() -> None:
+    from stream_sentinel.store import StoreUnavailable
+
+    s = RedisStore.from_url(
+        "redis://127.0.0.1:1/0", prefix="x", bucket_width=60, counter_ttl_s=10, user_ttl_s=10
+    )
+    with pytest.raises(StoreUnavailable):
+        await s.ping()
+    with pytest.raises(StoreUnavailable):
+        await s.apply(P0, None, 1, delta_of(req(T0, "a")))
+    await s.close()
