@@ -1,0 +1,101 @@
+"""Leader election: exactly one replica evaluates and posts heartbeats.
+
+A Redis lease with expiry (SET NX PX), renewed by its holder, plus a fencing
+epoch that grows on every change of holder. A replica that stops renewing
+(killed, partitioned away) loses the lease when it expires and another takes
+it over on its next attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .store import StoreUnavailable
+
+# KEYS: holder, epoch. ARGV: me, ttl ms. Returns the epoch when we hold the lease, else 0.
+_ACQUIRE_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return redis.call('INCR', KEYS[2])
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return 0
+"""
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Lease(Protocol):
+    async def acquire(self) -> int:
+        """Take or renew the lease; the fencing epoch when held, else 0."""
+
+    async def release(self) -> None: ...
+
+    @property
+    def held(self) -> bool: ...
+
+
+class LocalLease:
+    """The embedded default: one process, always the leader."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    async def acquire(self) -> int:
+        self._held = True
+        return 1
+
+    async def release(self) -> None:
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+
+class RedisLease:
+    def __init__(
+        self, client: aioredis.Redis, *, prefix: str, replica_id: str, ttl_ms: int
+    ) -> None:
+        # one hash tag so the script's two keys share a slot on a Cluster
+        self._keys = [f"{prefix}:{{leader}}:holder", f"{prefix}:{{leader}}:epoch"]
+        self._me = replica_id
+        self._ttl_ms = ttl_ms
+        self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
+        self._epoch = 0
+
+    async def acquire(self) -> int:
+        try:
+            epoch = int(await self._acquire(keys=self._keys, args=[self._me, self._ttl_ms]))
+        except (RedisError, OSError) as exc:
+            # an unreachable store means we cannot prove we still hold it
+            self._epoch = 0
+            raise StoreUnavailable(f"lease: {type(exc).__name__}") from exc
+        self._epoch = epoch
+        return epoch
+
+    async def release(self) -> None:
+        held, self._epoch = self._epoch, 0
+        if not held:
+            return
+        try:
+            await self._release(keys=self._keys[:1], args=[self._me])
+        except (RedisError, OSError):
+            pass  # it expires by itself
+
+    @property
+    def held(self) -> bool:
+        return self._epoch > 0

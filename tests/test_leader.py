@@ -1,0 +1,57 @@
+"""Leader lease against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from redis import asyncio as aioredis
+
+from stream_sentinel.leader import LocalLease, RedisLease
+from stream_sentinel.store import StoreUnavailable
+
+pytestmark = pytest.mark.integration
+
+
+async def test_one_holder_renewal_release_and_takeover(redis_url: str) -> None:
+    prefix = f"lease{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(redis_url)
+    a = RedisLease(client, prefix=prefix, replica_id="a", ttl_ms=300)
+    b = RedisLease(client, prefix=prefix, replica_id="b", ttl_ms=300)
+    try:
+        first = await a.acquire()
+        assert first >= 1 and a.held
+        assert await b.acquire() == 0 and not b.held
+        assert await a.acquire() == first  # renewal keeps the epoch
+        await a.release()
+        assert not a.held
+        second = await b.acquire()
+        assert second == first + 1  # a new holder always gets a larger fencing epoch
+        # b stops renewing (as if killed): a takes over once the lease expires
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while (epoch := await a.acquire()) == 0:
+            assert loop.time() < deadline, "lease never expired"
+            await asyncio.sleep(0.05)
+        assert epoch == second + 1
+        assert await b.acquire() == 0
+    finally:
+        await client.delete(f"{prefix}:{{leader}}:holder", f"{prefix}:{{leader}}:epoch")
+        await client.aclose()
+
+
+async def test_unreachable_redis_is_not_leadership() -> None:
+    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    lease = RedisLease(client, prefix="x", replica_id="a", ttl_ms=1000)
+    with pytest.raises(StoreUnavailable):
+        await lease.acquire()
+    assert not lease.held
+    await client.aclose()
+
+
+async def test_local_lease_is_always_held() -> None:
+    lease = LocalLease()
+    assert await lease.acquire() == 1 and lease.held
+    await lease.release()
+    assert not lease.held
