@@ -8,6 +8,7 @@ it over on its next attempt.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 from redis import asyncio as aioredis
@@ -91,10 +92,8 @@ class RedisLease:
         held, self._epoch = self._epoch, 0
         if not held:
             return
-        try:
+        with contextlib.suppress(RedisError, OSError):  # it expires by itself
             await self._release(keys=self._keys[:1], args=[self._me])
-        except (RedisError, OSError):
-            pass  # it expires by itself
 
     @property
     def held(self) -> bool:
