@@ -241,7 +241,8 @@ class HeartbeatSender:
             return "fatal"
         verdict = classify(target.kind, response.status, body)
         if verdict != "ok":
-            progress.detail = f"HTTP {response.status}"
+            refused = " (the monitor refused the push)" if response.status < 300 else ""
+            progress.detail = f"HTTP {response.status}{refused}"
         return verdict
 
     def _describe(self, exc: BaseException) -> str:

@@ -97,6 +97,8 @@ async def uptime_kuma(request: web.Request, fake: Fake) -> web.StreamResponse:
 
 async def receiver(request: web.Request, fake: Fake) -> web.StreamResponse:
     await record(request, fake)
+    if request.path == "/moved":
+        raise web.HTTPTemporaryRedirect(fake.base + "/api/heartbeat")
     return web.Response(text="ok")
 
 
@@ -406,6 +408,37 @@ async def test_404_is_rejected_without_retry(monitors: Monitors, session: Client
     assert monitors.hc.paths() == [f"/ping/{token}/fail"]
     assert (result.result, result.attempts, result.http_status) == ("rejected", 1, 404)
     assert calls == [("hc", "rejected")]
+
+
+async def test_redirects_are_not_followed(monitors: Monitors, session: ClientSession) -> None:
+    target = HeartbeatTarget("gen", "generic", monitors.generic.base + "/moved", {"composite": "c"})
+    loop = asyncio.get_running_loop()
+    [result] = await fast_sender([target], session).push(TICKS["ok"][0], deadline=loop.time() + 10)
+    assert monitors.generic.paths() == ["/moved"]
+    assert (result.result, result.attempts, result.http_status) == ("rejected", 1, 307)
+
+
+async def test_kuma_refusal_in_a_200_is_rejected(session: ClientSession) -> None:
+    """Older Uptime Kuma answers an unknown token with 200 {"ok": false}."""
+
+    async def old_kuma(request: web.Request) -> web.Response:
+        return web.json_response({"ok": False, "msg": "Monitor not found or not active."})
+
+    app = web.Application()
+    app.router.add_get("/api/push/{token}", old_kuma)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        target = HeartbeatTarget("kuma", "uptime-kuma", f"http://{host}:{port}", {"composite": "x"})
+        loop = asyncio.get_running_loop()
+        [result] = await fast_sender([target], session).push(
+            TICKS["ok"][0], deadline=loop.time() + 10
+        )
+    finally:
+        await runner.cleanup()
+    assert (result.result, result.attempts, result.http_status) == ("rejected", 1, 200)
 
 
 async def test_kuma_unknown_token_500_is_retried_then_error(
