@@ -1,0 +1,320 @@
+"""The one configuration object the app is built from.
+
+Precedence, lowest first: defaults, the TOML file (``--config``, else
+``$SENTINEL_CONFIG``, else ``./sentinel.toml`` if present), then ``SENTINEL_*``
+environment variables (rules in ``config_env``). Secrets (heartbeat tokens,
+``http.status_token``, ``redis.url``, which may hold a password) are ``SecretStr``
+and can come from files: ``<key>_file = "path"`` in TOML, relative to the config
+file (``tokens_file = { composite = "path", ... }`` in a ``[[heartbeat]]`` entry),
+or ``SENTINEL_<...>_FILE=path`` in the environment.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from stream_sentinel.config_env import (
+    CONFIG_PATH_ENV,
+    ConfigError,
+    apply_env,
+    format_key,
+    resolve_files,
+)
+from stream_sentinel.model import SIGNALS, SignalName
+
+__all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
+
+DEFAULT_PATH = Path("sentinel.toml")
+REDACTED = "***"
+HeartbeatKind = Literal["generic", "healthchecks", "uptime-kuma", "webhook"]
+HEARTBEAT_KINDS: tuple[HeartbeatKind, ...] = get_args(HeartbeatKind)
+COMPOSITE = "composite"
+
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+# Kafka's own rule for topic names.
+Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+def _check_token(value: SecretStr) -> SecretStr:
+    # Tokens end up in URL paths and query strings; the message must not echo them.
+    text = value.get_secret_value()
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("must be non-empty, without spaces or control characters")
+    return value
+
+
+Token = Annotated[SecretStr, AfterValidator(_check_token)]
+
+
+class _Section(BaseModel):
+    # strict: a quoted number or a boolean where a number belongs is a mistake to report.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    group_id: str = Field("stream-sentinel", min_length=1)
+    request_topic: Topic = "llm.requests"
+    response_topic: Topic = "llm.responses"
+    dlq_topic: Topic = "llm.sentinel.dlq"
+    alerts_topic: Topic = "llm.sentinel.alerts"
+
+
+class RedisConfig(_Section):
+    url: SecretStr | None = None  # None: the embedded in-memory store
+    # Braces would make the prefix a Redis Cluster hash tag and pin every key to one slot.
+    key_prefix: str = Field("ss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in _REDIS_SCHEMES:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class AlertingConfig(_Section):
+    tick_seconds: int = Field(60, ge=1, le=3600)
+    multiplier: float = Field(2.0, gt=0)
+    red_needed: int = Field(2, ge=1, le=len(SIGNALS))
+    min_events: int = Field(50, ge=1)
+    significance: float = Field(0.001, ge=0, lt=1)
+    clear_ticks: int = Field(3, ge=1)
+    lateness_seconds: int = Field(30, ge=0, le=3600)
+    absolute_limits: Mapping[SignalName, NonNegative] = Field(default_factory=dict)
+    floors: Mapping[SignalName, Positive] = Field(default_factory=dict)
+    top_k: int = Field(10, ge=1, le=1000)
+
+
+class BaselinesConfig(_Section):
+    """Static baselines; a signal left unset is learned."""
+
+    blocked_pct: float | None = Field(None, ge=0, le=100)
+    safety_pct: float | None = Field(None, ge=0, le=100)
+    top_user_rps: float | None = Field(None, ge=0)
+    spend_hour: float | None = Field(None, ge=0)
+
+
+class LearningConfig(_Section):
+    days: int = Field(7, ge=1, le=365)
+    seasonality: Literal["none", "hour_of_day"] = "none"
+    history_days: int = Field(14, ge=1, le=366)
+
+    @model_validator(mode="after")
+    def _history_covers_learning(self) -> LearningConfig:
+        if self.history_days < self.days:
+            raise ValueError("history_days must be at least days")
+        return self
+
+
+class ModelPrice(_Section):
+    prompt_per_1k: NonNegative
+    completion_per_1k: NonNegative
+
+
+class IngestConfig(_Section):
+    max_event_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
+    safety_threshold: float = Field(0.5, ge=0, le=1)
+    max_future_seconds: int = Field(300, ge=0)
+    batch_max_records: int = Field(5000, ge=1, le=1_000_000)
+    prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+
+
+class HeartbeatTokens(_Section):
+    composite: Token | None = None
+    blocked_pct: Token | None = None
+    safety_pct: Token | None = None
+    top_user_rps: Token | None = None
+    spend_hour: Token | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> HeartbeatTokens:
+        if not self.secret_values():
+            raise ValueError(f"give at least one of {', '.join((COMPOSITE, *SIGNALS))}")
+        return self
+
+    def secret_values(self) -> dict[str, str]:
+        """Token key (``composite`` or a signal) -> the token, for the sender only."""
+        tokens = {key: getattr(self, key) for key in (COMPOSITE, *SIGNALS)}
+        return {k: v.get_secret_value() for k, v in tokens.items() if v is not None}
+
+
+class HeartbeatConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a metric label value
+    kind: HeartbeatKind = "generic"
+    url: str
+    tokens: HeartbeatTokens
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str, info: ValidationInfo) -> str:
+        # Messages never echo the URL: a generic target may carry a secret in it.
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.username is not None or parts.fragment:
+            raise ValueError("must not contain credentials or a #fragment")
+        kind = info.data.get("kind")  # declared before url, so already validated
+        if kind in ("healthchecks", "uptime-kuma") and parts.query:
+            raise ValueError(f"a {kind} url is a base URL without a query")
+        return url
+
+
+class HttpConfig(_Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(9464, ge=0, le=65535)
+    status_token: Token | None = None  # bearer token required by /status when set
+
+
+class Config(_Section):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    http: HttpConfig = Field(default_factory=HttpConfig)
+
+    @field_validator("heartbeat", mode="before")
+    @classmethod
+    def _default_names(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        return [
+            {"name": f"{_kind(entry)}-{i}", **entry}
+            if isinstance(entry, dict) and "name" not in entry
+            else entry
+            for i, entry in enumerate(value)
+        ]
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _unique_names(cls, value: tuple[HeartbeatConfig, ...]) -> tuple[HeartbeatConfig, ...]:
+        names = [target.name for target in value]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"heartbeat[{i}].name {name!r} is used twice")
+        return value
+
+    def static_baselines(self) -> dict[SignalName, float]:
+        """The signals with a configured baseline, and that baseline."""
+        values = {name: getattr(self.baselines, name) for name in SIGNALS}
+        return {name: float(v) for name, v in values.items() if v is not None}
+
+    def learned_signals(self) -> tuple[SignalName, ...]:
+        """The signals without a static baseline, in ``SIGNALS`` order."""
+        static = self.static_baselines()
+        return tuple(name for name in SIGNALS if name not in static)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for scrubbing text before it is logged."""
+        found = [t for hb in self.heartbeat for t in hb.tokens.secret_values().values()]
+        if self.http.status_token is not None:
+            found.append(self.http.status_token.get_secret_value())
+        if self.redis.url is not None:
+            parts = urlsplit(self.redis.url.get_secret_value())
+            found += [p for p in (parts.username, parts.password) if p]
+            found += parse_qs(parts.query).get("password", [])
+        return tuple(found)
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data with every secret shown as ``***``."""
+        data: dict[str, Any] = _redact(self.model_dump(mode="python"))
+        if self.redis.url is not None:
+            data["redis"]["url"] = _redact_url(self.redis.url.get_secret_value())
+        return data
+
+
+def _kind(entry: Mapping[str, Any]) -> str:
+    kind = entry.get("kind", "generic")
+    return kind if kind in HEARTBEAT_KINDS else "heartbeat"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {key: _redact(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _redact_url(url: str) -> str:
+    """Keep scheme, host and path (useful in a report); hide credentials and options."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")
+    host = f"{REDACTED}@{netloc[2]}" if netloc[1] else netloc[2]
+    query = f"?{REDACTED}" if parts.query else ""
+    return f"{parts.scheme}://{host}{parts.path}{query}"
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
+    """Build the config; every problem is a ``ConfigError`` naming the key."""
+    chosen = path if path is not None else environ.get(CONFIG_PATH_ENV) or None
+    if chosen is None and DEFAULT_PATH.is_file():
+        chosen = DEFAULT_PATH
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if chosen is not None:
+        raw, base = _read_toml(Path(chosen)), Path(chosen).parent
+    raw = resolve_files(raw, Config, base)
+    raw, origins = apply_env(raw, environ, Config)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        error = _from_validation(exc, origins)
+    # Raised outside the handler so no traceback chains to pydantic's error,
+    # whose text includes the input values, secrets among them.
+    raise error
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        problem = f"cannot read the config file: {exc.strerror}"
+    except tomllib.TOMLDecodeError as exc:
+        problem = f"invalid TOML: {exc}"  # the message carries line and column
+    except UnicodeDecodeError:
+        problem = "invalid TOML: the file is not UTF-8"
+    raise ConfigError(str(path), problem)
+
+
+def _from_validation(exc: ValidationError, origins: Mapping[str, str]) -> ConfigError:
+    found: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        key = format_key(err["loc"])
+        problem = err["msg"].removeprefix("Value error, ")
+        source = next((v for k, v in origins.items() if re.match(rf"{re.escape(k)}\b", key)), None)
+        found.append((key, f"{problem} (from {source})" if source else problem))
+    return ConfigError(found[0][0], found[0][1], found[1:])
