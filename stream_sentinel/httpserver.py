@@ -1,0 +1,211 @@
+"""The sentinel's HTTP face: /metrics, /healthz, /readyz and /status.
+
+Named ``httpserver`` rather than ``http``: a module called ``http`` shadows the
+standard library (which aiohttp imports) whenever this directory itself ends
+up on ``sys.path``, e.g. when a file in it is run as a script.
+
+Everything served here is read-only and small. The app holds no state of its
+own: callers pass in the metrics and the callables that read the live state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from stream_sentinel.metrics import CONTENT_TYPE, Metrics
+
+log = logging.getLogger(__name__)
+
+StatusProvider = Callable[[], Mapping[str, Any] | None]
+ReadyChecks = Callable[[], Awaitable[Mapping[str, bool | str]]]
+
+SERVER_NAME: Final = "stream-sentinel"  # replaces aiohttp's "Python/x aiohttp/y"
+SECURITY_HEADERS: Final[Mapping[str, str]] = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # Status and metrics are live values; a cached copy is a wrong copy.
+    "Cache-Control": "no-store",
+}
+# aiohttp's default, spelled out so nobody adds %{Authorization}i to it.
+ACCESS_LOG_FORMAT: Final = '%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"'
+JSON: Final = "application/json"
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, default=_to_json),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def _to_json(obj: Any) -> Any:
+    # status_provider may hand back read-only mappings (MappingProxyType) that orjson rejects.
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError
+
+
+class BearerAuth:
+    """Checks ``Authorization: Bearer <token>`` in constant time; never shows the token."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            # An empty token would make "Bearer " a valid credential.
+            raise ValueError("status token must be a non-empty string or None")
+        self._token = token.encode()
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<redacted>)"
+
+    def allows(self, header: str | None) -> bool:
+        if header is None:
+            return False
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # Encoded: compare_digest refuses non-ASCII str, and the header is untrusted.
+        return hmac.compare_digest(credentials.strip().encode(), self._token)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+    # Set, not deleted: aiohttp fills in its own Server header if none is present.
+    response.headers["Server"] = SERVER_NAME
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turns 404/405/500 into small JSON bodies; never a traceback or a version."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type",)}
+        return _json({"error": exc.reason}, status=exc.status, headers=keep)
+    except Exception:
+        log.exception("error serving %r", request.path)
+        return _json({"error": "internal error"}, status=500)
+
+
+class _Handlers:
+    def __init__(
+        self,
+        metrics: Metrics,
+        status_provider: StatusProvider,
+        ready_checks: ReadyChecks,
+        auth: BearerAuth | None,
+        ready_timeout_s: float,
+    ) -> None:
+        self._metrics = metrics
+        self._status_provider = status_provider
+        self._ready_checks = ready_checks
+        self._auth = auth
+        self._ready_timeout_s = ready_timeout_s
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        # Answering at all proves the event loop is turning; readiness is /readyz.
+        return _json({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(self._ready_timeout_s):
+                checks = dict(await self._ready_checks())
+        except TimeoutError:
+            return self._not_ready("timeout")
+        except Exception as exc:
+            # Only the type: messages of connection errors can carry URLs with passwords.
+            log.warning("readiness checks raised %s", type(exc).__name__)
+            return self._not_ready(type(exc).__name__)
+        failed = sorted(name for name, ok in checks.items() if ok is not True)
+        return _json(
+            {"ready": not failed, "failed": failed, "checks": checks},
+            status=503 if failed else 200,
+        )
+
+    @staticmethod
+    def _not_ready(error: str) -> web.Response:
+        body = {"ready": False, "failed": ["ready_checks"], "error": error, "checks": {}}
+        return _json(body, status=503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        if self._auth is not None:
+            header = request.headers.get("Authorization")
+            if not self._auth.allows(header):
+                challenge = f'Bearer realm="{SERVER_NAME}"'
+                if header is not None:
+                    challenge += ', error="invalid_token"'
+                return _json(
+                    {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": challenge}
+                )
+        status = self._status_provider()
+        if status is None:
+            return _json({"status": "starting"}, status=503)
+        return _json(status)
+
+
+def build_http_app(
+    *,
+    metrics: Metrics,
+    status_provider: StatusProvider,
+    ready_checks: ReadyChecks,
+    status_token: str | None,
+    ready_timeout_s: float = 5.0,
+) -> web.Application:
+    """The HTTP app; serve it with :func:`start_http`.
+
+    ``ready_checks`` maps check names to True (ready) or False / a short reason
+    (not ready); it must not put secrets in reasons. ``status_token``, when
+    set, is required as a bearer token on /status only: /metrics stays open for
+    Prometheus and /healthz, /readyz for orchestrators.
+    """
+    auth = BearerAuth(status_token) if status_token is not None else None
+    h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s)
+    app = web.Application(middlewares=[_errors_as_json])
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/metrics", h.metrics)
+    app.router.add_get("/healthz", h.healthz)
+    app.router.add_get("/readyz", h.readyz)
+    app.router.add_get("/status", h.status)
+    return app
+
+
+async def start_http(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: an ephemeral port) and return the bound port.
+
+    Stop with ``await runner.cleanup()``; in-flight requests get
+    ``shutdown_timeout`` seconds to finish.
+    """
+    runner = web.AppRunner(
+        app,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound: int = runner.addresses[0][1]
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, bound
