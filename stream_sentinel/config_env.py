@@ -132,21 +132,21 @@ def _resolve(
     for name, field in model.model_fields.items():
         ann, sub = field.annotation, _model(field.annotation)
         file_key = f"{name}_file"
-        if file_key in out:
+        secret_table = sub is not None and all(_is_secret(f.annotation) for f in _fields(sub))
+        # A *_file key beside a non-secret key is left for validation to reject as unknown.
+        if file_key in out and (_is_secret(ann) or secret_table):
             paths = out.pop(file_key)
             if _is_secret(ann):
                 out[name] = _merge_file(out, name, paths, base, (*loc, file_key))
-            elif sub is not None and all(
-                _is_secret(f.annotation) for f in sub.model_fields.values()
-            ):
-                table = out.get(name, {})
-                if not isinstance(table, dict) or not isinstance(paths, dict):
-                    raise ConfigError(format_key((*loc, file_key)), "must be a table of paths")
-                table = dict(table)
-                for key, path in paths.items():
-                    table[key] = _merge_file(table, key, path, base, (*loc, file_key, key))
-                out[name] = table
-            continue  # a non-secret *_file key is left for validation to reject as unknown
+                continue
+            table = out.get(name, {})
+            if not isinstance(table, dict) or not isinstance(paths, dict):
+                raise ConfigError(format_key((*loc, file_key)), "must be a table of paths")
+            table = dict(table)
+            for key, path in paths.items():
+                table[key] = _merge_file(table, key, path, base, (*loc, file_key, key))
+            out[name] = table
+            continue
         value = out.get(name)
         if sub is not None and isinstance(value, dict):
             out[name] = _resolve(value, sub, base, (*loc, name))
