@@ -1,0 +1,70 @@
+# Two commands for a fresh machine (see README):
+#   make demo   replay the bundled example log on the embedded store: no Kafka, no Redis
+#   make test   lint, type-check, then the whole test suite against a real Kafka + Redis
+# Both create .venv on first use. Services started by `make test` keep running so
+# the next run starts in seconds; `make services-stop` stops them.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+VENV := .venv
+BIN := $(VENV)/bin
+# bench/ is linted when it exists; it is not there in every checkout.
+LINT_PATHS := stream_sentinel tests $(wildcard bench)
+PYTEST_ARGS ?=
+
+# command:Debian package, for what the tests run besides Python: redis-server and
+# the broker's Java/Maven for scripts/services, promtool and a real Prometheus for
+# the metrics tests, chromium for screenshots of the replay report.
+SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:prometheus \
+	promtool:prometheus chromium:chromium java:openjdk-17-jre-headless mvn:maven
+
+.PHONY: test demo venv system-deps lint services-start services-stop
+
+# The stamp is newer than pyproject.toml once the install for its current
+# contents succeeded, so an edited dependency list reinstalls and a failed
+# install is retried.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# One apt-get update, and only when something is missing: a machine that has
+# everything installs nothing and needs no network.
+system-deps:
+	@missing=(); \
+	for pair in $(SYSTEM_DEPS); do \
+		command -v "$${pair%%:*}" >/dev/null || missing+=("$${pair#*:}"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+		echo "installing Debian packages: $${missing[*]}" >&2; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(printf '%s\n' "$${missing[@]}" | sort -u); \
+	fi
+
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict stream_sentinel
+
+# The gates run before the services start: they need neither, and a lint error
+# should not cost a broker start-up. The exports are captured before eval, since
+# `eval "$$(cmd)"` would hide a failing start behind eval's own success.
+test: venv system-deps lint
+	exports="$$(scripts/services start)"; \
+	eval "$$exports"; \
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv
+	@mkdir -p out
+	$(BIN)/stream-sentinel replay examples/demo.jsonl.gz \
+		--report out/demo-report.html --timeline out/demo-timeline.jsonl
+
+services-start:
+	@scripts/services start
+
+services-stop:
+	scripts/services stop
