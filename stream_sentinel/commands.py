@@ -1,0 +1,179 @@
+"""The verbs' bodies: parse nothing, build from Config, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .config import Config
+from .evaluate import Evaluator, StaticBaselines
+from .ingest import DeadLetter
+from .model import Tick
+from .replay import ReplaySummary, replay
+from .source_file import total_bytes
+from .store import Store
+from .store_memory import MemoryStore
+from .wiring import build_rules, build_store, retention_s
+
+log = logging.getLogger("stream_sentinel")
+
+
+def _progress(paths: list[str], enabled: bool, stack: ExitStack) -> Callable[[int], None] | None:
+    """A tqdm bar on a terminal; plain periodic log lines otherwise."""
+    total = total_bytes(paths)
+    if enabled and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = stack.enter_context(
+            tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="replay")
+        )
+        return bar.update
+    state = {"done": 0, "last": time.monotonic()}
+
+    def line(n: int) -> None:
+        state["done"] += n
+        now = time.monotonic()
+        if now - state["last"] >= 5.0:
+            state["last"] = now
+            pct = f" ({100 * state['done'] / total:.0f}%)" if total else ""
+            log.info("replay: %d bytes read%s", state["done"], pct)
+
+    return line
+
+
+def format_summary(s: ReplaySummary) -> str:
+    lines = [
+        f"events read: {s.lines}  counted: {s.counted}  dead-lettered: {s.dead_lettered}",
+        f"ticks: {s.ticks}  time: {s.seconds:.2f}s  ({s.events_per_s:,.0f} events/s)",
+    ]
+    if s.dead_reasons:
+        reasons = ", ".join(f"{r}={n}" for r, n in sorted(s.dead_reasons.items()))
+        lines.append(f"dead-letter reasons: {reasons}")
+    lines.append(f"status transitions: {len(s.transitions)}")
+    for t in s.transitions:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t.at))
+        red = ",".join(t.red) or "-"
+        top = ", ".join(f"{u!r}:{r:.2f}" for u, r in t.top_users[:3]) or "-"
+        lines.append(f"  {at}  {t.before or 'start'} -> {t.after}  red: {red}  top users: {top}")
+    return "\n".join(lines)
+
+
+def _baselines(cfg: Config, store: Store) -> StaticBaselines:
+    return StaticBaselines(cfg.static_baselines())
+
+
+async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
+    if args.redis:
+        # a private prefix: a backtest must never mix with live counters
+        run_prefix = f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}"
+        cfg = cfg.model_copy(
+            update={"redis": cfg.redis.model_copy(update={"key_prefix": run_prefix})}
+        )
+        store: Store = build_store(cfg, args.redis)
+    else:
+        store = MemoryStore(retention_s=retention_s(cfg))
+    evaluator = Evaluator(store, build_rules(cfg), _baselines(cfg, store))
+    ticks: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        timeline: IO[bytes] | None = None
+        dead_out: IO[bytes] | None = None
+        if args.timeline:
+            timeline = stack.enter_context(_open_out(args.timeline))
+        if args.dead_letters:
+            dead_out = stack.enter_context(_open_out(args.dead_letters))
+
+        def on_tick(tick: Tick) -> None:
+            line = tick.to_json()
+            if args.report:
+                ticks.append(line)
+            if timeline is not None:
+                timeline.write(orjson.dumps(line) + b"\n")
+
+        def on_dead(dead: DeadLetter) -> None:
+            if dead_out is not None:
+                dead_out.write(dead.to_json() + b"\n")
+
+        on_bytes = _progress(args.logs, not args.no_progress, stack)
+        try:
+            summary = await replay(
+                args.logs,
+                cfg=cfg,
+                store=store,
+                evaluator=evaluator,
+                on_tick=on_tick,
+                on_dead=on_dead,
+                on_bytes=on_bytes,
+            )
+        finally:
+            await store.close()
+    print(format_summary(summary))
+    if args.report:
+        from .report import render_report
+
+        html = render_report(
+            ticks,
+            config=cfg.redacted_dict(),
+            title=f"stream-sentinel replay of {', '.join(Path(p).name for p in args.logs)}",
+        )
+        _open_text(args.report).write(html)
+        print(f"report: {args.report}")
+    if args.timeline:
+        print(f"timeline: {args.timeline}")
+    return 0
+
+
+def _open_out(path: str) -> IO[bytes]:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p.open("wb")
+
+
+def _open_text(path: str) -> IO[str]:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p.open("w", encoding="utf-8")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .score import format_table, read_timeline, score
+    from .truth import read_truth
+
+    report = score(read_truth(args.truth), read_timeline(args.timeline))
+    if args.json:
+        print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_table(report))
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    from .app import run_service
+
+    return await run_service(cfg)
+
+
+async def cmd_produce(args: argparse.Namespace, cfg: Config) -> int:
+    from .produce import produce_logs
+
+    return await produce_logs(cfg, args.logs, speed=args.speed, shift_to_now=args.shift_to_now)
+
+
+async def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
+    from .simulate_cmd import simulate_command
+
+    return await simulate_command(args, cfg)
+
+
+async def cmd_baseline(args: argparse.Namespace, cfg: Config) -> int:
+    from .baselines_cmd import baseline_command
+
+    return await baseline_command(args, cfg)

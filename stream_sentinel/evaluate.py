@@ -1,0 +1,69 @@
+"""One evaluation at ``at``: read the windows, apply the rules.
+
+The same object runs live (ticks on wall-clock time) and in replay (ticks on
+event time); only the caller's clock differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from .bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
+from .model import SignalName, Tick
+from .rules import Baseline, Hysteresis, RulesConfig, evaluate_tick
+from .store import Store
+
+
+class BaselineProvider(Protocol):
+    async def baselines(self, at: int) -> tuple[Mapping[SignalName, Baseline], str | None]:
+        """Baselines in force at ``at`` and, while learning, a note such as "day 3 of 7"."""
+
+    async def record(self, tick: Tick) -> None:
+        """Remember a finished tick (learned baselines keep history)."""
+
+
+class StaticBaselines:
+    def __init__(self, values: Mapping[SignalName, float]) -> None:
+        self._baselines = {name: Baseline(v, "static") for name, v in values.items()}
+
+    async def baselines(self, at: int) -> tuple[Mapping[SignalName, Baseline], str | None]:
+        return self._baselines, None
+
+    async def record(self, tick: Tick) -> None:
+        return None
+
+
+class Evaluator:
+    def __init__(self, store: Store, rules: RulesConfig, baselines: BaselineProvider) -> None:
+        self._store = store
+        self._rules = rules
+        self._baselines = baselines
+        self._hysteresis = Hysteresis()
+
+    @property
+    def rules(self) -> RulesConfig:
+        return self._rules
+
+    async def evaluate(self, at: int, *, stale_reason: str | None = None) -> Tick:
+        """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable."""
+        # all 5-minute signals share one window
+        short = await self._store.window(at - SAFETY_WINDOW_S, at)
+        hour = await self._store.window(at - SPEND_WINDOW_S, at)
+        top = await self._store.top_users(at - TOP_USER_WINDOW_S, at, self._rules.top_k)
+        baselines, learning_note = await self._baselines.baselines(at)
+        tick, self._hysteresis = evaluate_tick(
+            at,
+            short,
+            hour,
+            top,
+            baselines,
+            self._rules,
+            self._hysteresis,
+            learning=learning_note is not None,
+            learning_note=learning_note,
+            stale_reason=stale_reason,
+        )
+        if stale_reason is None:
+            await self._baselines.record(tick)
+        return tick

@@ -1,0 +1,358 @@
+"""Kafka -> store: the live ingestion loop, exactly once per event.
+
+Exactly-once comes from the store, not from Kafka: each batch's increments
+and the partition's next offset are written in one fenced, atomic store call,
+and an assigned partition resumes from the offset in the store. Kafka commits
+are still made, after the store write, for lag tooling only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from .events import EventType
+from .ingest import BatchProcessor, Processed
+from .store import Outcome, PartitionId, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class IngestObserver(Protocol):
+    def batch_done(self, part: PartitionId, processed: Processed, store_seconds: float) -> None: ...
+    def store_error(self, op: str) -> None: ...
+    def lag(self, part: PartitionId, lag: int) -> None: ...
+    def assigned(self, count: int) -> None: ...
+
+
+class _NoObserver:
+    def batch_done(self, part: PartitionId, processed: Processed, store_seconds: float) -> None:
+        pass
+
+    def store_error(self, op: str) -> None:
+        pass
+
+    def lag(self, part: PartitionId, lag: int) -> None:
+        pass
+
+    def assigned(self, count: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    group_id: str
+    request_topic: str
+    response_topic: str
+    dlq_topic: str
+    max_records: int = 5000
+    # how far back a partition with no stored offset is counted again
+    rebuild_lookback_s: float = 3600 + 30 + 60
+    offset_check_interval_s: float = 2.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+
+
+@dataclass(slots=True)
+class _Assigned:
+    expected: int | None  # offset the store holds for us (None: nothing stored)
+    rebuild_until: int | None = None  # end offset to reach before counts are whole
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingest: KafkaIngest) -> None:
+        self._ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # the lock waits for an in-flight batch to be written before we let go
+        async with self._ingest.lock:
+            for tp in revoked:
+                self._ingest.assigned.pop(tp, None)
+        self._ingest.observer.assigned(len(self._ingest.assigned))
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        async with self._ingest.lock:
+            await self._ingest.resume(list(assigned))
+        self._ingest.observer.assigned(len(self._ingest.assigned))
+
+
+class KafkaIngest:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        store: Store,
+        processor: BatchProcessor,
+        *,
+        observer: IngestObserver | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        consumer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.processor = processor
+        self.observer: IngestObserver = observer or _NoObserver()
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self.lock = asyncio.Lock()
+        self.assigned: dict[TopicPartition, _Assigned] = {}
+        self._types: dict[str, EventType] = {
+            settings.request_topic: "request",
+            settings.response_topic: "response",
+        }
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **(consumer_options or {}),
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        self.store_ok = True
+        self.last_progress = clock()
+        self.started = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(
+            topics=[self.settings.request_topic, self.settings.response_topic],
+            listener=_Listener(self),
+        )
+        self.started = True
+
+    async def stop(self) -> None:
+        # leaving the group runs on_partitions_revoked, which waits for the lock
+        await self.consumer.stop()
+        await self.producer.stop()
+        self.started = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in hand is always finished."""
+        next_check = self.clock() + self.settings.offset_check_interval_s
+        while not stop.is_set():
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=300, max_records=self.settings.max_records
+                )
+                applied: dict[TopicPartition, OffsetAndMetadata] = {}
+                for tp, records in batches.items():
+                    async with self.lock:
+                        offset = await self._handle(tp, records, stop)
+                    if offset is not None:
+                        applied[tp] = OffsetAndMetadata(offset, "")
+                await self._commit(applied)
+                if self.clock() >= next_check:
+                    async with self.lock:
+                        await self._verify_offsets()
+                    next_check = self.clock() + self.settings.offset_check_interval_s
+                self._report_lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no exception escapes the loop; the next round retries
+                log.exception("ingest loop error; retrying")
+                await self._sleep(1.0, stop)
+
+    # -- assignment ----------------------------------------------------------
+
+    async def resume(self, tps: list[TopicPartition]) -> None:
+        """Seek each newly assigned partition to the offset the store holds."""
+        parts = [PartitionId(tp.topic, tp.partition) for tp in tps]
+        stored = await self._retry_store(lambda: self.store.load_offsets(parts), "load_offsets")
+        missing: list[TopicPartition] = []
+        for tp, part in zip(tps, parts, strict=True):
+            offset = stored.get(part) if stored is not None else None
+            if offset is None:
+                missing.append(tp)
+            else:
+                self.consumer.seek(tp, offset)
+                self.assigned[tp] = _Assigned(offset)
+        if missing:
+            await self._rebuild(missing)
+
+    async def _rebuild(self, tps: list[TopicPartition]) -> None:
+        """Count a partition again from (now - longest window - lateness).
+
+        Used on a first start and when the store lost our offset (Redis came
+        back empty): Kafka is the source of truth, Redis only derived state.
+        """
+        since_ms = int((self.clock() - self.settings.rebuild_lookback_s) * 1000)
+        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+        ends = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            hit = found.get(tp)
+            start = hit.offset if hit is not None else ends[tp]
+            self.consumer.seek(tp, start)
+            until = ends[tp] if ends[tp] > start else None
+            self.assigned[tp] = _Assigned(None, until)
+            log.warning(
+                "rebuilding %s from offset %d (no stored offset), end %d", tp, start, ends[tp]
+            )
+
+    @property
+    def rebuilding(self) -> bool:
+        return any(a.rebuild_until is not None for a in self.assigned.values())
+
+    # -- one batch -----------------------------------------------------------
+
+    async def _handle(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
+    ) -> int | None:
+        state = self.assigned.get(tp)
+        if state is None:  # revoked while the batch was in flight
+            return None
+        if state.expected is not None:
+            # data fetched before a seek may still arrive: never count it twice
+            records = [r for r in records if r.offset >= state.expected]
+        if not records:
+            return None
+        part = PartitionId(tp.topic, tp.partition)
+        processed = self.processor.process(
+            part,
+            self._types.get(tp.topic),
+            ((r.offset, r.value) for r in records),
+            now=self.clock(),
+            next_offset=records[-1].offset + 1,
+        )
+        if processed.dead and not await self._publish_dead_letters(processed, stop):
+            return None  # stopping with Kafka down: not written, so re-read later
+        started = time.perf_counter()
+        result = await self._retry_store(
+            lambda: self.store.apply(part, state.expected, processed.next_offset, processed.delta),
+            "apply",
+            # when stopping with the store down we let go unwritten: whoever
+            # gets the partition re-reads it from the stored offset
+            stop=stop,
+            still_ours=lambda: self.assigned.get(tp) is state,
+        )
+        if result is None:
+            return None
+        if result.outcome is Outcome.FENCED:
+            log.warning(
+                "%s fenced: store holds %s, expected %s", part, result.stored_offset, state.expected
+            )
+            if result.stored_offset is None:
+                await self._rebuild([tp])
+            else:
+                self.consumer.seek(tp, result.stored_offset)
+                state.expected = result.stored_offset
+            return None
+        state.expected = processed.next_offset
+        if state.rebuild_until is not None and state.expected >= state.rebuild_until:
+            state.rebuild_until = None
+            log.info("%s rebuilt up to offset %d", part, state.expected)
+        self.last_progress = self.clock()
+        self.observer.batch_done(part, processed, time.perf_counter() - started)
+        return processed.next_offset
+
+    async def _publish_dead_letters(self, processed: Processed, stop: asyncio.Event) -> bool:
+        # at least once: published before the store moves the offset past them
+        delay = self.settings.backoff_initial_s
+        while True:
+            try:
+                futures = [
+                    await self.producer.send(self.settings.dlq_topic, dl.to_json())
+                    for dl in processed.dead
+                ]
+                await asyncio.gather(*futures)
+                return True
+            except KafkaError as exc:
+                log.warning("dead-letter publish failed (%s); retrying", type(exc).__name__)
+                if stop.is_set():
+                    return False
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, self.settings.backoff_max_s)
+
+    async def _retry_store(
+        self,
+        call: Callable[[], Any],
+        op: str,
+        *,
+        stop: asyncio.Event | None = None,
+        still_ours: Callable[[], bool] | None = None,
+    ) -> Any:
+        """Retry a store call with capped, jittered backoff while it is unreachable.
+
+        Nothing is fetched meanwhile (the caller holds the batch), so an outage
+        costs latency, never events. Returns None when the partition was lost.
+        """
+        delay = self.settings.backoff_initial_s
+        while True:
+            try:
+                value = await call()
+            except StoreUnavailable as exc:
+                self.store_ok = False
+                self.observer.store_error(op)
+                log.warning("store unavailable during %s (%s); retrying in %.1fs", op, exc, delay)
+                await asyncio.sleep(self._jitter(delay))
+                delay = min(delay * 2, self.settings.backoff_max_s)
+                if (stop is not None and stop.is_set()) or (
+                    still_ours is not None and not still_ours()
+                ):
+                    return None
+                continue
+            self.store_ok = True
+            return value
+
+    async def _verify_offsets(self) -> None:
+        """Notice a store that lost our offsets even on partitions with no traffic."""
+        tps = [tp for tp, a in self.assigned.items() if a.expected is not None]
+        if not tps:
+            return
+        parts = [PartitionId(tp.topic, tp.partition) for tp in tps]
+        try:
+            stored = await self.store.load_offsets(parts)
+        except StoreUnavailable:
+            self.store_ok = False
+            return
+        self.store_ok = True
+        lost = [tp for tp, p in zip(tps, parts, strict=True) if stored[p] is None]
+        if lost:
+            await self._rebuild(lost)
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # lag tooling only; the store holds the truth
+            log.info("kafka commit skipped: %s", type(exc).__name__)
+
+    def _report_lag(self) -> None:
+        for tp, state in self.assigned.items():
+            high = self.consumer.highwater(tp)
+            if high is not None and state.expected is not None:
+                self.observer.lag(
+                    PartitionId(tp.topic, tp.partition), max(0, high - state.expected)
+                )
+
+    def total_lag(self) -> int:
+        total = 0
+        for tp, state in self.assigned.items():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                total += max(0, high - (state.expected or 0))
+        return total
+
+    def _jitter(self, delay: float) -> float:
+        return delay / 2 + self._rng.random() * delay / 2
+
+    async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)

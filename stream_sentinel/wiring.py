@@ -1,0 +1,84 @@
+"""Build the pipeline's parts from one Config: the only place config is read.
+
+Live (`run`) and replay both call these builders, so they run the same
+decode, aggregate, store and rules code.
+"""
+
+from __future__ import annotations
+
+from .aggregate import BatchAggregator, ModelPrice
+from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
+from .config import Config
+from .decode import Decoder
+from .ingest import BatchProcessor
+from .model import SIGNALS, SignalName
+from .rules import RulesConfig, SignalRule
+from .store import Store
+from .store_memory import MemoryStore
+from .store_redis import RedisStore
+
+# margin on top of window + lateness before a bucket may expire: covers a
+# tick evaluated a little late and clock skew between replicas
+EXPIRY_MARGIN_S = 300
+
+
+def retention_s(cfg: Config) -> int:
+    """How long counted buckets must live: the longest window plus lateness and margin."""
+    return LONGEST_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S
+
+
+def bucket_width(cfg: Config) -> int:
+    return bucket_seconds_for(cfg.alerting.tick_seconds)
+
+
+def build_decoder(cfg: Config) -> Decoder:
+    return Decoder(
+        max_bytes=cfg.ingest.max_event_bytes,
+        safety_threshold=cfg.ingest.safety_threshold,
+        retention_s=LONGEST_WINDOW_S + cfg.alerting.lateness_seconds,
+        max_future_s=cfg.ingest.max_future_seconds,
+    )
+
+
+def build_processor(cfg: Config) -> BatchProcessor:
+    prices = {
+        model: ModelPrice(p.prompt_per_1k, p.completion_per_1k)
+        for model, p in cfg.ingest.prices.items()
+    }
+    return BatchProcessor(build_decoder(cfg), BatchAggregator(bucket_width(cfg), prices))
+
+
+def build_rules(cfg: Config) -> RulesConfig:
+    a = cfg.alerting
+    signals: dict[SignalName, SignalRule] = {
+        name: SignalRule(
+            multiplier=a.multiplier,
+            absolute_limit=a.absolute_limits.get(name),
+            floor=a.floors.get(name),
+        )
+        for name in SIGNALS
+    }
+    return RulesConfig(
+        min_events=a.min_events,
+        significance=a.significance,
+        clear_ticks=a.clear_ticks,
+        red_needed=a.red_needed,
+        top_k=a.top_k,
+        signals=signals,
+    )
+
+
+def build_store(cfg: Config, redis_url: str | None = None) -> Store:
+    """The Redis store when a URL is configured (or given), else the embedded one."""
+    url = redis_url
+    if url is None and cfg.redis.url is not None:
+        url = cfg.redis.url.get_secret_value()
+    if not url:
+        return MemoryStore(retention_s=retention_s(cfg))
+    return RedisStore.from_url(
+        url,
+        prefix=cfg.redis.key_prefix,
+        bucket_width=bucket_width(cfg),
+        counter_ttl_s=retention_s(cfg),
+        user_ttl_s=TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S,
+    )
