@@ -1,0 +1,253 @@
+"""Synthetic traffic with labelled attacks, for backtests and demos.
+
+``simulate`` returns a lazy iterator of contract-v1 event dicts in ``ts``
+order (two days at 20 rps is ~7M events, so nothing is materialised) and the
+attack windows a scorer should find. One seed, one byte-identical log.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from .model import SignalName
+from .simulate_traffic import (
+    EXPENSIVE_MODEL,
+    PEAK_FACTOR,
+    Event,
+    TrafficSpec,
+    UserPool,
+    diurnal_factor,
+    jittered,
+    merge_streams,
+    normal_users,
+    traffic,
+)
+from .truth import AttackWindow, expected_status_for
+
+ScenarioKind = Literal[
+    "injection", "jailbreak", "dos", "cost", "injection_jailbreak", "subtle_injection"
+]
+
+NORMAL_P_BLOCKED = 0.0005
+NORMAL_P_UNSAFE = 0.002
+NORMAL_TOP_USER_RPS = 1.0  # at peak; the cap of the heavy tail
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """An attack of ``kind`` running over ``[start, start + duration_s)``."""
+
+    kind: ScenarioKind
+    start: float
+    duration_s: float
+    name: str = ""
+    intensity: float = 1.0  # scales the attack's request rate
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration_s
+
+
+@dataclass(frozen=True, slots=True)
+class _Attack:
+    """How one attacking stream behaves; rates are shares of normal traffic or fixed rps."""
+
+    share: float = 0.0  # extra requests as a fraction of the normal rate right now
+    rps: float = 0.0  # or a fixed rate (attack tooling ignores the time of day)
+    attackers: int = 1
+    p_blocked: float = NORMAL_P_BLOCKED
+    p_unsafe: float = NORMAL_P_UNSAFE
+    block_reason: str | None = None
+    model: str | None = None
+    hijack_user: bool = False  # a real user's id (runaway client) rather than new ones
+    stop_early_s: float = 0.0  # this part of the attack ends before the scenario does
+
+
+# Most injection attempts are caught by the pre-filter; those that slip through
+# are answered harmlessly. Jailbreaks pass the pre-filter by design and show up
+# only in the post-filter. Rates are chosen so each wave is unmistakable within
+# a few ticks at any time of day, and the subtle one lands at 0.3-0.4 % blocked.
+_INJECTION = _Attack(share=0.08, attackers=60, p_blocked=0.9, block_reason="prompt_injection")
+_JAILBREAK = _Attack(share=0.05, attackers=40, p_blocked=0.0, p_unsafe=0.8)
+_ATTACKS: Mapping[ScenarioKind, tuple[_Attack, ...]] = {
+    "injection": (_INJECTION,),
+    "jailbreak": (_JAILBREAK,),
+    "dos": (_Attack(rps=40.0, hijack_user=True),),
+    "cost": (_Attack(rps=1.5, attackers=25, model=EXPENSIVE_MODEL),),
+    # The jailbreak half stops 3 min early. Hysteresis holds a signal red for
+    # clear_ticks after its window is clean again; if both halves ended
+    # together, that hold could put critical ticks just past the scored
+    # window (end + 5 min) although nothing new is happening.
+    "injection_jailbreak": (_INJECTION, replace(_JAILBREAK, stop_early_s=180.0)),
+    "subtle_injection": (
+        _Attack(share=0.0032, attackers=5, p_blocked=0.95, block_reason="prompt_injection"),
+    ),
+}
+EXPECTED_SIGNALS: Mapping[ScenarioKind, tuple[SignalName, ...]] = {
+    "injection": ("blocked_pct",),
+    "jailbreak": ("safety_pct",),
+    "dos": ("top_user_rps",),
+    "cost": ("spend_hour",),
+    "injection_jailbreak": ("blocked_pct", "safety_pct"),
+    "subtle_injection": ("blocked_pct",),
+}
+
+
+def attack_window(scenario: Scenario, *, clip_end: float | None = None) -> AttackWindow:
+    signals = EXPECTED_SIGNALS[scenario.kind]
+    end = scenario.end if clip_end is None else min(scenario.end, clip_end)
+    return AttackWindow(
+        name=scenario.label,
+        start=scenario.start,
+        end=end,
+        expected_signals=signals,
+        expected_status=expected_status_for(signals),
+        kind=scenario.kind,
+    )
+
+
+def default_suite(start: float, days: float = 2) -> list[Scenario]:
+    """The six labelled attacks, spread evenly with quiet gaps between them.
+
+    The subtle injection takes the slot nearest the daily peak, where its
+    volume gives a significance test the most to work with.
+    """
+    span = days * 86400.0
+    slots = [start + span * (i + 1) / 7.0 for i in range(6)]
+    # start 7 s past a whole minute: attacks rarely align with ticks
+    slots = [(s // 60.0) * 60.0 + 7.0 for s in slots]
+    subtle = max(slots, key=diurnal_factor)
+    others = [s for s in slots if s != subtle]
+    plan: list[tuple[ScenarioKind, float]] = [
+        ("injection", 20 * 60),
+        ("jailbreak", 20 * 60),
+        ("dos", 15 * 60),
+        ("cost", 15 * 60),
+        ("injection_jailbreak", 20 * 60),
+    ]
+    suite = [Scenario(kind, at, dur) for (kind, dur), at in zip(plan, others, strict=True)]
+    suite.append(Scenario("subtle_injection", subtle, 45 * 60))
+    return sorted(suite, key=lambda s: s.start)
+
+
+def simulate(
+    *,
+    start: float,
+    duration_s: float,
+    seed: int,
+    base_rps: float = 20.0,
+    scenarios: Sequence[Scenario] | None = None,
+    users: int = 2000,
+    jitter_s: float = 0.0,
+) -> tuple[Iterator[dict[str, Any]], list[AttackWindow]]:
+    """Events over ``[start, start + duration_s)`` and the windows of the attacks in it.
+
+    ``jitter_s`` > 0 delivers events up to that many seconds out of ``ts``
+    order, as network paths do; keep it under the replay's allowed lateness.
+    """
+    if duration_s <= 0 or base_rps <= 0 or users <= 0:
+        raise ValueError("duration_s, base_rps and users must be positive")
+    end = start + duration_s
+    chosen = [s for s in (scenarios or ()) if s.start < end and s.end > start]
+    pool_rng = random.Random(f"{seed}:users")
+    pool = normal_users(pool_rng, users, max_share=NORMAL_TOP_USER_RPS / (PEAK_FACTOR * base_rps))
+
+    def normal_rate(ts: float) -> float:
+        return base_rps * diurnal_factor(ts)
+
+    specs = [
+        TrafficSpec(
+            tag=f"s{seed}n-",
+            start=start,
+            end=end,
+            rate=normal_rate,
+            users=pool,
+            p_blocked=NORMAL_P_BLOCKED,
+            p_unsafe=NORMAL_P_UNSAFE,
+        )
+    ]
+    for i, scenario in enumerate(chosen):
+        for j, attack in enumerate(_ATTACKS[scenario.kind]):
+            tag = f"s{seed}a{i}.{j}-"
+            specs.append(
+                _attack_spec(tag, scenario, attack, pool, normal_rate, pool_rng, start, end)
+            )
+    streams = [traffic(random.Random(f"{seed}:{spec.tag}"), spec) for spec in specs]
+    events = jittered(merge_streams(streams), random.Random(f"{seed}:jitter"), jitter_s)
+    return events, [attack_window(s, clip_end=end) for s in chosen]
+
+
+def _attack_spec(
+    tag: str,
+    scenario: Scenario,
+    attack: _Attack,
+    pool: UserPool,
+    normal_rate: Callable[[float], float],
+    rng: random.Random,
+    start: float,
+    end: float,
+) -> TrafficSpec:
+    if attack.hijack_user:
+        users = UserPool.uniform([rng.choice(pool.ids)])
+    else:
+        # fresh ids shaped like real ones: attackers do not announce themselves
+        first = rng.randrange(100_000, 900_000)
+        users = UserPool.uniform([f"u{first + k:06d}" for k in range(attack.attackers)])
+    share, rps, k = attack.share, attack.rps, scenario.intensity
+
+    def rate(ts: float) -> float:
+        return k * (rps if rps > 0 else share * normal_rate(ts))
+
+    return TrafficSpec(
+        tag=tag,
+        start=max(scenario.start, start),
+        end=min(scenario.end - attack.stop_early_s, end),
+        rate=rate,
+        users=users,
+        p_blocked=attack.p_blocked,
+        p_unsafe=attack.p_unsafe,
+        block_reason=attack.block_reason,
+        model=attack.model,
+    )
+
+
+def write_log(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:
+    """Write events as JSON lines (``.jsonl`` or ``.jsonl.gz``); returns how many."""
+    target = Path(path)
+    count = 0
+    chunk: list[bytes] = []
+    dumps = orjson.dumps
+    with ExitStack() as stack:
+        raw = stack.enter_context(target.open("wb"))
+        out: IO[bytes] | gzip.GzipFile = raw
+        if target.name.endswith(".gz"):
+            # mtime=0 and no file name in the header: same events, same bytes
+            out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            stack.callback(out.close)
+        for event in events:
+            chunk.append(dumps(event))
+            count += 1
+            if len(chunk) >= 4096:
+                out.write(b"\n".join(chunk) + b"\n")
+                chunk.clear()
+        if chunk:
+            out.write(b"\n".join(chunk) + b"\n")
+    return count
+
+
+def event_lines(events: Iterable[Event]) -> Iterator[bytes]:
+    """One JSON document per event, without newline (for Kafka producers)."""
+    for event in events:
+        yield orjson.dumps(event)
