@@ -204,7 +204,7 @@ def _optional_count(doc: dict[str, Any], field: str) -> int | Rejection | None:
     if kind is not int and not (kind is float and value.is_integer()):
         return _wrong_type(field, "an integer", value)
     if 0 <= value <= MAX_TOKENS:
-        return int(value)
+        return value if kind is int else int(value)
     return Rejection(f"bad_number:{field}", f"{field} must be within 0..{MAX_TOKENS}")
 
 

@@ -472,7 +472,7 @@ def _mutate(draw: st.DrawFn, mutation: str, doc: dict[str, Any], raw: bytes) -> 
     return raw
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sample=_raw_event(), now=_NOW)
 def test_generated_event_agrees(sample: tuple[bytes, EventType | None], now: float | None) -> None:
     got = check(*sample, now)
