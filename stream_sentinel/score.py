@@ -1,0 +1,189 @@
+"""Grade a replay timeline against the simulator's truth file.
+
+Pure: takes parsed timeline lines and attack windows, returns numbers. A tick
+"detects" an attack when it falls in the attack's window (extended by the
+expected signals' window, since a 60-minute sum stays red that long after the
+attack stops), is at least as severe as expected, and names every expected
+signal red. Ticks outside every extended window are "normal"; any warning or
+critical among them is a false alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .model import format_at
+from .truth import AttackWindow
+
+SEVERITY: Mapping[str, int] = {"warning": 1, "critical": 2}
+
+
+def parse_at(at: str) -> float:
+    """Unix seconds of a timeline ``at`` ("YYYY-MM-DDTHH:MM:SSZ"; naive means UTC)."""
+    parsed = datetime.fromisoformat(at)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class AttackScore:
+    window: AttackWindow
+    detected_at: float | None  # ``at`` of the first qualifying tick
+    worst_status: str  # most severe status seen inside the extended window
+    ticks: int  # ticks inside the extended window
+
+    @property
+    def delay_s(self) -> float | None:
+        return None if self.detected_at is None else self.detected_at - self.window.start
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.window.to_json(),
+            "detected_at": None if self.detected_at is None else format_at(int(self.detected_at)),
+            "delay_s": self.delay_s,
+            "worst_status": self.worst_status,
+            "ticks": self.ticks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreReport:
+    attacks: tuple[AttackScore, ...]
+    ticks: int
+    normal_ticks: int
+    false_critical: int
+    false_warning: int
+    false_alarm_ats: tuple[str, ...]  # the first few, to go and look at
+
+    @property
+    def false_critical_pct(self) -> float:
+        return _pct(self.false_critical, self.normal_ticks)
+
+    @property
+    def false_warning_pct(self) -> float:
+        return _pct(self.false_warning, self.normal_ticks)
+
+    @property
+    def missed(self) -> tuple[str, ...]:
+        return tuple(a.window.name for a in self.attacks if a.detected_at is None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attacks": [a.to_json() for a in self.attacks],
+            "ticks": self.ticks,
+            "normal_ticks": self.normal_ticks,
+            "false_critical": self.false_critical,
+            "false_critical_pct": self.false_critical_pct,
+            "false_warning": self.false_warning,
+            "false_warning_pct": self.false_warning_pct,
+            "false_alarm_ats": list(self.false_alarm_ats),
+            "missed": list(self.missed),
+        }
+
+
+def _pct(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _extended(w: AttackWindow) -> tuple[float, float]:
+    return w.start, w.end + w.signal_window_s
+
+
+def score(truth: Sequence[AttackWindow], timeline: Iterable[Mapping[str, Any]]) -> ScoreReport:
+    spans = [_extended(w) for w in truth]
+    detected: list[float | None] = [None] * len(truth)
+    worst: list[str] = ["ok"] * len(truth)
+    inside = [0] * len(truth)
+    ticks = normal = false_crit = false_warn = 0
+    false_ats: list[str] = []
+    for line in timeline:
+        ticks += 1
+        at = parse_at(str(line["at"]))
+        status = str(line.get("status", ""))
+        severity = SEVERITY.get(status, 0)
+        red = set(line.get("red") or ())
+        in_any = False
+        for i, (w, (lo, hi)) in enumerate(zip(truth, spans, strict=True)):
+            if not lo <= at <= hi:
+                continue
+            in_any = True
+            inside[i] += 1
+            if severity > SEVERITY.get(worst[i], 0):
+                worst[i] = status
+            if (
+                detected[i] is None
+                and severity >= SEVERITY[w.expected_status]
+                and red.issuperset(w.expected_signals)
+            ):
+                detected[i] = at
+        if in_any:
+            continue
+        normal += 1
+        if severity:
+            false_crit += status == "critical"
+            false_warn += status == "warning"
+            if len(false_ats) < 20:
+                false_ats.append(str(line["at"]))
+    return ScoreReport(
+        attacks=tuple(
+            AttackScore(w, d, s, n)
+            for w, d, s, n in zip(truth, detected, worst, inside, strict=True)
+        ),
+        ticks=ticks,
+        normal_ticks=normal,
+        false_critical=false_crit,
+        false_warning=false_warn,
+        false_alarm_ats=tuple(false_ats),
+    )
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def format_table(report: ScoreReport) -> str:
+    """The report as a markdown table plus a summary of false alarms."""
+    rows = [
+        "| attack | start (UTC) | duration | expected | detected at | delay | worst status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for a in report.attacks:
+        w = a.window
+        expected = f"{w.expected_status}: {', '.join(w.expected_signals)}"
+        if a.detected_at is None:
+            found, delay = "**missed**", "-"
+        else:
+            found = format_at(int(a.detected_at))
+            delay = f"{_duration(a.delay_s or 0.0)} ({a.delay_s:.0f} s)"
+        rows.append(
+            f"| {_cell(w.name)} | {format_at(int(w.start))} | {_duration(w.end - w.start)} "
+            f"| {expected} | {found} | {delay} | {a.worst_status} |"
+        )
+    rows += [
+        "",
+        f"Ticks: {report.ticks}, normal (outside every attack window + signal window): "
+        f"{report.normal_ticks}.",
+        f"False critical ticks: {report.false_critical} ({report.false_critical_pct:.2f} %). "
+        f"False warning ticks: {report.false_warning} ({report.false_warning_pct:.2f} %).",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def read_timeline(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Timeline lines from a file written by ``replay --timeline`` (blank lines skipped)."""
+    with Path(path).open("rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                yield orjson.loads(raw)
