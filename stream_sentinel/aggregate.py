@@ -54,6 +54,8 @@ class BucketDelta:
         self.users.update(other.users)
 
 
+MAX_PRICED_USD = 1_000_000.0
+
 # bucket start (Unix seconds) -> increments; one per partition per batch
 Delta = dict[int, BucketDelta]
 
@@ -71,7 +73,7 @@ def cost_nanousd(
     replicas (or replay vs live) agree to the last digit.
     """
     if cost_usd is not None:
-        return round(cost_usd * NANO)
+        return round(cost_usd * NANO)  # the decoder caps cost_usd at MAX_COST_USD
     price = prices.get(model) if model is not None else None
     if price is None or (prompt_tokens is None and completion_tokens is None):
         return None
@@ -79,6 +81,9 @@ def cost_nanousd(
         (prompt_tokens or 0) * price.prompt_per_1k
         + (completion_tokens or 0) * price.completion_per_1k
     ) / 1000.0
+    if not usd <= MAX_PRICED_USD:
+        # absurd token counts must not overflow the store's 64-bit counters
+        return None
     return round(usd * NANO)
 
 

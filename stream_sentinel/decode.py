@@ -33,6 +33,9 @@ from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 
 MAX_EVENT_ID = 128
 MAX_USER_ID = 256
+# one response costing more than this is a broken producer, and its nano-USD
+# sum would overflow the store's 64-bit counters
+MAX_COST_USD = 1_000_000.0
 MAX_TOKENS = 2**53 - 1
 
 _EVENT_TYPES: frozenset[str] = frozenset(("request", "response"))
@@ -161,7 +164,7 @@ class Decoder:
         completion_tokens = _optional_count(doc, "completion_tokens")
         if isinstance(completion_tokens, Rejection):
             return completion_tokens
-        cost_usd = _optional_number(doc, "cost_usd", math.inf)
+        cost_usd = _optional_number(doc, "cost_usd", MAX_COST_USD)
         if isinstance(cost_usd, Rejection):
             return cost_usd
         return ResponseEvent(

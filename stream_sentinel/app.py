@@ -1,0 +1,269 @@
+"""`stream-sentinel run`: wire consumer, evaluator, sinks and server from one Config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+import orjson
+from redis import asyncio as aioredis
+
+from .alerts import TransitionTracker, alert_event
+from .config import Config
+from .evaluate import Evaluator
+from .heartbeat import HeartbeatSender, HeartbeatTarget
+from .httpserver import build_http_app, start_http
+from .ingest import Processed
+from .leader import Lease, LocalLease, RedisLease
+from .metrics import Metrics
+from .model import Tick
+from .rules import heartbeat_message
+from .source_kafka import KafkaIngest, KafkaSettings
+from .store import PartitionId, Store, StoreUnavailable
+from .ticker import TickLoop
+from .wiring import build_processor, build_rules, build_store, retention_s
+
+log = logging.getLogger(__name__)
+
+EXIT_UNAVAILABLE = 3
+STARTUP_STORE_WAIT_S = 10.0
+
+
+class MetricsObserver:
+    """Feeds the consumer's events into the app's own registry."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def batch_done(self, part: PartitionId, processed: Processed, store_seconds: float) -> None:
+        for (kind, reason), n in processed.outcomes.items():
+            self._m.count_event("request" if kind == "request" else "response", reason or None, n)
+            if reason:
+                self._m.dead_letters.labels(reason=self._m_reason(reason)).inc(n)
+        self._m.observe_batch(sum(processed.outcomes.values()))
+        self._m.store_write_seconds.observe(store_seconds)
+
+    def _m_reason(self, reason: str) -> str:
+        return reason if len(reason) <= 64 else reason[:64]
+
+    def store_error(self, op: str) -> None:
+        self._m.store_errors.labels(op="write" if op == "apply" else "read").inc()
+
+    def lag(self, part: PartitionId, lag: int) -> None:
+        self._m.set_consumer_lag(part.topic, part.partition, lag)
+
+    def assigned(self, count: int) -> None:
+        self._m.partitions_assigned.set(count)
+
+
+class Service:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.latest: Tick | None = None
+        self.latest_at_wall = 0.0
+        self.metrics = Metrics()
+        self.store: Store = build_store(cfg)
+        self.ingest = KafkaIngest(
+            KafkaSettings(
+                bootstrap_servers=cfg.kafka.bootstrap_servers,
+                group_id=cfg.kafka.group_id,
+                request_topic=cfg.kafka.request_topic,
+                response_topic=cfg.kafka.response_topic,
+                dlq_topic=cfg.kafka.dlq_topic,
+                max_records=cfg.ingest.batch_max_records,
+                rebuild_lookback_s=retention_s(cfg),
+            ),
+            self.store,
+            build_processor(cfg),
+            observer=MetricsObserver(self.metrics),
+        )
+        tick_s = cfg.alerting.tick_seconds
+        self.lease_ttl_s = max(1.0, 1.5 * tick_s)
+        self.lease: Lease = self._lease()
+        from .baselines import build_baselines
+
+        self.evaluator = Evaluator(self.store, build_rules(cfg), build_baselines(cfg, self.store))
+        self.tracker = TransitionTracker()
+        self.session: aiohttp.ClientSession | None = None
+        self.sender: HeartbeatSender | None = None
+        self.loop = TickLoop(
+            self.evaluator,
+            self.lease,
+            tick_seconds=tick_s,
+            grace_s=min(2.0, tick_s / 4),
+            lease_ttl_s=self.lease_ttl_s,
+            health=self.health,
+            publish=self.publish,
+            on_tick=self.on_tick,
+        )
+        self.metrics.bind_state(lambda: self.latest, lambda: self.loop.leader)
+
+    def _lease(self) -> Lease:
+        url = self.cfg.redis.url
+        if url is None or not url.get_secret_value():
+            return LocalLease()
+        client = aioredis.Redis.from_url(
+            url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0
+        )
+        return RedisLease(
+            client,
+            prefix=self.cfg.redis.key_prefix,
+            replica_id=self.replica,
+            ttl_ms=int(self.lease_ttl_s * 1000),
+        )
+
+    # -- health --------------------------------------------------------------
+
+    def health(self) -> str | None:
+        """Why the pipeline cannot be trusted right now, or None."""
+        if not self.ingest.store_ok:
+            return "store unreachable"
+        if self.ingest.rebuilding:
+            return "rebuilding"
+        stalled_for = time.time() - self.ingest.last_progress
+        if self.ingest.total_lag() > 0 and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5:
+            return "consumer stalled"
+        return None
+
+    async def ready_checks(self) -> dict[str, bool]:
+        checks = {"kafka": False, "redis": False, "partitions_assigned": False}
+        try:
+            await asyncio.wait_for(self.store.ping(), 2.0)
+            checks["redis"] = True
+        except (StoreUnavailable, TimeoutError):
+            pass
+        try:
+            parts = await asyncio.wait_for(
+                self.ingest.producer.partitions_for(self.cfg.kafka.request_topic), 2.0
+            )
+            checks["kafka"] = bool(parts)
+        except Exception:  # any client error means "not reachable"
+            checks["kafka"] = False
+        checks["partitions_assigned"] = bool(self.ingest.assigned)
+        return checks
+
+    def status(self) -> dict[str, Any] | None:
+        if self.latest is None:
+            return None
+        body = self.latest.to_json()
+        body["leader"] = self.loop.leader
+        body["replica"] = self.replica
+        body["last_tick_age_s"] = round(time.time() - self.latest_at_wall, 3)
+        return body
+
+    # -- outputs -------------------------------------------------------------
+
+    def on_tick(self, tick: Tick, seconds: float) -> None:
+        self.latest = tick
+        self.latest_at_wall = time.time()
+        self.metrics.observe_tick(seconds)
+        log.info(
+            "tick %s status=%s red=%s %s",
+            tick.to_json()["at"],
+            tick.status,
+            ",".join(tick.red) or "-",
+            heartbeat_message(tick),
+        )
+
+    async def publish(self, tick: Tick, deadline: float) -> None:
+        changed, previous = self.tracker.update(tick.status)
+        jobs: list[Coroutine[Any, Any, Any]] = []
+        if self.sender is not None and self.sender.targets:
+            jobs.append(self.sender.push(tick, lambda t, _s: heartbeat_message(t), deadline=deadline))
+        if changed:
+            jobs.append(self._send_alert(tick, previous))
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _send_alert(self, tick: Tick, previous: Any) -> None:
+        event = alert_event(tick, previous, epoch=1 if self.loop.leader else 0, replica=self.replica)
+        try:
+            await asyncio.wait_for(
+                self.ingest.producer.send_and_wait(self.cfg.kafka.alerts_topic, orjson.dumps(event)),
+                10.0,
+            )
+            self.metrics.count_alert(tick.status)
+        except Exception as exc:  # an alert topic outage must not stop the service
+            log.warning("alert event not sent: %s", type(exc).__name__)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            await self._wait_for_store()
+        except StoreUnavailable as exc:
+            log.error("cannot start: %s", exc)
+            await self.store.close()
+            return EXIT_UNAVAILABLE
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.session = aiohttp.ClientSession()
+        self.sender = HeartbeatSender(
+            [
+                HeartbeatTarget(
+                    hb.name, hb.kind, hb.url, hb.tokens.secret_values(), hb.timeout_seconds, hb.retries
+                )
+                for hb in self.cfg.heartbeat
+            ],
+            self.session,
+            on_result=self.metrics.count_heartbeat,
+        )
+        app = build_http_app(
+            metrics=self.metrics,
+            status_provider=self.status,
+            ready_checks=self.ready_checks,
+            status_token=(
+                self.cfg.http.status_token.get_secret_value() if self.cfg.http.status_token else None
+            ),
+        )
+        runner, port = await start_http(app, self.cfg.http.host, self.cfg.http.port)
+        log.info("http listening on %s:%d; replica %s", self.cfg.http.host, port, self.replica)
+        try:
+            await self.ingest.start()
+            tasks = [
+                asyncio.create_task(self.ingest.run(stop), name="ingest"),
+                asyncio.create_task(self.loop.run(stop), name="ticks"),
+            ]
+            await stop.wait()
+            log.info("stopping: finishing the batch in hand")
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self.ingest.stop()
+            await runner.cleanup()
+            await self.session.close()
+            await self.store.close()
+        log.info("stopped")
+        return 0
+
+    async def _wait_for_store(self) -> None:
+        deadline = time.monotonic() + STARTUP_STORE_WAIT_S
+        while True:
+            try:
+                await self.store.ping()
+                return
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"redis unreachable after {STARTUP_STORE_WAIT_S:.0f}s "
+                        f"(redis.url = {_redacted_url(self.cfg)})"
+                    ) from None
+                await asyncio.sleep(0.5)
+
+
+def _redacted_url(cfg: Config) -> str:
+    redis = cfg.redacted_dict().get("redis", {})
+    return str(redis.get("url"))
+
+
+async def run_service(cfg: Config) -> int:
+    return await Service(cfg).run()
