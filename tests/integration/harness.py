@@ -1,0 +1,286 @@
+"""Shared tools for end-to-end ingestion tests: traffic with known totals,
+the service as a real subprocess, a private redis-server we may pause or kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream_sentinel.model import NANO, WindowCounts
+from stream_sentinel.store import PartitionId
+from stream_sentinel.store_redis import RedisStore
+
+WIDTH = 60
+
+
+@dataclass
+class Expected:
+    """Totals computed from what was produced, independently of the code under test."""
+
+    buckets: dict[int, WindowCounts] = field(default_factory=dict)
+    users: dict[int, Counter[str]] = field(default_factory=dict)
+
+    def add(self, event: Mapping[str, object]) -> None:
+        ts = float(event["ts"])  # type: ignore[arg-type]
+        bucket = int(ts // WIDTH) * WIDTH
+        if event["type"] == "request":
+            inc = WindowCounts(requests=1, blocked=int(bool(event["blocked"])))
+            self.users.setdefault(bucket, Counter())[str(event["user_id"])] += 1
+        else:
+            cost = event.get("cost_usd")
+            inc = WindowCounts(
+                responses=1,
+                safe=int(bool(event["safe"])),
+                cost_nanousd=0 if cost is None else round(float(cost) * NANO),  # type: ignore[arg-type]
+                cost_unknown=int(cost is None),
+            )
+        self.buckets[bucket] = self.buckets.get(bucket, WindowCounts()) + inc
+
+
+def make_events(n: int, *, now: float, seed: int, users: int = 300) -> list[dict[str, object]]:
+    """``n`` contract events (half requests, half responses) from the last 40 minutes."""
+    rng = random.Random(seed)
+    events: list[dict[str, object]] = []
+    for i in range(n):
+        user = f"user-{rng.randrange(users)}" if i % 97 else "{evil}|user:*"
+        ts = round(now - rng.uniform(0, 2400), 3)
+        if i % 2 == 0:
+            events.append(
+                {
+                    "event_id": f"e{seed}-{i}",
+                    "type": "request",
+                    "ts": ts,
+                    "user_id": user,
+                    "blocked": rng.random() < 0.02,
+                }
+            )
+        else:
+            events.append(
+                {
+                    "event_id": f"e{seed}-{i}",
+                    "type": "response",
+                    "ts": ts,
+                    "user_id": user,
+                    "safe": rng.random() > 0.01,
+                    **({"cost_usd": round(rng.uniform(0, 0.02), 6)} if i % 5 else {}),
+                }
+            )
+    return events
+
+
+async def produce(
+    bootstrap: str, topics: Mapping[str, str], events: Iterable[Mapping[str, object]]
+) -> None:
+    """Write events keyed by user id; ``topics`` maps event type to topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        futures = []
+        for event in events:
+            topic = topics[str(event["type"])]
+            futures.append(
+                await producer.send(topic, orjson.dumps(event), key=str(event["user_id"]).encode())
+            )
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_raw(bootstrap: str, topic: str, values: Iterable[bytes | None]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[PartitionId, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(await consumer.partitions_for_topic(t) or ())  # type: ignore[union-attr]
+        ]
+        ends = await consumer.end_offsets(tps)
+        return {PartitionId(tp.topic, tp.partition): off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def wait_caught_up(
+    store: RedisStore, ends: Mapping[PartitionId, int], timeout: float, proc: Service | None = None
+) -> None:
+    """Poll the store's offsets until every partition reached its end offset."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            stored = await store.load_offsets(list(ends))
+        except Exception:  # the store may be paused by the test
+            stored = {}
+        if all(stored.get(p) == end for p, end in ends.items()):
+            return
+        if proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"service exited {proc.proc.returncode}:\n{proc.log_tail()}")
+        if loop.time() > deadline:
+            tail = proc.log_tail() if proc else ""
+            raise AssertionError(f"not caught up: stored={stored} ends={dict(ends)}\n{tail}")
+        await asyncio.sleep(0.2)
+
+
+async def assert_exact(store: RedisStore, expected: Expected) -> None:
+    for bucket, counts in sorted(expected.buckets.items()):
+        assert await store.window(bucket, bucket + WIDTH) == counts, f"bucket {bucket}"
+    for bucket, users in sorted(expected.users.items()):
+        top = await store.top_users(bucket, bucket + WIDTH, 10**6)
+        assert dict(top) == dict(users), f"users of bucket {bucket}"
+    lo, hi = min(expected.buckets), max(expected.buckets) + WIDTH
+    total = WindowCounts()
+    for counts in expected.buckets.values():
+        total += counts
+    assert await store.window(lo - 3600, hi + 3600) == total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """``stream-sentinel run`` as a real subprocess, configured by environment."""
+
+    def __init__(self, env: Mapping[str, str], name: str = "svc") -> None:
+        self.log = Path(tempfile.mkdtemp(prefix="ss-svc-")) / f"{name}.log"
+        self._log_file = self.log.open("wb")
+        full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+        full.update(env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_sentinel", "run"],
+            env=full,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        self._log_file.close()
+
+
+def service_env(
+    *,
+    bootstrap: str,
+    redis_url: str,
+    prefix: str,
+    requests: str,
+    responses: str,
+    dlq: str,
+    group: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    env = {
+        "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SENTINEL_KAFKA_GROUP_ID": group or f"g-{uuid.uuid4().hex[:8]}",
+        "SENTINEL_KAFKA_REQUEST_TOPIC": requests,
+        "SENTINEL_KAFKA_RESPONSE_TOPIC": responses,
+        "SENTINEL_KAFKA_DLQ_TOPIC": dlq,
+        "SENTINEL_REDIS_URL": redis_url,
+        "SENTINEL_REDIS_KEY_PREFIX": prefix,
+        "SENTINEL_HTTP_PORT": "0",
+        "SENTINEL_BASELINES_BLOCKED_PCT": "0.1",
+        "SENTINEL_BASELINES_SAFETY_PCT": "99.5",
+        "SENTINEL_BASELINES_TOP_USER_RPS": "5.0",
+        "SENTINEL_BASELINES_SPEND_HOUR": "41.67",
+    }
+    env.update(extra or {})
+    return env
+
+
+class PrivateRedis:
+    """A redis-server of our own, so a test may pause, kill and restart it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ss-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            subprocess.run(["sleep", "0.05"], check=True)
+        raise RuntimeError("private redis-server did not start")
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
