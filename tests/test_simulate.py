@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
+from stream_sentinel.decode import Decoder
+from stream_sentinel.events import Rejection, ResponseEvent
 from stream_sentinel.simulate import (
     EXPECTED_SIGNALS,
     Scenario,
@@ -165,6 +168,30 @@ def test_events_follow_contract_v1_and_order() -> None:
             assert 0 < e["ts"] - req["ts"] < 30
             assert e["prompt_tokens"] == req["prompt_tokens"] and e["model"] == req["model"]
     assert min(e["ts"] for e in events) >= PEAK and last_ts < PEAK + 480 + 30
+
+
+def test_events_pass_the_published_schemas_and_the_decoder() -> None:
+    schema_dir = Path(__file__).resolve().parent.parent / "schemas"
+    validators = {
+        kind: Draft202012Validator(
+            orjson.loads((schema_dir / f"llm_{kind}.v1.json").read_bytes()),
+            format_checker=FormatChecker(),
+        )
+        for kind in ("request", "response")
+    }
+    scenarios = [Scenario(kind, PEAK + 30 * i, 20) for i, kind in enumerate(EXPECTED_SIGNALS)]
+    events = _events(start=PEAK, duration_s=240, seed=13, scenarios=scenarios, base_rps=5)
+    decoder = Decoder()
+    kinds: Counter[str] = Counter()
+    for e in events:
+        validators[e["type"]].validate(e)
+        decoded = decoder.decode(orjson.dumps(e))
+        assert not isinstance(decoded, Rejection), (e, decoded)
+        assert decoded.ts == e["ts"] and decoded.user_id == e["user_id"]
+        if isinstance(decoded, ResponseEvent):
+            assert decoded.safe == _is_safe(e)
+        kinds[type(decoded).__name__] += 1
+    assert kinds["RequestEvent"] > 500 and kinds["ResponseEvent"] > 500
 
 
 def test_jitter_reorders_within_bound_and_keeps_every_event() -> None:
