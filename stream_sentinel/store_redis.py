@@ -91,6 +91,15 @@ class RedisStore:
         )
         return cls(client, **kwargs)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for other keys of this deployment (baseline history)."""
+        return self._r
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def _tag(self, part: PartitionId) -> str:
         return f"{self._prefix}:{{{part.topic}:{part.partition}}}"
 
