@@ -233,8 +233,9 @@ def write_log(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:
         raw = stack.enter_context(target.open("wb"))
         out: IO[bytes] | gzip.GzipFile = raw
         if target.name.endswith(".gz"):
-            # mtime=0 and no file name in the header: same events, same bytes
-            out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            # mtime=0 and no file name in the header: same events, same bytes.
+            # Level 6 (gzip's own default) is ~3x faster than 9 for ~10 % more bytes.
+            out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
             stack.callback(out.close)
         for event in events:
             chunk.append(dumps(event))
