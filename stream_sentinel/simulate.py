@@ -21,7 +21,6 @@ from .model import SignalName
 from .simulate_traffic import (
     EXPENSIVE_MODEL,
     PEAK_FACTOR,
-    Event,
     TrafficSpec,
     UserPool,
     diurnal_factor,
@@ -246,9 +245,3 @@ def write_log(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:
         if chunk:
             out.write(b"\n".join(chunk) + b"\n")
     return count
-
-
-def event_lines(events: Iterable[Event]) -> Iterator[bytes]:
-    """One JSON document per event, without newline (for Kafka producers)."""
-    for event in events:
-        yield orjson.dumps(event)
