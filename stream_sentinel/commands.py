@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from .config import Config
-from .evaluate import Evaluator, StaticBaselines
+from .evaluate import BaselineProvider, Evaluator
 from .ingest import DeadLetter
 from .model import Tick
 from .replay import ReplaySummary, replay
@@ -67,8 +67,14 @@ def format_summary(s: ReplaySummary) -> str:
     return "\n".join(lines)
 
 
-def _baselines(cfg: Config, store: Store) -> StaticBaselines:
-    return StaticBaselines(cfg.static_baselines())
+async def _baselines(cfg: Config, store: Store, learn_from: list[str] | None) -> BaselineProvider:
+    if learn_from:
+        from .baselines_cmd import learned_provider
+
+        return await learned_provider(learn_from, cfg)
+    from .baselines import build_baselines
+
+    return build_baselines(cfg, store)
 
 
 async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
@@ -81,7 +87,8 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
         store: Store = build_store(cfg, args.redis)
     else:
         store = MemoryStore(retention_s=retention_s(cfg))
-    evaluator = Evaluator(store, build_rules(cfg), _baselines(cfg, store))
+    baselines = await _baselines(cfg, store, args.learn_from)
+    evaluator = Evaluator(store, build_rules(cfg), baselines)
     ticks: list[dict[str, Any]] = []
     with ExitStack() as stack:
         timeline: IO[bytes] | None = None
