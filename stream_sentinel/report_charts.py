@@ -157,7 +157,7 @@ def signal_chart(signal: str, series: Series) -> str:
     title, unit = SIGNAL_LABELS.get(signal, (signal, ""))
     fig = Figure(figsize=(11, 2.8))
     # fixed margins (not constrained layout) so every chart's time axis lines up
-    fig.subplots_adjust(left=0.07, right=0.99, top=0.86, bottom=0.17)
+    fig.subplots_adjust(left=0.07, right=0.97, top=0.86, bottom=0.17)
     ax = fig.add_subplot()
     xs = date_numbers(series.times)
     step = tick_step(xs)
@@ -175,11 +175,11 @@ def signal_chart(signal: str, series: Series) -> str:
             # everything normal into the floor
             ax.set_yscale("symlog", linthresh=limit)
             ax.yaxis.set_major_formatter(FuncFormatter(_plain_number))
-    handles = [
-        *ax.get_legend_handles_labels()[0],
-        Patch(color=STATUS_COLORS["critical"], alpha=0.18, label="red"),
-        Patch(color=STATUS_COLORS["learning"], alpha=0.25, label="learning"),
-    ]
+    handles = list(ax.get_legend_handles_labels()[0])
+    if any(series.red):
+        handles.append(Patch(color=STATUS_COLORS["critical"], alpha=0.18, label="red"))
+    if any(series.learning):
+        handles.append(Patch(color=learning_color, alpha=0.25, label="learning"))
     # legend above the plot, beside the title, so it never hides the data
     ax.legend(
         handles=handles,
@@ -202,7 +202,7 @@ def status_band(ticks: Sequence[Mapping[str, Any]]) -> str:
     xs = date_numbers([tick_time(str(t["at"])) for t in ticks])
     statuses = [str(t.get("status", "")) for t in ticks]
     fig = Figure(figsize=(11, 1.3))
-    fig.subplots_adjust(left=0.07, right=0.99, top=0.78, bottom=0.42)
+    fig.subplots_adjust(left=0.07, right=0.97, top=0.78, bottom=0.42)
     ax = fig.add_subplot()
     step = tick_step(xs)
     seen: list[str] = []
