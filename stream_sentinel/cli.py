@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--rps", type=float, default=20.0, help="mean request rate")
     sim.add_argument("--no-attacks", action="store_true")
+    sim.add_argument(
+        "--attack",
+        action="append",
+        metavar="KIND@MIN+MINUTES",
+        help="place one attack (repeatable), e.g. injection_jailbreak@120+20; "
+        "default: the six-attack suite spread over the run",
+    )
     sim.add_argument("--config")
 
     sc = verbs.add_parser("score", help="score a timeline against a truth file")
