@@ -60,7 +60,7 @@ test: venv system-deps lint
 
 demo: venv
 	@mkdir -p out
-	$(BIN)/stream-sentinel replay examples/demo.jsonl.gz \
+	$(BIN)/stream-sentinel replay examples/demo.jsonl.gz --config examples/sentinel.toml \
 		--report out/demo-report.html --timeline out/demo-timeline.jsonl
 
 services-start:

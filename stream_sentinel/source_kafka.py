@@ -318,7 +318,9 @@ class KafkaIngest:
         parts = [PartitionId(tp.topic, tp.partition) for tp in tps]
         try:
             stored = await self.store.load_offsets(parts)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            if self.store_ok:
+                log.warning("store unavailable while checking offsets (%s)", exc)
             self.store_ok = False
             return
         self.store_ok = True

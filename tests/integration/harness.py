@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_sentinel.model import NANO, WindowCounts
 from stream_sentinel.store import PartitionId
@@ -108,20 +109,31 @@ async def produce_raw(bootstrap: str, topic: str, values: Iterable[bytes | None]
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topic, value, partition=0)
+            # a tombstone needs a key
+            await producer.send_and_wait(
+                topic, value, key=b"k" if value is None else None, partition=0
+            )
     finally:
         await producer.stop()
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[PartitionId, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    assert tps, f"no partitions for {topics}"
+    # a group id: aiokafka 0.14's group-less consumer raises CancelledError from stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"probe-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(await consumer.partitions_for_topic(t) or ())  # type: ignore[union-attr]
-        ]
         ends = await consumer.end_offsets(tps)
         return {PartitionId(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
@@ -151,7 +163,8 @@ async def wait_caught_up(
 
 async def assert_exact(store: RedisStore, expected: Expected) -> None:
     for bucket, counts in sorted(expected.buckets.items()):
-        assert await store.window(bucket, bucket + WIDTH) == counts, f"bucket {bucket}"
+        got = await store.window(bucket, bucket + WIDTH)
+        assert got == counts, f"bucket {bucket}: {got} != {counts}"
     for bucket, users in sorted(expected.users.items()):
         top = await store.top_users(bucket, bucket + WIDTH, 10**6)
         assert dict(top) == dict(users), f"users of bucket {bucket}"

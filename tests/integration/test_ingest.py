@@ -204,7 +204,8 @@ async def test_redis_paused_mid_stream_then_back(
         await _wait_some_progress(store, topics, minimum=1_000)
         redis.pause()  # an outage that keeps its data
         await produce(kafka_bootstrap, topics, events[10_000:])
-        await asyncio.sleep(3)  # the outage has to last for it to be one
+        # longer than the store's 5 s socket timeout, so writes fail and are retried
+        await asyncio.sleep(7)
         assert svc.proc.poll() is None, svc.log_tail()
         redis.resume()
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
@@ -309,7 +310,13 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
 
 
 async def _read_all(bootstrap: str, topic: str, count: int) -> list[dict]:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[dict] = []  # type: ignore[type-arg]
     try:
