@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiokafka.errors import KafkaError
 from redis import asyncio as aioredis
 
 from .alerts import TransitionTracker, alert_event
@@ -178,16 +180,20 @@ class Service:
         changed, previous = self.tracker.update(tick.status)
         jobs: list[Coroutine[Any, Any, Any]] = []
         if self.sender is not None and self.sender.targets:
-            jobs.append(self.sender.push(tick, lambda t, _s: heartbeat_message(t), deadline=deadline))
+            jobs.append(
+                self.sender.push(tick, lambda t, _s: heartbeat_message(t), deadline=deadline)
+            )
         if changed:
             jobs.append(self._send_alert(tick, previous))
         await asyncio.gather(*jobs, return_exceptions=True)
 
     async def _send_alert(self, tick: Tick, previous: Any) -> None:
-        event = alert_event(tick, previous, epoch=1 if self.loop.leader else 0, replica=self.replica)
+        event = alert_event(tick, previous, epoch=self.loop.epoch, replica=self.replica)
         try:
             await asyncio.wait_for(
-                self.ingest.producer.send_and_wait(self.cfg.kafka.alerts_topic, orjson.dumps(event)),
+                self.ingest.producer.send_and_wait(
+                    self.cfg.kafka.alerts_topic, orjson.dumps(event)
+                ),
                 10.0,
             )
             self.metrics.count_alert(tick.status)
@@ -211,7 +217,12 @@ class Service:
         self.sender = HeartbeatSender(
             [
                 HeartbeatTarget(
-                    hb.name, hb.kind, hb.url, hb.tokens.secret_values(), hb.timeout_seconds, hb.retries
+                    hb.name,
+                    hb.kind,
+                    hb.url,
+                    hb.tokens.secret_values(),
+                    hb.timeout_seconds,
+                    hb.retries,
                 )
                 for hb in self.cfg.heartbeat
             ],
@@ -223,13 +234,16 @@ class Service:
             status_provider=self.status,
             ready_checks=self.ready_checks,
             status_token=(
-                self.cfg.http.status_token.get_secret_value() if self.cfg.http.status_token else None
+                self.cfg.http.status_token.get_secret_value()
+                if self.cfg.http.status_token
+                else None
             ),
         )
         runner, port = await start_http(app, self.cfg.http.host, self.cfg.http.port)
         log.info("http listening on %s:%d; replica %s", self.cfg.http.host, port, self.replica)
         try:
-            await self.ingest.start()
+            if not await self._start_kafka(stop):
+                return 0
             tasks = [
                 asyncio.create_task(self.ingest.run(stop), name="ingest"),
                 asyncio.create_task(self.loop.run(stop), name="ticks"),
@@ -244,6 +258,20 @@ class Service:
             await self.store.close()
         log.info("stopped")
         return 0
+
+    async def _start_kafka(self, stop: asyncio.Event) -> bool:
+        """Start the Kafka clients, retrying while the broker is unreachable."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.ingest.start()
+                return True
+            except KafkaError as exc:
+                log.warning("kafka unreachable (%s); retrying in %.0fs", type(exc).__name__, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return False
 
     async def _wait_for_store(self) -> None:
         deadline = time.monotonic() + STARTUP_STORE_WAIT_S

@@ -112,16 +112,9 @@ class KafkaIngest:
             settings.request_topic: "request",
             settings.response_topic: "response",
         }
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **(consumer_options or {}),
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        self._consumer_options = consumer_options or {}
+        self.consumer: AIOKafkaConsumer
+        self.producer: AIOKafkaProducer
         self.store_ok = True
         self.last_progress = clock()
         self.started = False
@@ -129,8 +122,26 @@ class KafkaIngest:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        await self.producer.start()
-        await self.consumer.start()
+        # clients are made here, not in __init__: a service that exits before
+        # starting them (store unreachable, bad config) leaves nothing unclosed
+        settings = self.settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._consumer_options,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        try:
+            await self.producer.start()
+            await self.consumer.start()
+        except BaseException:
+            await self.producer.stop()
+            await self.consumer.stop()
+            raise
         self.consumer.subscribe(
             topics=[self.settings.request_topic, self.settings.response_topic],
             listener=_Listener(self),
@@ -138,6 +149,8 @@ class KafkaIngest:
         self.started = True
 
     async def stop(self) -> None:
+        if not self.started:
+            return
         # leaving the group runs on_partitions_revoked, which waits for the lock
         await self.consumer.stop()
         await self.producer.stop()

@@ -51,6 +51,7 @@ class TickLoop:
         self._held_until = 0.0  # wall time our lease surely lasts to
         self._publishing: set[asyncio.Task[None]] = set()
         self.leader = False
+        self.epoch = 0  # fencing epoch of our lease; grows with every change of holder
 
     async def run(self, stop: asyncio.Event) -> None:
         renew_every = max(0.2, self._lease_ttl / 3)
@@ -81,6 +82,7 @@ class TickLoop:
             return
         was = self.leader
         self.leader = epoch > 0
+        self.epoch = epoch
         if self.leader:
             self._held_until = self._clock() + self._lease_ttl * 0.9
         if self.leader != was:
