@@ -121,6 +121,8 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
                 on_bytes=on_bytes,
             )
         finally:
+            if args.redis:
+                await _drop_replay_keys(store)
             await store.close()
     print(format_summary(summary))
     if args.report:
@@ -136,6 +138,20 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
     if args.timeline:
         print(f"timeline: {args.timeline}")
     return 0
+
+
+async def _drop_replay_keys(store: Store) -> None:
+    """A backtest's counters are scratch: leave nothing behind in a shared Redis."""
+    from .store_redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        return
+    try:
+        keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await store.client.delete(*keys[i : i + 500])
+    except Exception as exc:  # scratch keys expire by themselves anyway
+        log.warning("could not delete replay keys: %s", type(exc).__name__)
 
 
 def _open_out(path: str) -> IO[bytes]:

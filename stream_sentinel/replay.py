@@ -62,7 +62,7 @@ class _Run:
         self.evaluator = evaluator
         self.on_tick = on_tick
         self.on_dead = on_dead
-        self.proc = build_processor(cfg)
+        self.proc = build_processor(cfg, event_time=True)
         self.tick_s = cfg.alerting.tick_seconds
         self.lateness = cfg.alerting.lateness_seconds
         self.summary = ReplaySummary()
@@ -101,22 +101,31 @@ class _Run:
             self.next_at += self.tick_s
 
     async def feed(self, chunk: list[bytes]) -> None:
-        proc, batch = self.proc, self.batch
+        # Runs once per line: attributes live in locals here, and the tick
+        # test waits for a new largest ts, the only thing that moves the
+        # watermark.
+        feed, batch, lateness = self.proc.feed, self.batch, self.lateness
         offset = batch.next_offset
+        max_ts = self.max_ts
+        next_at = math.inf if self.next_at is None else self.next_at
         for raw in chunk:
             # the stream's own clock bounds ts: too far ahead of what we have
             # seen, or older than retention behind it, is dead-lettered
-            event = proc.feed(batch, REPLAY_PART, None, offset, raw, self.max_ts)
+            event = feed(batch, REPLAY_PART, None, offset, raw, max_ts)
             offset += 1
-            if event is None or (self.max_ts is not None and event.ts <= self.max_ts):
+            if event is None:
                 continue
-            self.max_ts = event.ts
+            ts = event.ts
+            if max_ts is not None and ts <= max_ts:
+                continue
+            self.max_ts = max_ts = ts
             if self.next_at is None:
-                self.next_at = (math.floor(event.ts / self.tick_s) + 1) * self.tick_s
-            if event.ts - self.lateness >= self.next_at:
+                self.next_at = next_at = (math.floor(ts / self.tick_s) + 1) * self.tick_s
+            if ts - lateness >= next_at:
                 await self.flush()
                 batch = self.batch
-                await self.evaluate_until(event.ts - self.lateness)
+                await self.evaluate_until(ts - lateness)
+                next_at = self.next_at
         self.summary.lines += len(chunk)
         await self.flush()
 

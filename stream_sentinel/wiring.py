@@ -6,6 +6,8 @@ decode, aggregate, store and rules code.
 
 from __future__ import annotations
 
+import math
+
 from .aggregate import BatchAggregator, ModelPrice
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
@@ -31,21 +33,26 @@ def bucket_width(cfg: Config) -> int:
     return bucket_seconds_for(cfg.alerting.tick_seconds)
 
 
-def build_decoder(cfg: Config) -> Decoder:
+def build_decoder(cfg: Config, *, event_time: bool = False) -> Decoder:
+    """``event_time``: the clock is the stream itself (replay), where a quiet
+    gap in the log is not "the future"; only events older than retention
+    behind the newest one are out of range."""
     return Decoder(
         max_bytes=cfg.ingest.max_event_bytes,
         safety_threshold=cfg.ingest.safety_threshold,
         retention_s=LONGEST_WINDOW_S + cfg.alerting.lateness_seconds,
-        max_future_s=cfg.ingest.max_future_seconds,
+        max_future_s=math.inf if event_time else cfg.ingest.max_future_seconds,
     )
 
 
-def build_processor(cfg: Config) -> BatchProcessor:
+def build_processor(cfg: Config, *, event_time: bool = False) -> BatchProcessor:
     prices = {
         model: ModelPrice(p.prompt_per_1k, p.completion_per_1k)
         for model, p in cfg.ingest.prices.items()
     }
-    return BatchProcessor(build_decoder(cfg), BatchAggregator(bucket_width(cfg), prices))
+    return BatchProcessor(
+        build_decoder(cfg, event_time=event_time), BatchAggregator(bucket_width(cfg), prices)
+    )
 
 
 def build_rules(cfg: Config) -> RulesConfig:
