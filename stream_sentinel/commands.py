@@ -36,7 +36,11 @@ def _progress(paths: list[str], enabled: bool, stack: ExitStack) -> Callable[[in
         bar = stack.enter_context(
             tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="replay")
         )
-        return bar.update
+
+        def advance(n: int) -> None:
+            bar.update(n)
+
+        return advance
     state = {"done": 0, "last": time.monotonic()}
 
     def line(n: int) -> None:
