@@ -68,6 +68,9 @@ class KafkaSettings:
 @dataclass(slots=True)
 class _Assigned:
     expected: int | None  # offset the store holds for us (None: nothing stored)
+    # where we sought to, then the next offset after each write: records below
+    # it (fetched before a seek) are never counted
+    position: int
     rebuild_until: int | None = None  # end offset to reach before counts are whole
 
 
@@ -195,7 +198,7 @@ class KafkaIngest:
                 missing.append(tp)
             else:
                 self.consumer.seek(tp, offset)
-                self.assigned[tp] = _Assigned(offset)
+                self.assigned[tp] = _Assigned(offset, offset)
         if missing:
             await self._rebuild(missing)
 
@@ -213,7 +216,7 @@ class KafkaIngest:
             start = hit.offset if hit is not None else ends[tp]
             self.consumer.seek(tp, start)
             until = ends[tp] if ends[tp] > start else None
-            self.assigned[tp] = _Assigned(None, until)
+            self.assigned[tp] = _Assigned(None, start, until)
             log.warning(
                 "rebuilding %s from offset %d (no stored offset), end %d", tp, start, ends[tp]
             )
@@ -230,9 +233,10 @@ class KafkaIngest:
         state = self.assigned.get(tp)
         if state is None:  # revoked while the batch was in flight
             return None
-        if state.expected is not None:
-            # data fetched before a seek may still arrive: never count it twice
-            records = [r for r in records if r.offset >= state.expected]
+        if records and records[0].offset < state.position:
+            # fetched before a seek: counting it could double it, or (after a
+            # rebuild seek) move the stored offset past records not yet counted
+            records = [r for r in records if r.offset >= state.position]
         if not records:
             return None
         part = PartitionId(tp.topic, tp.partition)
@@ -264,9 +268,9 @@ class KafkaIngest:
                 await self._rebuild([tp])
             else:
                 self.consumer.seek(tp, result.stored_offset)
-                state.expected = result.stored_offset
+                state.expected = state.position = result.stored_offset
             return None
-        state.expected = processed.next_offset
+        state.expected = state.position = processed.next_offset
         if state.rebuild_until is not None and state.expected >= state.rebuild_until:
             state.rebuild_until = None
             log.info("%s rebuilt up to offset %d", part, state.expected)

@@ -82,7 +82,6 @@ class RedisStore:
         self._counter_ttl = counter_ttl_s
         self._user_ttl = user_ttl_s
         self._apply = client.register_script(_APPLY_LUA)
-        self._registered: set[PartitionId] = set()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -134,9 +133,6 @@ class RedisStore:
         next_offset: int,
         delta: Delta,
     ) -> ApplyResult:
-        if part not in self._registered:
-            await self._call(self._r.sadd(f"{self._prefix}:parts", str(part)))
-            self._registered.add(part)
         tag = self._tag(part)
         pages: dict[int, tuple[list[Any], list[Any]]] = {}
         for bucket, inc in delta.items():
@@ -161,7 +157,12 @@ class RedisStore:
             args += counters
             args.append(len(users) // 2)
             args += users
-        applied, stored = await self._call(self._apply(keys=keys, args=args))
+        # the partition is registered on every write, in the same round trip: a
+        # Redis that restarted empty must list it again for readers to find it
+        pipe = self._r.pipeline(transaction=False)
+        pipe.sadd(f"{self._prefix}:parts", str(part))
+        await self._apply(keys=keys, args=args, client=pipe)
+        _, (applied, stored) = await self._call(pipe.execute())
         stored_offset = None if stored is None else int(stored)
         return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
 

@@ -208,3 +208,17 @@ async def test_redis_unreachable_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         await s.apply(P0, None, 1, delta_of(req(T0, "a")))
     await s.close()
+
+
+async def test_redis_store_that_lost_everything_lists_partitions_again(redis_url: str) -> None:
+    """A Redis restarted without persistence: the next write must be readable."""
+    s, client, prefix = await _redis_store(redis_url)
+    try:
+        await s.apply(P0, None, 1, delta_of(req(T0, "a")))
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
+        assert await s.load_offset(P0) is None
+        assert (await s.apply(P0, None, 2, delta_of(req(T0, "b")))).outcome is Outcome.APPLIED
+        assert await s.top_users(T0, T0 + 60, 10) == [("b", 1)]
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
+        await s.close()
