@@ -1,16 +1,16 @@
-"""Learned baselines: medians of tick history, learning mode, and the providers.
+"""Baseline providers: learned from tick history, or fixed from a table learned beforehand.
 
-The pure part (``median``, ``usable_values``, ``learned_value``,
-``learning_note``, ``learn_table``) has no I/O. ``LearnedBaselines`` keeps the
-history through a ``History`` and recomputes its medians at most once per
-(event-time) hour, so a tick costs one dict lookup; ``FixedBaselines`` serves
-a table learned beforehand (``replay --learn-from``).
+``LearnedBaselines`` keeps the history through a ``History`` and recomputes its
+medians at most once per (event-time) hour, so a tick costs a few dict
+lookups; ``FixedBaselines`` serves a table learned beforehand (``replay
+--learn-from``). The arithmetic is in ``baseline_math``.
 
 Choices DESIGN.md leaves open:
 
 * The learning period counts from the first start recorded in the history
   (SET NX), in the clock of the ``at`` passed in: wall time live, event time
   in replay.
+* "The trailing 7 days" are the 7 x 24 whole hours before the tick's hour.
 * While learning, the baseline shown (source ``learning``) is the median of
   the history so far once there is enough of it, else the rules' floor
   stand-in; alerts are suppressed by the note either way.
@@ -18,17 +18,26 @@ Choices DESIGN.md leaves open:
   stand-in with source ``learning`` (and a warning in the log), while the
   other signals alert normally: silencing every signal for one that has no
   traffic would hide attacks on the others.
-* "The same hour" is the UTC hour of the tick time ``at``. Until an hour has
-  ``min_points`` usable ticks of its own, the flat median stands in.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
 
+from .baseline_math import (
+    DAY_S,
+    HOUR_S,
+    LOOKBACK_S,
+    BaselineTable,
+    ByHour,
+    Seasonality,
+    by_hour,
+    hour_of_day,
+    learning_note,
+    min_points_for,
+    pick,
+)
 from .config import Config
 from .evaluate import BaselineProvider, StaticBaselines
 from .history import History, MemoryHistory, Point, RedisHistory, TickRecord
@@ -37,120 +46,6 @@ from .rules import Baseline
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-Seasonality = Literal["none", "hour_of_day"]
-HOUR_S = 3600
-DAY_S = 86400
-LOOKBACK_S = 7 * DAY_S  # DESIGN.md: the median of the trailing 7 days
-MIN_COVERAGE_S = 1800  # a median needs at least half an hour of usable ticks
-
-
-def median(values: Sequence[float]) -> float | None:
-    """The median (mean of the middle two for an even count); None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[mid]
-    return (ordered[mid - 1] + ordered[mid]) / 2.0
-
-
-def hour_of_day(at: int) -> int:
-    return (at // HOUR_S) % 24
-
-
-def is_usable(point: Point) -> bool:
-    """A point a median may use: it has a value, enough data, and was not judged red."""
-    if point.value is None or point.state == "insufficient_data":
-        return False
-    return not (point.state == "red" and point.judged)
-
-
-def usable_values(
-    records: Iterable[TickRecord], name: SignalName, *, hour: int | None = None
-) -> list[float]:
-    """Values of ``name`` a median may use, optionally only ticks of one UTC hour."""
-    found: list[float] = []
-    for record in records:
-        if hour is not None and (record.at // HOUR_S) % 24 != hour:
-            continue
-        point = record.points.get(name)
-        if point is not None and point.value is not None and is_usable(point):
-            found.append(point.value)
-    return found
-
-
-def learned_value(
-    records: Sequence[TickRecord],
-    name: SignalName,
-    *,
-    at: int,
-    seasonality: Seasonality,
-    min_points: int,
-) -> float | None:
-    """The baseline of ``name`` for a tick at ``at`` from ``records`` (the lookback).
-
-    With ``hour_of_day`` the median of the ticks of ``at``'s hour, when that
-    hour has ``min_points`` usable ones; otherwise (and with ``none``) the flat
-    median, when there are ``min_points`` usable ticks at all.
-    """
-    if seasonality == "hour_of_day":
-        same_hour = usable_values(records, name, hour=hour_of_day(at))
-        if len(same_hour) >= min_points:
-            return median(same_hour)
-    flat = usable_values(records, name)
-    return median(flat) if len(flat) >= min_points else None
-
-
-def learning_note(first: int, at: int, days: int | None) -> str | None:
-    """``"day N of D"`` while ``at`` is within ``days`` of ``first``, else None.
-
-    ``days=None`` never ends (the ``baseline`` verb only records).
-    """
-    day = max(0, at - first) // DAY_S + 1
-    if days is None:
-        return f"recording, day {day}"
-    return f"day {day} of {days}" if day <= days else None
-
-
-def min_points_for(tick_seconds: int) -> int:
-    return max(1, MIN_COVERAGE_S // tick_seconds)
-
-
-@dataclass(frozen=True)
-class BaselineTable:
-    """Medians learned from a stretch of history, for the ``baseline`` verb."""
-
-    flat: Mapping[SignalName, float]  # only signals with enough usable ticks
-    hourly: Mapping[SignalName, Mapping[int, float]]  # UTC hour -> median
-    usable: Mapping[SignalName, int]  # usable ticks behind each flat median
-    ticks: int
-    first_at: int | None
-    last_at: int | None
-
-
-def learn_table(
-    records: Sequence[TickRecord], names: Sequence[SignalName], *, min_points: int
-) -> BaselineTable:
-    flat: dict[SignalName, float] = {}
-    hourly: dict[SignalName, dict[int, float]] = {}
-    usable: dict[SignalName, int] = {}
-    for name in names:
-        values = usable_values(records, name)
-        usable[name] = len(values)
-        value = median(values)
-        if value is not None and len(values) >= min_points:
-            flat[name] = value
-        per_hour = {h: usable_values(records, name, hour=h) for h in range(24)}
-        hourly[name] = {
-            h: m
-            for h, vs in per_hour.items()
-            if len(vs) >= min_points and (m := median(vs)) is not None
-        }
-    first = records[0].at if records else None
-    last = records[-1].at if records else None
-    return BaselineTable(flat, hourly, usable, len(records), first, last)
 
 
 class LearnedBaselines:
@@ -167,6 +62,8 @@ class LearnedBaselines:
         min_points: int = min_points_for(60),
         lookback_s: int = LOOKBACK_S,
     ) -> None:
+        if lookback_s <= 0 or lookback_s % HOUR_S:
+            raise ValueError("lookback_s must be a positive number of whole hours")
         self._history = history
         self._static = {name: Baseline(v, "static") for name, v in static.items()}
         self._learned = tuple(n for n in learned if n not in self._static)
@@ -177,7 +74,7 @@ class LearnedBaselines:
         self._hour: int | None = None  # the hour the cached medians belong to
         self._first: int | None = None
         self._medians: dict[SignalName, float] = {}
-        self._given: tuple[int, frozenset[SignalName]] | None = None
+        self._hours: ByHour = {}  # usable values of whole past hours, by hour index
 
     @property
     def history(self) -> History:
@@ -200,39 +97,48 @@ class LearnedBaselines:
         out: dict[SignalName, Baseline] = dict(self._static)
         for name, value in self._medians.items():
             out[name] = Baseline(value, source)
-        # signals left out get the rules' floor stand-in, judged by nothing
-        self._given = (at, frozenset(out))
         return out, note
 
     async def _refresh(self, at: int) -> None:
         # Read the first start again every hour: after a Redis wipe it is set
         # anew, and the learning count restarts together with the lost history.
         first = await self._history.first_start(at)
-        records = await self._history.records(at - self._lookback, at)
+        hours = self._hours if first == self._first else {}
+        now = at // HOUR_S
+        oldest = now - self._lookback // HOUR_S
+        # Past hours are complete once their last tick is recorded, so only
+        # hours not seen yet are read: one hour of records per refresh.
+        missing = [h for h in range(oldest, now) if h not in hours]
+        if missing:
+            records = await self._history.records(missing[0] * HOUR_S, now * HOUR_S)
+            fetched = by_hour(records, self._learned)
+            hours = {h: v for h, v in hours.items() if oldest <= h < missing[0]}
+            hours.update({h: fetched.get(h, {}) for h in range(missing[0], now)})
         medians: dict[SignalName, float] = {}
         for name in self._learned:
-            value = learned_value(
-                records,
+            value = pick(
+                hours,
                 name,
-                at=at,
+                hour=now % 24,
                 seasonality=self._seasonality,
                 min_points=self._min_points,
             )
             if value is not None:
                 medians[name] = value
-        self._first, self._medians = first, medians
-        missing = [n for n in self._learned if n not in medians]
-        if missing and learning_note(first, at, self._days) is None:
+        self._first, self._hours, self._medians = first, hours, medians
+        missing_signals = [n for n in self._learned if n not in medians]
+        if missing_signals and learning_note(first, at, self._days) is None:
             log.warning(
                 "baselines: no usable history for %s after learning; "
                 "using the floor (source 'learning') until there is",
-                ", ".join(missing),
+                ", ".join(missing_signals),
             )
 
     async def record(self, tick: Tick) -> None:
-        judged = self._given[1] if self._given and self._given[0] == tick.at else frozenset()
+        # A red while learning was judged against a provisional baseline and
+        # alerted no one: it stays in the history (see history.Point).
         points = {
-            name: Point(r.value, r.volume, r.state, name in judged)
+            name: Point(r.value, r.volume, r.state, r.baseline_source != "learning")
             for name, r in tick.signals.items()
         }
         try:

@@ -12,37 +12,29 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from .baselines import (
+from .baseline_math import (
     DAY_S,
     LOOKBACK_S,
     BaselineTable,
-    FixedBaselines,
-    LearnedBaselines,
     Seasonality,
     learn_table,
     min_points_for,
 )
-from .bucketing import BLOCKED_WINDOW_S, SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
+from .baselines import FixedBaselines, LearnedBaselines
 from .config import Config
 from .evaluate import Evaluator
 from .history import MemoryHistory, TickRecord
 from .ingest import DeadLetter
-from .model import SIGNALS, SignalName, Tick, format_at
+from .model import SIGNALS, Tick, format_at
 from .replay import ReplaySummary, replay
 from .store_memory import MemoryStore
+from .truth import SIGNAL_WINDOW_S
 from .wiring import build_rules, retention_s
 
 log = logging.getLogger(__name__)
-
-WINDOW_S: Mapping[SignalName, int] = {
-    "blocked_pct": BLOCKED_WINDOW_S,
-    "safety_pct": SAFETY_WINDOW_S,
-    "top_user_rps": TOP_USER_WINDOW_S,
-    "spend_hour": SPEND_WINDOW_S,
-}
 
 
 async def learn_from_logs(
@@ -93,7 +85,7 @@ def full_windows(records: Sequence[TickRecord], since: int) -> list[TickRecord]:
     has no such warm-up, since a fresh consumer counts the last hour again.
     """
     return [
-        TickRecord(r.at, {n: p for n, p in r.points.items() if r.at - WINDOW_S[n] >= since})
+        TickRecord(r.at, {n: p for n, p in r.points.items() if r.at - SIGNAL_WINDOW_S[n] >= since})
         for r in records
     ]
 

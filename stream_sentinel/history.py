@@ -44,11 +44,13 @@ _STATES: frozenset[str] = frozenset(("ok", "red", "insufficient_data"))
 class Point:
     """One signal at one tick.
 
-    ``judged`` says whether ``state`` was decided against a baseline that came
-    from data (static, or a median of history) rather than the floor stand-in
-    used before any history exists: only judged reds are left out of medians,
-    otherwise the first ticks of a fresh deployment, all "red" against the
-    floor, would be thrown away and learning could never start.
+    ``judged`` says whether ``state`` was decided against a real baseline
+    (static or learned) rather than a provisional one (source ``learning``):
+    only judged reds are left out of medians. Reds while learning say little:
+    a median learned from the first (night) hours makes every busy afternoon
+    tick "red", and leaving those out would keep the baseline at the night's
+    level for ever. The median itself is what keeps a short attack during
+    learning from moving the baseline.
     """
 
     value: float | None
