@@ -299,6 +299,34 @@ async def test_restart_in_the_middle_of_learning_keeps_the_day_count(
             await client.aclose()
 
 
+async def test_redis_wipe_restarts_learning_with_the_lost_history(redis_url: str) -> None:
+    traffic = Traffic(T0 - HOUR_S, 2 * 1440, seed=7)
+    cfg = learned_cfg(1)
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = RedisStore(client, prefix=prefix, bucket_width=60, counter_ttl_s=60, user_ttl_s=60)
+        evaluator = Evaluator(traffic, build_rules(cfg), build_baselines(cfg, store))
+        for at in range(T0, T0 + 2 * HOUR_S, 60):
+            await evaluator.evaluate(at)
+        learned = await evaluator.evaluate(T0 + DAY_S)
+        assert learned.status != "learning"
+        assert learned.signals["safety_pct"].baseline_source == "learned"
+        doomed = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        assert doomed
+        await client.delete(*doomed)  # Redis restarted without persistence
+        # within the hour the cached medians still answer; the next hour notices
+        wiped = await evaluator.evaluate(T0 + DAY_S + HOUR_S)
+        assert wiped.status == "learning" and wiped.reason == "day 1 of 1"
+        assert wiped.signals["safety_pct"].baseline_source == "learning"
+        assert wiped.signals["safety_pct"].baseline == 100.0 - build_rules(cfg).floor("safety_pct")
+    finally:
+        doomed = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if doomed:
+            await client.delete(*doomed)
+        await client.aclose()
+
+
 # -- hour-of-day versus flat on a strongly diurnal load ---------------------------
 
 
