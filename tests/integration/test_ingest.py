@@ -12,11 +12,14 @@ import base64
 import random
 import time
 import uuid
+from collections import Counter
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.store_redis import RedisStore
 
@@ -27,6 +30,7 @@ from .harness import (
     Service,
     assert_exact,
     end_offsets,
+    free_port,
     make_events,
     produce,
     produce_raw,
@@ -289,12 +293,30 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     for e in good_requests:
         expected.add(e)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
+    port = free_port()
+    env["SENTINEL_HTTP_PORT"] = str(port)
     svc = Service(env)
     store = _store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])
         await wait_caught_up(store, ends, timeout=120, proc=svc)
         await assert_exact(store, expected)
+        # counted in stream_sentinel_events_total{result="invalid",reason=...}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
+            text = await r.text()
+        samples = {
+            (s.labels.get("result"), s.labels.get("reason")): s.value
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "stream_sentinel_events"
+            for s in fam.samples
+            if s.name == "stream_sentinel_events_total" and s.labels.get("topic_type") == "request"
+        }
+        assert samples[("counted", "")] == len(good_requests)
+        for reason, n in Counter(r for _, r in bad).items():
+            assert samples[("invalid", reason)] == n, reason
         dead = await _read_all(kafka_bootstrap, topics["dlq"], len(bad))
         assert sorted(d["reason"] for d in dead) == sorted(r for _, r in bad)
         by_offset = {d["source"]["offset"]: d for d in dead}
