@@ -25,7 +25,7 @@ def bucket_seconds_for(tick_seconds: int) -> int:
 
 def bucket_of(ts: float, width: int) -> int:
     """Start (Unix seconds) of the bucket holding ``ts``; half-open buckets."""
-    return int(math.floor(ts / width)) * width
+    return math.floor(ts / width) * width
 
 
 def buckets_in(start: int, end: int, width: int) -> range:
@@ -37,4 +37,4 @@ def buckets_in(start: int, end: int, width: int) -> range:
 
 def tick_floor(now: float, tick_seconds: int) -> int:
     """The latest tick boundary at or before ``now``."""
-    return int(math.floor(now / tick_seconds)) * tick_seconds
+    return math.floor(now / tick_seconds) * tick_seconds

@@ -63,9 +63,8 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
         write_truth(truth, args.truth, meta=meta)
     print(f"simulated {count} events, {len(truth)} attacks -> {args.out}")
     for w in truth:
-        print(
-            f"  {w.name}: {w.start:.0f}..{w.end:.0f} expects {w.expected_status} on {','.join(w.expected_signals)}"
-        )
+        signals = ",".join(w.expected_signals)
+        print(f"  {w.name}: {w.start:.0f}..{w.end:.0f} expects {w.expected_status} on {signals}")
     return 0
 
 
