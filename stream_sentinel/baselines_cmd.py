@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from .config import Config
 from .evaluate import Evaluator
 from .history import MemoryHistory, TickRecord
 from .ingest import DeadLetter
-from .model import SIGNALS, Tick, format_at
+from .model import SIGNALS, SignalName, Tick, format_at
 from .replay import ReplaySummary, replay
 from .store_memory import MemoryStore
 from .truth import SIGNAL_WINDOW_S
@@ -94,9 +95,18 @@ def _ignore(dead: DeadLetter) -> None:
     """Rejected lines are counted in the summary; learning needs nothing else."""
 
 
-def _num(value: float) -> str:
-    # six significant digits, always a TOML float ("5.0", never "5")
-    return repr(float(f"{value:.6g}"))
+def _num(value: float, name: SignalName) -> str:
+    """Six significant digits, always a TOML float ("5.0", never "5").
+
+    For ``safety_pct`` the digits go to the failure rate ``100 - value``, which
+    is what the rule uses: 99.99999 must not become 100.0 (a failure rate of 0).
+    """
+    if name != "safety_pct" or value >= 100.0:
+        return repr(float(f"{value:.6g}"))
+    failure = float(f"{100.0 - value:.6g}")
+    decimals = min(12, max(1, 5 - math.floor(math.log10(failure))))
+    text = f"{100.0 - failure:.{decimals}f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def render_toml(table: BaselineTable, *, seasonality: Seasonality, sources: Sequence[str]) -> str:
@@ -107,8 +117,9 @@ def render_toml(table: BaselineTable, *, seasonality: Seasonality, sources: Sequ
         span = f"{format_at(table.first_at)} .. {format_at(table.last_at)}"
         lines += [
             f"# {table.ticks} ticks, {span} (at most the last 7 days of the logs).",
-            "# Medians leave out ticks that were red, had insufficient data or a",
-            "# window reaching back before the logs.",
+            "# Medians leave out ticks with insufficient data or a window reaching",
+            "# back before the logs. The logs are taken as normal traffic: nothing was",
+            "# judged red while learning, the median keeps a short incident out.",
         ]
     lines += [
         "# A signal given here has a static baseline and is no longer learned.",
@@ -124,7 +135,7 @@ def render_toml(table: BaselineTable, *, seasonality: Seasonality, sources: Sequ
             )
         else:
             floor = "; 0 means the floor (alerting.floors) is used" if value == 0 else ""
-            lines.append(f"{name} = {_num(value)}  # median of {used} ticks{floor}")
+            lines.append(f"{name} = {_num(value, name)}  # median of {used} ticks{floor}")
     if seasonality == "hour_of_day":
         lines += _hourly_comment(table)
     return "\n".join(lines) + "\n"
@@ -143,7 +154,7 @@ def _hourly_comment(table: BaselineTable) -> list[str]:
         cells = []
         for name in SIGNALS:
             value = table.hourly.get(name, {}).get(hour)
-            cells.append(f"{'-' if value is None else _num(value):>14}")
+            cells.append(f"{'-' if value is None else _num(value, name):>14}")
         lines.append(f"#   {hour:02d} " + "".join(cells))
     return lines
 
@@ -157,7 +168,7 @@ async def learned_provider(paths: Sequence[str], cfg: Config) -> FixedBaselines:
         "learned baselines from %d ticks (%d events): %s",
         summary.ticks,
         summary.counted,
-        ", ".join(f"{n}={_num(v)}" for n, v in table.flat.items() if n in learned) or "none",
+        ", ".join(f"{n}={_num(v, n)}" for n, v in table.flat.items() if n in learned) or "none",
     )
     if len(learned) < len(SIGNALS):
         log.info("static in the config, not replaced: %s", ", ".join(cfg.static_baselines()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,14 @@ import pytest
 from redis import asyncio as aioredis
 
 from stream_sentinel.aggregate import Delta
-from stream_sentinel.baseline_math import DAY_S, HOUR_S
+from stream_sentinel.baseline_math import DAY_S, HOUR_S, BaselineTable
 from stream_sentinel.baselines import LearnedBaselines, build_baselines
+from stream_sentinel.baselines_cmd import full_windows, render_toml
 from stream_sentinel.cli import main
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.evaluate import Evaluator
-from stream_sentinel.history import History, MemoryHistory, RedisHistory
-from stream_sentinel.model import NANO, Tick, WindowCounts
+from stream_sentinel.history import History, MemoryHistory, Point, RedisHistory, TickRecord
+from stream_sentinel.model import NANO, SignalName, Tick, WindowCounts
 from stream_sentinel.simulate import Scenario, simulate, write_log
 from stream_sentinel.simulate_traffic import diurnal_factor
 from stream_sentinel.store import ApplyResult, PartitionId
@@ -446,3 +448,34 @@ def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
     fresh = [orjson.loads(line) for line in timeline.read_bytes().splitlines()]
     assert {line["status"] for line in fresh} == {"learning"}
     assert fresh[0]["reason"] == "day 1 of 7"
+
+
+def test_render_toml_is_valid_for_awkward_values_and_missing_signals() -> None:
+    table = BaselineTable(
+        flat={"blocked_pct": 0.0, "safety_pct": 99.99999, "top_user_rps": 1.23456789e-05},
+        hourly={"blocked_pct": {0: 0.0}, "top_user_rps": {23: 4.0}},
+        usable={"blocked_pct": 40, "safety_pct": 40, "top_user_rps": 40, "spend_hour": 0},
+        ticks=40,
+        first_at=T0,
+        last_at=T0 + 39 * 60,
+    )
+    text = render_toml(table, seasonality="hour_of_day", sources=["/x/normal.jsonl"])
+    parsed = tomllib.loads(text)
+    assert parsed == {
+        "baselines": {"blocked_pct": 0.0, "safety_pct": 99.99999, "top_user_rps": 1.23457e-05}
+    }
+    assert "# spend_hour: no usable history (0 of 40 ticks" in text
+    assert "0 means the floor" in text
+    assert "#   23              -             -           4.0             -" in text
+
+
+def test_full_windows_drops_points_whose_window_starts_before_the_logs() -> None:
+    points: dict[SignalName, Point] = {
+        "blocked_pct": Point(1.0, 10, "ok"),
+        "spend_hour": Point(1.0, 10, "ok"),
+    }
+    records = [TickRecord(T0 + 60 * m, points) for m in range(1, 70)]
+    kept = full_windows(records, T0)
+    assert next(r.at for r in kept if "blocked_pct" in r.points) == T0 + 300
+    assert next(r.at for r in kept if "spend_hour" in r.points) == T0 + 3600
+    assert len(kept) == len(records)
