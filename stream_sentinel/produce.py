@@ -1,9 +1,10 @@
 """`stream-sentinel produce`: write recorded logs into the Kafka topics.
 
 Messages are keyed by ``user_id`` (so one user's events stay on one
-partition, which keeps per-user counts local). ``--shift-to-now`` moves every
-timestamp by the same amount so the log plays as live traffic; ``--speed``
-paces it in event time (2 = twice real time), otherwise it goes flat out.
+partition, which keeps per-user counts local). ``--speed`` paces sends in
+event time (2 = twice real time), otherwise they go flat out.
+``--shift-to-now`` moves every timestamp by the same amount so the log plays
+as live traffic (see ``_Pacer`` for where "now" lands).
 """
 
 from __future__ import annotations
@@ -35,10 +36,34 @@ def _ts_of(doc: dict[str, Any]) -> float | None:
     return None
 
 
+def last_ts(paths: Sequence[str]) -> float | None:
+    """The newest timestamp in the logs (one extra pass; not for stdin)."""
+    newest: float | None = None
+    for chunk in read_lines(paths):
+        for raw in chunk:
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            ts = _ts_of(doc) if isinstance(doc, dict) else None
+            if ts is not None and (newest is None or ts > newest):
+                newest = ts
+    return newest
+
+
 class _Pacer:
-    def __init__(self, speed: float | None, shift_to_now: bool) -> None:
+    """Paces sends in event time and computes the shift to wall-clock time.
+
+    Paced (``--speed``), the first event lands at now and the rest follow as
+    the clock moves. Flat out, the whole log is moved so its newest event is
+    now: the log reads as traffic that just happened, all of it inside the
+    live windows and none of it in the future.
+    """
+
+    def __init__(self, speed: float | None, shift_to_now: bool, newest: float | None) -> None:
         self.speed = speed
         self.shift_to_now = shift_to_now
+        self.newest = newest
         self.first_ts: float | None = None
         self.started = time.monotonic()
         self.shift = 0.0
@@ -47,7 +72,9 @@ class _Pacer:
         if self.first_ts is None:
             self.first_ts = ts
             self.started = time.monotonic()
-            self.shift = time.time() - ts if self.shift_to_now else 0.0
+            if self.shift_to_now:
+                anchor = self.newest if self.speed is None and self.newest is not None else ts
+                self.shift = time.time() - anchor
         return ts + self.shift
 
     def delay(self, ts: float) -> float:
@@ -68,7 +95,8 @@ async def produce_logs(
         bootstrap_servers=cfg.kafka.bootstrap_servers, linger_ms=10, acks="all"
     )
     await producer.start()
-    pacer = _Pacer(speed, shift_to_now)
+    newest = last_ts(paths) if shift_to_now and speed is None and "-" not in paths else None
+    pacer = _Pacer(speed, shift_to_now, newest)
     sent = unparsed = 0
     try:
         pending: list[asyncio.Future[Any]] = []
