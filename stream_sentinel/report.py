@@ -40,6 +40,31 @@ pre{background:#f6f8fa;padding:12px;overflow:auto;white-space:pre-wrap;word-brea
 """
 
 
+def _baseline_caption(signal: str, ticks: Sequence[Mapping[str, Any]]) -> str:
+    """Which baseline the signal used, where it came from, and its threshold.
+
+    Learned baselines move, so the caption lists each distinct (source,
+    baseline, threshold) the run used, in order of first use.
+    """
+    seen: dict[tuple[str, float, float], None] = {}
+    for tick in ticks:
+        reading = (tick.get("signals") or {}).get(signal)
+        if not reading:
+            continue
+        key = (
+            str(reading.get("baseline_source", "static")),
+            float(reading.get("baseline") or 0.0),
+            float(reading.get("threshold") or 0.0),
+        )
+        seen.setdefault(key, None)
+    if not seen:
+        return ""
+    shown = list(seen)[:6]
+    more = f" (+{len(seen) - len(shown)} more)" if len(seen) > len(shown) else ""
+    items = "; ".join(f"{escape(src)} baseline {b:g}, threshold {t:g}" for src, b, t in shown)
+    return f'<figcaption class="baseline">{items}{more}</figcaption>'
+
+
 def redact(value: Any) -> Any:
     """A copy of a config tree with secrets blanked (tokens never leave the process)."""
     if isinstance(value, Mapping):
@@ -133,7 +158,8 @@ def _charts(ticks: Sequence[Mapping[str, Any]]) -> str:
     for signal in SIGNALS:
         chart = signal_chart(signal, series_for(signal, ticks))
         parts.append(
-            f'<figure class="chart" id="chart-{signal}" data-signal="{signal}">{chart}</figure>'
+            f'<figure class="chart" id="chart-{signal}" data-signal="{signal}">{chart}'
+            f"{_baseline_caption(signal, ticks)}</figure>"
         )
     return "\n".join(parts)
 

@@ -192,3 +192,26 @@ def test_chromium_renders_a_non_blank_page(tmp_path: Path, page: str) -> None:
     for hex_colour in ("2e9d4a", "d62728", "8c9bb0"):
         target = np.array([int(hex_colour[i : i + 2], 16) for i in (0, 2, 4)])
         assert (np.abs(rgb.astype(int) - target).max(axis=1) <= 3).sum() > 500, hex_colour
+
+
+def test_each_chart_says_where_its_baseline_came_from(page: str) -> None:
+    captions = dict(
+        re.findall(
+            r'data-signal="(\w+)">.*?<figcaption class="baseline">(.*?)</figcaption>',
+            page,
+            re.DOTALL,
+        )
+    )
+    assert set(captions) == set(SIGNALS)
+    assert captions["blocked_pct"] == "static baseline 0.1, threshold 0.2"
+    assert captions["safety_pct"] == "static baseline 99.5, threshold 99"
+
+
+def test_learned_baselines_list_each_value_used() -> None:
+    ticks = make_ticks(30)
+    for i, t in enumerate(ticks):
+        t["signals"]["spend_hour"]["baseline_source"] = "learning" if i < 20 else "learned"
+        t["signals"]["spend_hour"]["baseline"] = 1.0 if i < 20 else 12.5
+        t["signals"]["spend_hour"]["threshold"] = 2.0 if i < 20 else 25.0
+    html = render_report(ticks, config={}, title="t")
+    assert "learning baseline 1, threshold 2; learned baseline 12.5, threshold 25" in html
