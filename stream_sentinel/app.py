@@ -155,7 +155,11 @@ class Service:
 
     def status(self) -> dict[str, Any] | None:
         if self.latest is None:
-            return None
+            if self.loop.leader:
+                return None  # "starting": the first tick is at most one tick away
+            # A follower never evaluates, so it has no tick to show; without this
+            # it would answer 503 "starting" for ever and hide that it is a follower.
+            return {"leader": False, "replica": self.replica, "last_tick_age_s": None}
         body = self.latest.to_json()
         body["leader"] = self.loop.leader
         body["replica"] = self.replica
