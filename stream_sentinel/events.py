@@ -11,8 +11,14 @@ from typing import Literal
 
 EventType = Literal["request", "response"]
 
+# Events are values: treat them as immutable. They are not ``frozen=True``
+# because one is built per decoded message, and a frozen dataclass's
+# ``__init__`` (``object.__setattr__`` per field) costs about four times a
+# plain one on that hot path. ``unsafe_hash`` keeps them hashable, as frozen
+# ones were; nothing may assign to an event's fields.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True)
 class RequestEvent:
     event_id: str
     ts: float  # Unix seconds, event time
@@ -23,7 +29,7 @@ class RequestEvent:
     prompt_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ResponseEvent:
     event_id: str
     ts: float
