@@ -1,0 +1,213 @@
+"""The decoder's fast path for the common shape agrees with its full path.
+
+``Decoder.decode`` first tries a cheap check of the common, well-formed shape
+and falls back to the field-by-field walk for anything else. The fast path
+must never change an answer: every input here goes through ``decode`` and
+through a decoder whose fast path is switched off, and both must give equal
+results of identical types (a ts of ``float``, counts of ``int``). Inputs are
+common documents with fields changed to values at every boundary the fast
+path tests (lengths, ranges, int vs float vs bool, null vs absent, the ts
+window): each change alone, exhaustively, then several at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_sentinel.decode import MAX_COST_USD, MAX_TOKENS, Decoder
+from stream_sentinel.events import Event, EventType, Rejection, RequestEvent, ResponseEvent
+
+NOW = 1_793_610_000.0
+RETENTION_S = 3690.0
+MAX_FUTURE_S = 300.0
+ABSENT = object()  # the field is left out of the document
+
+
+class FullPathOnly(Decoder):
+    """The same decoder with the fast path switched off: the reference."""
+
+    __slots__ = ()
+
+    def _common(
+        self, doc: dict[str, Any], topic_type: EventType | None, now: float | None
+    ) -> Event | None:
+        return None
+
+
+def decoders(max_future_s: float = MAX_FUTURE_S) -> tuple[Decoder, Decoder]:
+    kwargs: dict[str, Any] = {
+        "safety_threshold": 0.5,
+        "retention_s": RETENTION_S,
+        "max_future_s": max_future_s,
+    }
+    return Decoder(**kwargs), FullPathOnly(**kwargs)
+
+
+def same(got: Event | Rejection, want: Event | Rejection) -> None:
+    assert got == want
+    assert type(got) is type(want)
+    if not isinstance(got, Rejection):
+        # equal is not enough: 1 == 1.0 == True, but a ts must be a float
+        for name in got.__slots__:
+            assert type(getattr(got, name)) is type(getattr(want, name)), name
+
+
+def common_request(**changes: Any) -> dict[str, Any]:
+    doc = {
+        "event_id": "s1n-000000000",
+        "type": "request",
+        "ts": NOW - 1.5,
+        "user_id": "u01526",
+        "model": "gpt-4o-mini",
+        "blocked": False,
+        "prompt_tokens": 79,
+    }
+    return with_changes(doc, changes)
+
+
+def common_response(**changes: Any) -> dict[str, Any]:
+    doc = {
+        "event_id": "s1n-000000001",
+        "type": "response",
+        "ts": NOW - 1.0,
+        "user_id": "u01526",
+        "model": "gpt-4o-mini",
+        "request_id": "s1n-000000000",
+        "safe": True,
+        "prompt_tokens": 79,
+        "completion_tokens": 103,
+        "cost_usd": 0.00004774,
+    }
+    return with_changes(doc, changes)
+
+
+def with_changes(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {**doc, **changes}
+    return {k: v for k, v in merged.items() if v is not ABSENT}
+
+
+BASES = [
+    common_request(),
+    common_request(blocked=True, block_reason="prompt_injection"),
+    common_response(),
+    common_response(safe=ABSENT, safety_score=0.9),
+]
+
+# Per field: values at every boundary the fast path tests, and wrong types.
+_STR = [ABSENT, None, "", "x", 5, 1.5, True, [], {}]
+_COUNT = [ABSENT, None, 0, -1, 12, 12.0, 12.5, -0.0, MAX_TOKENS, MAX_TOKENS + 1, 2**64 - 1]
+_COUNT += [True, "1", []]
+_NUMBER = [ABSENT, None, 0, 1, 3, 0.5, 0.49999, 1.0000001, -0.0, -1e-9, 2, True, "0.9"]
+_NUMBER += [MAX_COST_USD, int(MAX_COST_USD) + 1, MAX_COST_USD + 0.5, 2**64 - 1]
+_FLAG = [ABSENT, None, True, False, 1, 0, "true"]
+VALUES: dict[str, list[Any]] = {
+    "type": [ABSENT, None, "request", "response", "Request", "", 1],
+    "event_id": [*_STR, "e" * 128, "e" * 129],
+    "user_id": [*_STR, "u" * 256, "u" * 257, "ü"],
+    "ts": [
+        ABSENT,
+        None,
+        NOW,
+        int(NOW),
+        NOW - RETENTION_S,
+        math.nextafter(NOW - RETENTION_S, 0),
+        NOW + MAX_FUTURE_S,
+        math.nextafter(NOW + MAX_FUTURE_S, math.inf),
+        0,
+        0.0,
+        -0.0,
+        -1,
+        -1.5,
+        2**53,
+        2**64 - 1,
+        1e308,
+        True,
+        "2026-11-02T09:00:00Z",
+        "2026-11-02T09:00:00",
+        [],
+    ],
+    "model": _STR,
+    "block_reason": _STR,
+    "request_id": _STR,
+    "blocked": _FLAG,
+    "safe": _FLAG,
+    "prompt_tokens": _COUNT,
+    "completion_tokens": _COUNT,
+    "safety_score": _NUMBER,
+    "cost_usd": _NUMBER,
+}
+TOPICS: list[EventType | None] = [None, "request", "response"]
+CLOCKS = [None, NOW]
+
+
+def check(doc: dict[str, Any], topic: EventType | None, now: float | None) -> None:
+    raw = orjson.dumps(doc)
+    for max_future_s in (MAX_FUTURE_S, math.inf):  # replay runs without a future limit
+        fast, full = decoders(max_future_s)
+        same(
+            fast.decode(raw, topic_type=topic, now=now), full.decode(raw, topic_type=topic, now=now)
+        )
+
+
+def test_every_single_field_change_gets_the_same_answer() -> None:
+    for base in BASES:
+        for name, values in VALUES.items():
+            for value in values:
+                doc = with_changes(base, {name: value})
+                for topic in TOPICS:
+                    for now in CLOCKS:
+                        check(doc, topic, now)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A common document with a few fields changed to boundary values."""
+    base = draw(st.sampled_from(BASES))
+    names = draw(st.lists(st.sampled_from(sorted(VALUES)), min_size=2, max_size=4, unique=True))
+    return with_changes(base, {n: draw(st.sampled_from(VALUES[n])) for n in names})
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(documents(), st.sampled_from(TOPICS), st.sampled_from(CLOCKS))
+def test_combined_changes_get_the_same_answer(
+    doc: dict[str, Any], topic: EventType | None, now: float | None
+) -> None:
+    check(doc, topic, now)
+
+
+def test_common_shapes_take_the_fast_path() -> None:
+    # the performance guard: a fast path that always declined would pass the
+    # tests above and make replay slow again
+    fast, _ = decoders()
+    shapes = [
+        *BASES,
+        common_request(ts=int(NOW), model=None, prompt_tokens=ABSENT),
+        common_response(cost_usd=3, request_id=None, completion_tokens=0),
+    ]
+    for doc in shapes:
+        for topic in (None, doc["type"]):
+            got = fast._common(doc, topic, NOW)
+            assert isinstance(got, RequestEvent | ResponseEvent), doc
+
+
+def test_unusual_shapes_fall_back_to_the_full_path() -> None:
+    fast, _ = decoders()
+    unusual = [
+        common_request(ts="2026-11-02T08:59:58Z"),  # valid, but strings are parsed in full
+        common_request(prompt_tokens=79.0),  # valid: an integral float is an integer
+        common_request(type=ABSENT),  # valid on a topic that implies the type
+        common_request(blocked=1),
+        common_request(event_id=""),
+        common_request(ts=NOW + MAX_FUTURE_S + 1),
+        common_response(safe=None),
+        common_response(cost_usd=-0.5),
+        common_response(type="request"),  # no "blocked"
+    ]
+    for doc in unusual:
+        assert fast._common(doc, None, NOW) is None, doc
+    assert fast._common(common_request(), "response", NOW) is None
