@@ -8,8 +8,9 @@ publish, and per-reason counts for metrics.
 from __future__ import annotations
 
 import base64
+import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -18,6 +19,11 @@ from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
 from .events import Event, EventType, Rejection, RequestEvent
 from .store import PartitionId
+
+# outcome keys of counted events
+_COUNTED_REQUEST = ("request", "")
+_COUNTED_RESPONSE = ("response", "")
+_TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class Processed:
 
 
 class BatchProcessor:
+    __slots__ = ("_aggregator", "_decoder")
+
     def __init__(self, decoder: Decoder, aggregator: BatchAggregator) -> None:
         self._decoder = decoder
         self._aggregator = aggregator
@@ -75,10 +83,78 @@ class BatchProcessor:
         this raise: a record the decoder cannot take becomes a dead letter.
         """
         out = self.new_batch(next_offset)
-        for offset, raw in records:
-            self.feed(out, part, topic_type, offset, raw, now)
+        self._run(out, part, topic_type, iter(records), now, False, 0, math.inf)
         out.delta = self._aggregator.result(out.delta)
         return out
+
+    def feed_log(
+        self,
+        out: Processed,
+        part: PartitionId,
+        lines: Iterator[tuple[int, bytes]],
+        *,
+        lateness: float,
+        until: float,
+    ) -> bool:
+        """Feed (offset, line) pairs of a recorded log into ``out``, in event time.
+
+        A log is its own clock: each line's ts range check runs against the
+        largest ts counted before it (``out.max_ts``, which the caller carries
+        from batch to batch). Stops right after counting an event that moves
+        the watermark (largest ts - ``lateness``) to ``until`` or past, and
+        returns True; ``lines`` then resumes after it. False: ``lines`` ran out.
+        """
+        return self._run(out, part, None, lines, None, True, lateness, until)
+
+    def _run(
+        self,
+        out: Processed,
+        part: PartitionId,
+        topic_type: EventType | None,
+        records: Iterator[tuple[int, bytes | None]],
+        now: float | None,
+        log_clock: bool,
+        lateness: float,
+        until: float,
+    ) -> bool:
+        """``feed`` for many records, with the per-record work kept in locals.
+
+        ``log_clock``: ``now`` is the largest ts counted so far. The counted
+        tallies reach ``out`` once, at the end, rather than once per event.
+        """
+        decode, agg, delta = self._decoder.decode, self._aggregator.agg, out.delta
+        max_ts = out.max_ts
+        requests = responses = 0
+        offset = out.next_offset - 1
+        stopped = False
+        for offset, raw in records:
+            if log_clock:
+                now = max_ts
+            if raw is None:
+                result: Event | Rejection = _TOMBSTONE
+            else:
+                result = decode(raw, topic_type=topic_type, now=now)
+            if isinstance(result, Rejection):
+                self._reject(out, part, topic_type, offset, raw, result)
+                continue
+            agg(delta, result)
+            if isinstance(result, RequestEvent):
+                requests += 1
+            else:
+                responses += 1
+            ts = result.ts
+            if max_ts is None or ts > max_ts:
+                max_ts = ts
+                if ts - lateness >= until:
+                    stopped = True
+                    break
+        out.next_offset = offset + 1
+        out.max_ts = max_ts
+        if requests:
+            out.outcomes[_COUNTED_REQUEST] += requests
+        if responses:
+            out.outcomes[_COUNTED_RESPONSE] += responses
+        return stopped
 
     def new_batch(self, next_offset: int) -> Processed:
         return Processed(self._aggregator.initialize(), next_offset)
@@ -95,20 +171,31 @@ class BatchProcessor:
         """Decode one record into ``out``; the event when it was counted."""
         out.next_offset = offset + 1
         if raw is None:
-            result: Event | Rejection = Rejection("empty", "message has no value (tombstone)")
+            result: Event | Rejection = _TOMBSTONE
         else:
             result = self._decoder.decode(raw, topic_type=topic_type, now=now)
         if isinstance(result, Rejection):
-            out.outcomes[(topic_type or "unknown", result.reason)] += 1
-            out.dead.append(
-                DeadLetter(
-                    result.reason, result.detail, part.topic, part.partition, offset, raw or b""
-                )
-            )
+            self._reject(out, part, topic_type, offset, raw, result)
             return None
         self._aggregator.agg(out.delta, result)
-        kind = "request" if isinstance(result, RequestEvent) else "response"
-        out.outcomes[(kind, "")] += 1
-        if out.max_ts is None or result.ts > out.max_ts:
-            out.max_ts = result.ts
+        out.outcomes[
+            _COUNTED_REQUEST if isinstance(result, RequestEvent) else _COUNTED_RESPONSE
+        ] += 1
+        ts = result.ts
+        if out.max_ts is None or ts > out.max_ts:
+            out.max_ts = ts
         return result
+
+    @staticmethod
+    def _reject(
+        out: Processed,
+        part: PartitionId,
+        topic_type: EventType | None,
+        offset: int,
+        raw: bytes | None,
+        why: Rejection,
+    ) -> None:
+        out.outcomes[(topic_type or "unknown", why.reason)] += 1
+        out.dead.append(
+            DeadLetter(why.reason, why.detail, part.topic, part.partition, offset, raw or b"")
+        )

@@ -68,7 +68,6 @@ class _Run:
         self.summary = ReplaySummary()
         self.expected: int | None = None
         self.batch: Processed = self.proc.new_batch(0)
-        self.max_ts: float | None = None
         self.next_at: int | None = None
         self.status: Status | None = None
 
@@ -101,41 +100,33 @@ class _Run:
             self.next_at += self.tick_s
 
     async def feed(self, chunk: list[bytes]) -> None:
-        # Runs once per line: attributes live in locals here, and the tick
-        # test waits for a new largest ts, the only thing that moves the
-        # watermark.
-        feed, batch, lateness = self.proc.feed, self.batch, self.lateness
-        offset = batch.next_offset
-        max_ts = self.max_ts
-        next_at = math.inf if self.next_at is None else self.next_at
-        for raw in chunk:
-            # the stream's own clock bounds ts: too far ahead of what we have
-            # seen, or older than retention behind it, is dead-lettered
-            event = feed(batch, REPLAY_PART, None, offset, raw, max_ts)
-            offset += 1
-            if event is None:
-                continue
-            ts = event.ts
-            if max_ts is not None and ts <= max_ts:
-                continue
-            self.max_ts = max_ts = ts
+        lines = enumerate(chunk, self.batch.next_offset)
+        # Each stop is a counted event that moved the watermark past the next
+        # tick: everything before it is in the batch, nothing after it.
+        # Before the first event the first tick is unknown: stop at once.
+        while self.proc.feed_log(
+            self.batch,
+            REPLAY_PART,
+            lines,
+            lateness=self.lateness,
+            until=-math.inf if self.next_at is None else self.next_at,
+        ):
+            ts = self.batch.max_ts
+            assert ts is not None
             if self.next_at is None:
-                self.next_at = next_at = (math.floor(ts / self.tick_s) + 1) * self.tick_s
-            if ts - lateness >= next_at:
+                self.next_at = (math.floor(ts / self.tick_s) + 1) * self.tick_s
+            if ts - self.lateness >= self.next_at:
                 await self.flush()
-                batch = self.batch
-                await self.evaluate_until(ts - lateness)
-                next_at = self.next_at
+                await self.evaluate_until(ts - self.lateness)
         self.summary.lines += len(chunk)
         await self.flush()
 
     async def finish(self) -> None:
         await self.flush()
-        if self.max_ts is not None:
+        max_ts = self.batch.max_ts
+        if max_ts is not None:
             # the end of input moves the watermark past the last event's tick
-            await self.evaluate_until(
-                math.floor(self.max_ts / self.tick_s) * self.tick_s + self.tick_s
-            )
+            await self.evaluate_until(math.floor(max_ts / self.tick_s) * self.tick_s + self.tick_s)
 
 
 async def replay(
