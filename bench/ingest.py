@@ -1,0 +1,307 @@
+"""Kafka -> Redis ingestion speed against a bare aiokafka consumer.
+
+    eval "$(scripts/services start)"
+    .venv/bin/python bench/ingest.py [--events N] [--rounds R] [--partitions P]
+
+Needs the real broker and Redis (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL). Creates
+a private request/response topic pair (P partitions each), fills it with N
+contract events from ``stream_sentinel.simulate`` (keyed by user_id, event
+times in the last 30 minutes so the live range check takes them all), then
+times, alternating for R rounds, each from the beginning with a fresh
+consumer group:
+
+(a) a bare ``AIOKafkaConsumer.getmany`` loop that only counts messages;
+(b) our ingestion: ``KafkaIngest`` with a ``RedisStore`` (fresh key prefix)
+    and ``build_processor(cfg)``, as the ``run`` verb wires them.
+
+A round's clock starts when the group has assigned the partitions (joining a
+group costs the same for both and is not ingestion) and stops when the last
+of the N messages is counted: in (b), when its batch is written to Redis.
+Prints events/s for both, the best of each and their ratio, and checks that
+Redis holds exactly N counted events. Topics and keys are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from redis import asyncio as aioredis
+
+from stream_sentinel.config import Config, load_config
+from stream_sentinel.ingest import Processed
+from stream_sentinel.simulate import simulate
+from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
+from stream_sentinel.store import PartitionId
+from stream_sentinel.wiring import build_processor, build_store, retention_s
+
+SEED = 1
+SPAN_S = 1800.0  # event times cover the last 30 minutes before the fill
+
+
+@dataclass
+class Round:
+    events: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    store_s: float = 0.0  # of which waiting for store.apply
+
+    @property
+    def rate(self) -> float:
+        return self.events / (self.finished - self.started)
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SystemExit(f'{name} is not set: eval "$(scripts/services start)" first')
+    return value
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names], timeout_ms=30_000)
+        async with asyncio.timeout(30):
+            for name in names:  # wait until every partition has a leader
+                while True:
+                    (found,) = await admin.describe_topics([name])
+                    led = [p for p in found["partitions"] if p["leader"] >= 0]
+                    if found["error_code"] == 0 and len(led) == partitions:
+                        break
+                    await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names), timeout_ms=30_000)
+    finally:
+        await admin.close()
+
+
+async def fill(bootstrap: str, topics: dict[str, str], events: int) -> float:
+    """Produce ``events`` simulated events; returns the ts of the oldest."""
+    start = time.time() - SPAN_S
+    # ~2 events per request, times a diurnal factor >= 0.55: at least 1.1 x
+    # ``events`` in the span at any hour; the stream is cut at ``events``
+    rps = events / SPAN_S
+    stream, _ = simulate(start=start, duration_s=SPAN_S, seed=SEED, base_rps=rps)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks=1
+    )
+    await producer.start()
+    sent = 0
+    oldest = float("inf")
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for event in stream:
+            if sent == events:
+                break
+            oldest = min(oldest, event["ts"])
+            key = event["user_id"].encode()
+            pending.append(await producer.send(topics[event["type"]], orjson.dumps(event), key=key))
+            sent += 1
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    if sent != events:
+        raise SystemExit(f"simulate gave only {sent} events")
+    return oldest
+
+
+class _StartClock(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, result: Round) -> None:
+        self.result = result
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned and not self.result.started:
+            self.result.started = time.perf_counter()
+
+
+async def bare(bootstrap: str, topics: Sequence[str], events: int, max_records: int) -> Round:
+    result = Round()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        consumer.subscribe(topics=list(topics), listener=_StartClock(result))
+        while result.events < events:
+            batches = await consumer.getmany(timeout_ms=300, max_records=max_records)
+            for records in batches.values():
+                result.events += len(records)
+        result.finished = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return result
+
+
+class _Counter:
+    """IngestObserver: starts the clock on assignment, stops it at ``events``."""
+
+    def __init__(self, events: int, stop: asyncio.Event) -> None:
+        self.result = Round()
+        self.target = events
+        self.stop = stop
+        self.dead = 0
+
+    def batch_done(self, part: PartitionId, processed: Processed, store_seconds: float) -> None:
+        self.result.events += sum(processed.outcomes.values())
+        self.result.store_s += store_seconds
+        self.dead += len(processed.dead)
+        if self.result.events >= self.target and not self.stop.is_set():
+            self.result.finished = time.perf_counter()
+            self.stop.set()
+
+    def store_error(self, op: str) -> None:
+        print(f"store error during {op}", file=sys.stderr)
+
+    def lag(self, part: PartitionId, lag: int) -> None:
+        pass
+
+    def assigned(self, count: int) -> None:
+        if count and not self.result.started:
+            self.result.started = time.perf_counter()
+
+
+def bench_config(bootstrap: str, redis_url: str, topics: dict[str, str], run_id: str) -> Config:
+    return load_config(
+        None,
+        {
+            "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SENTINEL_KAFKA_GROUP_ID": f"bench-ours-{run_id}",
+            "SENTINEL_KAFKA_REQUEST_TOPIC": topics["request"],
+            "SENTINEL_KAFKA_RESPONSE_TOPIC": topics["response"],
+            "SENTINEL_KAFKA_DLQ_TOPIC": f"{topics['request']}.dlq",
+            "SENTINEL_REDIS_URL": redis_url,
+            "SENTINEL_REDIS_KEY_PREFIX": f"bench:{run_id}",
+        },
+    )
+
+
+async def ours(cfg: Config, events: int, oldest: float) -> Round:
+    store = build_store(cfg)
+    stop = asyncio.Event()
+    counter = _Counter(events, stop)
+    ingest = KafkaIngest(
+        KafkaSettings(
+            bootstrap_servers=cfg.kafka.bootstrap_servers,
+            group_id=cfg.kafka.group_id,
+            request_topic=cfg.kafka.request_topic,
+            response_topic=cfg.kafka.response_topic,
+            dlq_topic=cfg.kafka.dlq_topic,
+            max_records=cfg.ingest.batch_max_records,
+            rebuild_lookback_s=retention_s(cfg),
+        ),
+        store,
+        build_processor(cfg),
+        observer=counter,
+    )
+    try:
+        await ingest.start()
+        try:
+            await ingest.run(stop)
+        finally:
+            await ingest.stop()
+        if counter.dead:
+            raise SystemExit(f"{counter.dead} events dead-lettered: not a clean benchmark")
+        counts = await store.window(int(oldest) - 60, int(time.time()) + 60)
+        if counts.requests + counts.responses != events:
+            raise SystemExit(f"Redis holds {counts}, expected {events} events")
+    finally:
+        await store.close()
+    return counter.result
+
+
+async def drop_keys(redis_url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
+
+
+async def main() -> int:
+    # a fresh store rebuilds every partition from the start: that is the point
+    # here, so the consumer's "rebuilding" warnings are noise
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stream_sentinel.source_kafka").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    bootstrap, redis_url = env("KAFKA_BOOTSTRAP_SERVERS"), env("REDIS_URL")
+
+    run = uuid.uuid4().hex[:8]
+    topics = {"request": f"bench.requests.{run}", "response": f"bench.responses.{run}"}
+    names = list(topics.values())
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    await create_topics(bootstrap, names, args.partitions)
+    try:
+        began = time.perf_counter()
+        oldest = await fill(bootstrap, topics, args.events)
+        took = time.perf_counter() - began
+        print(f"filled {names} ({args.partitions} partitions each): {args.events:,} in {took:.0f}s")
+        bares: list[Round] = []
+        runs: list[Round] = []
+        for n in range(1, args.rounds + 1):
+            cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
+            try:
+                bares.append(
+                    await bare(bootstrap, names, args.events, cfg.ingest.batch_max_records)
+                )
+                runs.append(await ours(cfg, args.events, oldest))
+            finally:
+                await drop_keys(redis_url, cfg.redis.key_prefix)
+            b, r = bares[-1], runs[-1]
+            print(
+                f"round {n}: bare getmany {b.rate:>9,.0f} ev/s   ours {r.rate:>9,.0f} ev/s"
+                f"   ratio {r.rate / b.rate:.2f}"
+                f"   (ours: {r.finished - r.started:.1f}s, {r.store_s:.1f}s in store.apply)"
+            )
+    finally:
+        await delete_topics(bootstrap, names)
+    best_bare = max(b.rate for b in bares)
+    best_ours = max(r.rate for r in runs)
+    print(
+        f"bare aiokafka getmany (count only): {best_bare:>9,.0f} events/s (best of {args.rounds})"
+    )
+    print(
+        f"KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s (best of {args.rounds})"
+    )
+    print(f"ratio ours / bare:                  {best_ours / best_bare:.2f}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
