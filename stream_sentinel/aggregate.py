@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from math import floor
 
 from .events import Event, RequestEvent
 from .model import NANO, WindowCounts
@@ -100,7 +99,7 @@ class BatchAggregator:
     def agg(self, delta: Delta, event: Event) -> None:
         # bucket_of(event.ts, width), inlined: this runs once per event
         width = self._width
-        start = floor(event.ts / width) * width
+        start = int(event.ts // width) * width  # as bucketing.bucket_of
         bucket = delta.get(start)
         if bucket is None:
             bucket = delta[start] = BucketDelta()

@@ -25,7 +25,9 @@ def bucket_seconds_for(tick_seconds: int) -> int:
 
 def bucket_of(ts: float, width: int) -> int:
     """Start (Unix seconds) of the bucket holding ``ts``; half-open buckets."""
-    return math.floor(ts / width) * width
+    # floor division, not floor(ts / width): the quotient of a tiny negative
+    # ts underflows to -0.0 and would put it in the bucket after it
+    return int(ts // width) * width
 
 
 def buckets_in(start: int, end: int, width: int) -> range:

@@ -18,7 +18,7 @@ EXIT_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stream-sentinel", description=__doc__)
-    p.add_argument("--log-level", default=os.environ.get("SENTINEL_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", default=os.environ.get("STREAM_SENTINEL_LOG_LEVEL", "INFO"))
     verbs = p.add_subparsers(dest="verb", required=True)
 
     run = verbs.add_parser("run", help="the live service: Kafka -> store -> evaluator -> outputs")
