@@ -45,6 +45,15 @@ class Evaluator:
     def rules(self) -> RulesConfig:
         return self._rules
 
+    @property
+    def hysteresis(self) -> Hysteresis:
+        """Which signals are held red; handed from leader to leader."""
+        return self._hysteresis
+
+    @hysteresis.setter
+    def hysteresis(self, state: Hysteresis) -> None:
+        self._hysteresis = state
+
     async def evaluate(self, at: int, *, stale_reason: str | None = None) -> Tick:
         """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable."""
         # all 5-minute signals share one window

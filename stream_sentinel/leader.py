@@ -30,6 +30,15 @@ end
 return 0
 """
 
+# KEYS: holder, state. ARGV: me, state, ttl ms. Only the holder may write the state.
+_SAVE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -46,6 +55,12 @@ class Lease(Protocol):
 
     @property
     def held(self) -> bool: ...
+
+    async def load_state(self) -> bytes | None:
+        """The evaluator state the previous holder left (hysteresis), if any."""
+
+    async def save_state(self, state: bytes) -> None:
+        """Leave the evaluator state for the next holder; only while we hold the lease."""
 
 
 class LocalLease:
@@ -65,6 +80,12 @@ class LocalLease:
     def held(self) -> bool:
         return self._held
 
+    async def load_state(self) -> bytes | None:
+        return None  # one process: the evaluator keeps its own state
+
+    async def save_state(self, state: bytes) -> None:
+        return None
+
 
 class RedisLease:
     def __init__(
@@ -72,6 +93,11 @@ class RedisLease:
     ) -> None:
         # one hash tag so the script's two keys share a slot on a Cluster
         self._keys = [f"{prefix}:{{leader}}:holder", f"{prefix}:{{leader}}:epoch"]
+        self._state_key = f"{prefix}:{{leader}}:state"
+        self._client = client
+        self._save = client.register_script(_SAVE_LUA)
+        # the state outlives a failover but not a long absence of any leader
+        self._state_ttl_ms = max(ttl_ms * 20, 600_000)
         self._me = replica_id
         self._ttl_ms = ttl_ms
         self._acquire = client.register_script(_ACQUIRE_LUA)
@@ -98,3 +124,16 @@ class RedisLease:
     @property
     def held(self) -> bool:
         return self._epoch > 0
+
+    async def load_state(self) -> bytes | None:
+        try:
+            value = await self._client.get(self._state_key)
+        except (RedisError, OSError):
+            return None
+        return value.encode() if isinstance(value, str) else value
+
+    async def save_state(self, state: bytes) -> None:
+        with contextlib.suppress(RedisError, OSError):  # best effort, next tick tries again
+            await self._save(
+                keys=[self._keys[0], self._state_key], args=[self._me, state, self._state_ttl_ms]
+            )

@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
+
 from .bucketing import tick_floor
 from .evaluate import Evaluator
 from .leader import Lease
 from .model import Tick
+from .rules import Hysteresis
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,18 @@ class TickLoop:
             self._held_until = self._clock() + self._lease_ttl * 0.9
         if self.leader != was:
             log.info("leadership %s (epoch %d)", "acquired" if self.leader else "lost", epoch)
+        if self.leader and not was:
+            await self._restore_state()
+
+    async def _restore_state(self) -> None:
+        """Take over the held reds, so a failover neither clears nor invents one."""
+        raw = await self._lease.load_state()
+        try:
+            state = Hysteresis.from_json(orjson.loads(raw)) if raw else Hysteresis()
+        except (ValueError, orjson.JSONDecodeError):
+            log.warning("ignoring unreadable evaluator state left by the previous leader")
+            state = Hysteresis()
+        self._evaluator.hysteresis = state
 
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
@@ -95,6 +110,8 @@ class TickLoop:
             tick = await self._evaluator.evaluate(at, stale_reason=stale)
         except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
+        else:
+            await self._lease.save_state(orjson.dumps(self._evaluator.hysteresis.to_json()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.5, (at + self._tick) - self._clock() - 0.25)
         self._on_tick(tick, time.perf_counter() - started)

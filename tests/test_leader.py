@@ -55,3 +55,21 @@ async def test_local_lease_is_always_held() -> None:
     assert await lease.acquire() == 1 and lease.held
     await lease.release()
     assert not lease.held
+
+
+async def test_evaluator_state_is_handed_over_and_fenced(redis_url: str) -> None:
+    prefix = f"lease{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(redis_url)
+    a = RedisLease(client, prefix=prefix, replica_id="a", ttl_ms=5000)
+    b = RedisLease(client, prefix=prefix, replica_id="b", ttl_ms=5000)
+    try:
+        assert await a.acquire() >= 1
+        assert await a.load_state() is None
+        await a.save_state(b'{"blocked_pct": {"red": true, "clear_streak": 1}}')
+        await b.save_state(b"not the holder")  # a follower cannot overwrite it
+        await a.release()
+        assert await b.acquire() >= 1
+        assert await b.load_state() == b'{"blocked_pct": {"red": true, "clear_streak": 1}}'
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
+        await client.aclose()
