@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from .aggregate import BucketDelta, Delta
@@ -75,10 +74,16 @@ class MemoryStore:
         return total.counts()
 
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
-        totals: Counter[str] = Counter()
-        for bucket in self._in(start, end):
-            totals.update(bucket.users)
-        return top_k(dict(totals), k)
+        buckets = self._in(start, end)
+        if not buckets:
+            return []
+        # plain dict arithmetic: Counter.update is the slow part of a replay tick
+        totals = dict(buckets[0].users)
+        get = totals.get
+        for bucket in buckets[1:]:
+            for user, n in bucket.users.items():
+                totals[user] = get(user, 0) + n
+        return top_k(totals, k)
 
     async def ping(self) -> None:
         return None
