@@ -207,16 +207,17 @@ class Service:
     # -- lifecycle -----------------------------------------------------------
 
     async def run(self) -> int:
+        # first, so a SIGTERM at any point after start-up is a clean stop
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         try:
             await self._wait_for_store()
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
             await self.store.close()
             return EXIT_UNAVAILABLE
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
             [

@@ -199,6 +199,15 @@ class Service:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    async def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Wait until the service has logged ``text`` (it runs in another process)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            assert self.proc.poll() is None, f"service exited:\n{self.log_tail()}"
+            assert loop.time() < deadline, f"no {text!r} in the log:\n{self.log_tail()}"
+            await asyncio.sleep(0.1)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)

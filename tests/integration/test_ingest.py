@@ -174,6 +174,9 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
     store = _store(redis_url, redis_ns.prefix)
     a, b = Service(env, "a"), Service(env, "b")
     try:
+        # both members of the group hold partitions before the first one stops
+        await a.wait_log("Setting newly assigned partitions {TopicPartition")
+        await b.wait_log("Setting newly assigned partitions {TopicPartition")
         await produce(kafka_bootstrap, topics, events[:20_000])
         await _wait_some_progress(store, topics, minimum=2_000)
         assert a.terminate() == 0  # a graceful stop mid-stream hands its partitions over
