@@ -43,9 +43,9 @@ from redis import asyncio as aioredis
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.ingest import Processed
 from stream_sentinel.simulate import simulate
-from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
+from stream_sentinel.source_kafka import KafkaIngest
 from stream_sentinel.store import PartitionId
-from stream_sentinel.wiring import build_processor, build_store, retention_s
+from stream_sentinel.wiring import build_kafka_settings, build_processor, build_store
 
 SEED = 1
 SPAN_S = 1800.0  # event times cover the last 30 minutes before the fill
@@ -210,15 +210,7 @@ async def ours(cfg: Config, events: int, oldest: float) -> Round:
     stop = asyncio.Event()
     counter = _Counter(events, stop)
     ingest = KafkaIngest(
-        KafkaSettings(
-            bootstrap_servers=cfg.kafka.bootstrap_servers,
-            group_id=cfg.kafka.group_id,
-            request_topic=cfg.kafka.request_topic,
-            response_topic=cfg.kafka.response_topic,
-            dlq_topic=cfg.kafka.dlq_topic,
-            max_records=cfg.ingest.batch_max_records,
-            rebuild_lookback_s=retention_s(cfg),
-        ),
+        build_kafka_settings(cfg),
         store,
         build_processor(cfg),
         observer=counter,

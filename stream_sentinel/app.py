@@ -28,10 +28,10 @@ from .leader import Lease, LocalLease, RedisLease
 from .metrics import Metrics
 from .model import Tick
 from .rules import heartbeat_message
-from .source_kafka import KafkaIngest, KafkaSettings
+from .source_kafka import KafkaIngest
 from .store import PartitionId, Store, StoreUnavailable
 from .ticker import TickLoop
-from .wiring import build_processor, build_rules, build_store, retention_s
+from .wiring import build_kafka_settings, build_processor, build_rules, build_store
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,7 @@ class Service:
         self.metrics = Metrics()
         self.store: Store = build_store(cfg)
         self.ingest = KafkaIngest(
-            KafkaSettings(
-                bootstrap_servers=cfg.kafka.bootstrap_servers,
-                group_id=cfg.kafka.group_id,
-                request_topic=cfg.kafka.request_topic,
-                response_topic=cfg.kafka.response_topic,
-                dlq_topic=cfg.kafka.dlq_topic,
-                max_records=cfg.ingest.batch_max_records,
-                rebuild_lookback_s=retention_s(cfg),
-            ),
+            build_kafka_settings(cfg),
             self.store,
             build_processor(cfg),
             observer=MetricsObserver(self.metrics),

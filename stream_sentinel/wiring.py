@@ -15,6 +15,7 @@ from .decode import Decoder
 from .ingest import BatchProcessor
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule
+from .source_kafka import KafkaSettings
 from .store import Store
 from .store_memory import MemoryStore
 from .store_redis import RedisStore
@@ -88,4 +89,16 @@ def build_store(cfg: Config, redis_url: str | None = None) -> Store:
         bucket_width=bucket_width(cfg),
         counter_ttl_s=retention_s(cfg),
         user_ttl_s=TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S,
+    )
+
+
+def build_kafka_settings(cfg: Config) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        group_id=cfg.kafka.group_id,
+        request_topic=cfg.kafka.request_topic,
+        response_topic=cfg.kafka.response_topic,
+        dlq_topic=cfg.kafka.dlq_topic,
+        max_records=cfg.ingest.batch_max_records,
+        rebuild_lookback_s=retention_s(cfg),
     )

@@ -52,6 +52,13 @@ class Expected:
         self.buckets[bucket] = self.buckets.get(bucket, WindowCounts()) + inc
 
 
+def expected_of(events: Iterable[Mapping[str, object]]) -> Expected:
+    expected = Expected()
+    for event in events:
+        expected.add(event)
+    return expected
+
+
 def make_events(n: int, *, now: float, seed: int, users: int = 300) -> list[dict[str, object]]:
     """``n`` contract events (half requests, half responses) from the last 40 minutes."""
     rng = random.Random(seed)

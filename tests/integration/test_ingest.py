@@ -30,6 +30,7 @@ from .harness import (
     Service,
     assert_exact,
     end_offsets,
+    expected_of,
     free_port,
     make_events,
     produce,
@@ -77,9 +78,7 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
 ) -> None:
     topics = await _topics(make_topic)
     events = make_events(100_000, now=time.time(), seed=1)
-    expected = Expected()
-    for e in events:
-        expected.add(e)
+    expected = expected_of(events)
     await produce(kafka_bootstrap, topics, events)
     group = f"g-{uuid.uuid4().hex[:8]}"
     svc = Service(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
@@ -118,9 +117,7 @@ async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
     topics = await _topics(make_topic)
     rng = random.Random()
     events = make_events(60_000, now=time.time(), seed=2)
-    expected = Expected()
-    for e in events:
-        expected.add(e)
+    expected = expected_of(events)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
     store = _store(redis_url, redis_ns.prefix)
     # small batches so a kill lands between many store writes
@@ -165,9 +162,7 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
 ) -> None:
     topics = await _topics(make_topic)
     events = make_events(40_000, now=time.time(), seed=3)
-    expected = Expected()
-    for e in events:
-        expected.add(e)
+    expected = expected_of(events)
     group = f"g-{uuid.uuid4().hex[:8]}"
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
@@ -199,9 +194,7 @@ async def test_redis_paused_mid_stream_then_back(
     redis.start()
     topics = await _topics(make_topic)
     events = make_events(30_000, now=time.time(), seed=4)
-    expected = Expected()
-    for e in events:
-        expected.add(e)
+    expected = expected_of(events)
     env = _env(kafka_bootstrap, redis.url, "p", topics)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     store = _store(redis.url, "p")
@@ -234,9 +227,7 @@ async def test_redis_restarted_empty_mid_stream_is_rebuilt_from_kafka(
     redis.start()
     topics = await _topics(make_topic)
     events = make_events(30_000, now=time.time(), seed=5)
-    expected = Expected()
-    for e in events:
-        expected.add(e)
+    expected = expected_of(events)
     env = _env(kafka_bootstrap, redis.url, "p", topics)
     store = _store(redis.url, "p")
     svc = Service(env)
