@@ -54,6 +54,7 @@ class TickLoop:
         self._held_until = 0.0  # wall time our lease surely lasts to
         self._publishing: set[asyncio.Task[None]] = set()
         self.leader = False
+        self._last_at = 0  # the last tick evaluated here or by a previous leader
         self.epoch = 0  # fencing epoch of our lease; grows with every change of holder
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -70,7 +71,7 @@ class TickLoop:
             if stop.is_set():
                 break
             await self._renew()
-            if self.leader:
+            if self.leader and at > self._last_at:
                 await self._evaluate(at)
         await self.drain()
         await self._lease.release()
@@ -96,12 +97,17 @@ class TickLoop:
     async def _restore_state(self) -> None:
         """Take over the held reds, so a failover neither clears nor invents one."""
         raw = await self._lease.load_state()
+        state, last_at = Hysteresis(), 0
         try:
-            state = Hysteresis.from_json(orjson.loads(raw)) if raw else Hysteresis()
-        except (ValueError, orjson.JSONDecodeError):
+            saved = orjson.loads(raw) if raw else {}
+            state = Hysteresis.from_json(saved.get("hysteresis", {}))
+            last_at = int(saved.get("at", 0))
+        except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
             log.warning("ignoring unreadable evaluator state left by the previous leader")
-            state = Hysteresis()
         self._evaluator.hysteresis = state
+        # a tick the previous leader already pushed (it let go right after
+        # evaluating it) is not pushed twice
+        self._last_at = max(self._last_at, last_at)
 
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
@@ -111,7 +117,9 @@ class TickLoop:
         except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
         else:
-            await self._lease.save_state(orjson.dumps(self._evaluator.hysteresis.to_json()))
+            state = {"at": at, "hysteresis": self._evaluator.hysteresis.to_json()}
+            await self._lease.save_state(orjson.dumps(state))
+        self._last_at = at
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.5, (at + self._tick) - self._clock() - 0.25)
         self._on_tick(tick, time.perf_counter() - started)
