@@ -77,6 +77,22 @@ class Decoder:
         self._retention_s = retention_s
         self._max_future_s = max_future_s
 
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def safety_threshold(self) -> float:
+        return self._safety_threshold
+
+    @property
+    def retention_s(self) -> float:
+        return self._retention_s
+
+    @property
+    def max_future_s(self) -> float:
+        return self._max_future_s
+
     def decode(
         self, raw: bytes, *, topic_type: EventType | None = None, now: float | None = None
     ) -> Event | Rejection:

@@ -18,6 +18,7 @@ import pytest
 from decode_reference import load_validators, reference_decode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from row_reference import assert_rows_agree
 
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import Event, EventType, Rejection, RequestEvent, ResponseEvent
@@ -40,6 +41,7 @@ def check(
         max_future_s=MAX_FUTURE_S,
     )
     got = decoder.decode(raw, topic_type=topic_type, now=now)
+    assert_rows_agree(decoder, raw, topic_type, now)
     want = reference_decode(
         raw,
         VALIDATORS,
@@ -195,6 +197,9 @@ _RAW: dict[str, bytes | list[bytes]] = {
     "deep in string": splice(RESP, '"x": "' + _nested(3000) + '"'),
     "bad utf-8 byte": dumps(REQ).replace(b"alice", b"al\xffice"),
     "overlong utf-8": dumps(REQ).replace(b"alice", b"\xc0\x80"),
+    # in a field the decoder ignores: still not UTF-8, so not JSON
+    "bad utf-8 in extra value": dumps({**RESP, "note": "al_ice"}).replace(b"al_ice", b"al\xffice"),
+    "bad utf-8 in extra key": dumps({**RESP, "n_te": 1}).replace(b"n_te", b"n\xfete"),
     "encoded surrogate": dumps(REQ).replace(b"alice", b"\xed\xa0\x80"),
     "truncated utf-8": dumps(REQ).replace(b"alice", b"\xe2\x82"),
     "4-byte utf-8": dumps(REQ).replace(b"alice", "\U0001f600".encode()),

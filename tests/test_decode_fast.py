@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from row_reference import assert_rows_agree
 
 from stream_sentinel.decode import MAX_COST_USD, MAX_TOKENS, Decoder
 from stream_sentinel.events import Event, EventType, Rejection, RequestEvent, ResponseEvent
@@ -152,6 +153,7 @@ def check(doc: dict[str, Any], topic: EventType | None, now: float | None) -> No
         same(
             fast.decode(raw, topic_type=topic, now=now), full.decode(raw, topic_type=topic, now=now)
         )
+        assert_rows_agree(full, raw, topic, now)
 
 
 def test_every_single_field_change_gets_the_same_answer() -> None:
@@ -193,6 +195,21 @@ def test_common_shapes_take_the_fast_path() -> None:
         for topic in (None, doc["type"]):
             got = fast._common(doc, topic, NOW)
             assert isinstance(got, RequestEvent | ResponseEvent), doc
+
+
+def test_common_shapes_are_taken_by_the_row_decoder() -> None:
+    # the batch path's performance guard, as above: contract-only events with
+    # numeric ts (optional fields present, absent or null) must be taken
+    _, full = decoders()
+    shapes = [
+        *BASES,
+        common_request(ts=int(NOW), model=None, prompt_tokens=ABSENT),
+        common_response(cost_usd=3, request_id=None, completion_tokens=0),
+        common_response(safe=None, safety_score=0.2),
+    ]
+    for doc in shapes:
+        row = assert_rows_agree(full, orjson.dumps(doc), doc["type"], NOW)
+        assert row is not None, doc
 
 
 def test_unusual_shapes_fall_back_to_the_full_path() -> None:

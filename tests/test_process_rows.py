@@ -1,0 +1,198 @@
+"""A batch taken by the row path counts exactly what the per-record path counts.
+
+``BatchProcessor.process_values`` (msgspec rows, C loops) either declines a
+batch (None) or returns a ``Processed`` equal to ``process`` on the same
+records: increments per bucket and per user, outcomes, max ts, next offset,
+no dead letters. Batches here span several buckets, arrive out of order, mix
+priced and costed responses, and sometimes hold one message the rows must
+leave to the per-record decoder.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_sentinel.aggregate import BatchAggregator, ModelPrice
+from stream_sentinel.decode import Decoder
+from stream_sentinel.events import EventType
+from stream_sentinel.ingest import BatchProcessor, Processed
+from stream_sentinel.store import PartitionId
+
+NOW = 1_790_000_000.0
+PART = PartitionId("t", 3)
+PRICES = {"m": ModelPrice(prompt_per_1k=0.5, completion_per_1k=1.5), "z": ModelPrice()}
+FIRST = 1_000
+
+
+def processor(max_bytes: int = 64 * 1024) -> BatchProcessor:
+    decoder = Decoder(max_bytes=max_bytes, retention_s=3690.0, max_future_s=300.0)
+    return BatchProcessor(decoder, BatchAggregator(10, PRICES))
+
+
+def per_record(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed:
+    records = [(FIRST + i, raw) for i, raw in enumerate(raws)]
+    return proc.process(PART, topic, records, now=NOW, next_offset=FIRST + len(raws))
+
+
+def rows(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed | None:
+    return proc.process_values(topic, raws, now=NOW, next_offset=FIRST + len(raws))
+
+
+def assert_same(got: Processed, want: Processed) -> None:
+    assert got.delta == want.delta
+    assert got.next_offset == want.next_offset
+    assert got.dead == want.dead == []
+    assert got.outcomes == want.outcomes
+    assert got.max_ts == want.max_ts
+
+
+@st.composite
+def event(draw: st.DrawFn, kind: EventType) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": draw(st.text(min_size=1, max_size=8)),
+        "type": kind,
+        # several 10 s buckets, in any order, up to the edges of the ts window
+        "ts": draw(st.floats(NOW - 3690.0, NOW + 300.0) | st.floats(NOW - 45, NOW)),
+        "user_id": draw(st.sampled_from(["a", "b", "c", "{x}:y", "\u00e9\U0001f600"])),
+    }
+    optional = {
+        "model": st.sampled_from(["m", "z", "unpriced"]) | st.none(),
+        "prompt_tokens": st.integers(0, 10**6) | st.none(),
+    }
+    if kind == "request":
+        doc["blocked"] = draw(st.booleans())
+        optional["block_reason"] = st.sampled_from(["prompt_injection", ""]) | st.none()
+    else:
+        safe = draw(st.sampled_from(["safe", "score", "both"]))
+        if safe != "score":
+            doc["safe"] = draw(st.booleans())
+        if safe != "safe":
+            doc["safety_score"] = draw(st.floats(0, 1) | st.sampled_from([0, 1, 0.5]))
+        optional["cost_usd"] = st.floats(0, 1e6) | st.integers(0, 10) | st.none()
+        optional["completion_tokens"] = st.integers(0, 10**6) | st.none()
+        optional["request_id"] = st.text(max_size=4) | st.none()
+    for name, values in optional.items():
+        if draw(st.booleans()):
+            doc[name] = draw(values)
+    return doc
+
+
+@st.composite
+def batch(draw: st.DrawFn) -> tuple[EventType, list[bytes | None]]:
+    kind: EventType = draw(st.sampled_from(["request", "response"]))
+    raws: list[bytes | None] = [
+        orjson.dumps(doc) for doc in draw(st.lists(event(kind), min_size=1, max_size=40))
+    ]
+    return kind, raws
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch())
+def test_a_batch_of_contract_events_is_taken_and_counted_exactly(
+    sample: tuple[EventType, list[bytes | None]],
+) -> None:
+    kind, raws = sample
+    proc = processor()
+    got = rows(proc, kind, raws)
+    assert got is not None  # every message here is one the rows must take
+    assert_same(got, per_record(proc, kind, raws))
+
+
+ODD = [
+    None,  # tombstone
+    b"{oops",
+    b"",
+    b"  ",
+    b"[]",
+    b'{"type":"request"}',
+    b"\xff",
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch(), st.data())
+def test_one_odd_message_leaves_the_batch_to_the_per_record_path(
+    sample: tuple[EventType, list[bytes | None]], data: st.DataObject
+) -> None:
+    kind, raws = sample
+    at = data.draw(st.integers(0, len(raws)))
+    doc = orjson.loads(raws[min(at, len(raws) - 1)] or b"{}")
+    odd = data.draw(
+        st.sampled_from(
+            [
+                *ODD,
+                orjson.dumps({**doc, "extra": 1}),  # valid, but extra fields are per-record
+                orjson.dumps({**doc, "ts": "2026-11-02T09:00:00Z"}),  # valid string ts
+                orjson.dumps({**doc, "ts": NOW - 3691}),  # too old
+                orjson.dumps({**doc, "ts": NOW + 301}),  # too far ahead
+                orjson.dumps({**doc, "type": "response" if kind == "request" else "request"}),
+                orjson.dumps({k: v for k, v in doc.items() if k != "type"}),  # topic implies it
+                orjson.dumps(
+                    {k: v for k, v in doc.items() if k not in ("safe", "blocked", "safety_score")}
+                ),
+                orjson.dumps({**doc, "user_id": "u" * 257}),
+                orjson.dumps({**doc, "prompt_tokens": 7.0}),
+            ]
+        )
+    )
+    raws = [*raws[:at], odd, *raws[at:]]
+    proc = processor()
+    assert rows(proc, kind, raws) is None
+    want = per_record(proc, kind, raws)
+    assert sum(want.outcomes.values()) == len(raws)  # the per-record path still counts the rest
+
+
+def test_a_message_over_the_size_limit_is_left_to_the_per_record_path() -> None:
+    doc = {"event_id": "e", "type": "request", "ts": NOW, "user_id": "u", "blocked": False}
+    small = orjson.dumps(doc)
+    big = orjson.dumps({**doc, "model": "m" * 200})
+    proc = processor(max_bytes=len(small) + 10)
+    assert rows(proc, "request", [small]) is not None
+    assert rows(proc, "request", [small, big]) is None
+    (dead,) = per_record(proc, "request", [small, big]).dead
+    assert dead.reason == "too_large"
+
+
+def test_an_empty_batch_is_declined() -> None:
+    assert rows(processor(), "request", []) is None
+
+
+def test_safe_comes_from_the_score_when_absent() -> None:
+    base = {"event_id": "e", "type": "response", "ts": NOW, "user_id": "u"}
+    raws: list[bytes | None] = [
+        orjson.dumps({**base, "safety_score": 0.5}),  # on the threshold: safe
+        orjson.dumps({**base, "safety_score": 0.49}),
+        orjson.dumps({**base, "safe": False, "safety_score": 0.9}),  # safe wins
+    ]
+    got = rows(processor(), "response", raws)
+    assert got is not None
+    (bucket,) = got.delta.values()
+    assert (bucket.responses, bucket.safe, bucket.cost_unknown) == (3, 1, 3)
+
+
+def test_buckets_split_where_the_per_event_path_splits_them() -> None:
+    # ts on and around bucket edges, out of order: 10 s buckets at ...90, ...00, ...10
+    edge = math.floor(NOW / 10) * 10
+    stamps = [
+        edge,
+        edge - 1e-6,
+        edge + 9.999999,
+        edge + 10,
+        edge - 10,
+        edge,
+        math.nextafter(edge, 0),
+    ]
+    raws: list[bytes | None] = [
+        orjson.dumps({"event_id": "e", "type": "request", "ts": ts, "user_id": u, "blocked": b})
+        for ts, u, b in zip(stamps, "abcabca", [True, False] * 4, strict=False)
+    ]
+    proc = processor()
+    got = rows(proc, "request", raws)
+    assert got is not None
+    assert sorted(got.delta) == [edge - 10, edge, edge + 10]
+    assert_same(got, per_record(proc, "request", raws))
