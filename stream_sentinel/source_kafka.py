@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # (offset, value) of a record, in C: this runs once per message
 _OFFSET_AND_VALUE = operator.attrgetter("offset", "value")
+_VALUE = operator.attrgetter("value")
 
 
 class IngestObserver(Protocol):
@@ -65,6 +66,9 @@ class KafkaSettings:
     # how far back a partition with no stored offset is counted again
     rebuild_lookback_s: float = 3600 + 30 + 60
     offset_check_interval_s: float = 2.0
+    # Kafka's committed offsets only feed lag tooling (the store holds the
+    # truth), so they are sent at most this often, not after every batch
+    commit_interval_s: float = 1.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
 
@@ -85,6 +89,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         # the lock waits for an in-flight batch to be written before we let go
         async with self._ingest.lock:
+            await self._ingest.commit_pending()
             for tp in revoked:
                 self._ingest.assigned.pop(tp, None)
         self._ingest.observer.assigned(len(self._ingest.assigned))
@@ -123,6 +128,7 @@ class KafkaIngest:
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
         self.store_ok = True
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.last_progress = clock()
         self.started = False
 
@@ -166,18 +172,18 @@ class KafkaIngest:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is always finished."""
         next_check = self.clock() + self.settings.offset_check_interval_s
+        next_commit = self.clock() + self.settings.commit_interval_s
         while not stop.is_set():
             try:
                 batches = await self.consumer.getmany(
                     timeout_ms=300, max_records=self.settings.max_records
                 )
-                applied: dict[TopicPartition, OffsetAndMetadata] = {}
-                for tp, records in batches.items():
+                if batches:
                     async with self.lock:
-                        offset = await self._handle(tp, records, stop)
-                    if offset is not None:
-                        applied[tp] = OffsetAndMetadata(offset, "")
-                await self._commit(applied)
+                        await self._handle_all(batches, stop)
+                if self.clock() >= next_commit:
+                    await self.commit_pending()
+                    next_commit = self.clock() + self.settings.commit_interval_s
                 if self.clock() >= next_check:
                     async with self.lock:
                         await self._verify_offsets()
@@ -188,6 +194,7 @@ class KafkaIngest:
             except Exception:  # no exception escapes the loop; the next round retries
                 log.exception("ingest loop error; retrying")
                 await self._sleep(1.0, stop)
+        await self.commit_pending()
 
     # -- assignment ----------------------------------------------------------
 
@@ -231,6 +238,27 @@ class KafkaIngest:
 
     # -- one batch -----------------------------------------------------------
 
+    async def _handle_all(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], stop: asyncio.Event
+    ) -> None:
+        """Every partition's batch, their store writes in flight together.
+
+        Each ``_handle`` decodes its batch before its first await, so the
+        round trips to the store overlap instead of queueing one per partition.
+        """
+        tps = list(batches)
+        results = await asyncio.gather(
+            *(self._handle(tp, batches[tp], stop) for tp in tps), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for tp, result in zip(tps, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+            elif result is not None:
+                self._uncommitted[tp] = OffsetAndMetadata(result, "")
+        if failure is not None:
+            raise failure
+
     async def _handle(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
     ) -> int | None:
@@ -244,13 +272,19 @@ class KafkaIngest:
         if not records:
             return None
         part = PartitionId(tp.topic, tp.partition)
-        processed = self.processor.process(
-            part,
-            self._types.get(tp.topic),
-            map(_OFFSET_AND_VALUE, records),
-            now=self.clock(),
-            next_offset=records[-1].offset + 1,
+        topic_type = self._types.get(tp.topic)
+        now, next_offset = self.clock(), records[-1].offset + 1
+        processed = self.processor.process_values(
+            topic_type, list(map(_VALUE, records)), now=now, next_offset=next_offset
         )
+        if processed is None:  # some record needs the per-record decoder
+            processed = self.processor.process(
+                part,
+                topic_type,
+                map(_OFFSET_AND_VALUE, records),
+                now=now,
+                next_offset=next_offset,
+            )
         if processed.dead and not await self._publish_dead_letters(processed, stop):
             return None  # stopping with Kafka down: not written, so re-read later
         started = time.perf_counter()
@@ -349,7 +383,10 @@ class KafkaIngest:
         if lost:
             await self._rebuild(lost)
 
-    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    async def commit_pending(self) -> None:
+        """Commit the offsets written to the store since the last commit, if any."""
+        offsets = {tp: om for tp, om in self._uncommitted.items() if tp in self.assigned}
+        self._uncommitted.clear()
         if not offsets:
             return
         try:
