@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -35,7 +36,11 @@ _LONG = {v: k for k, v in _SHORT.items()}
 
 # KEYS[1] = offset key, then pairs (counter page, user page).
 # ARGV: expected offset ("" = none), next offset, counter ttl, user ttl, then per
-# pair: n, n x (field, increment), m, m x (field, increment).
+# pair: n, n x (field, increment), then the page's users as one JSON object
+# {"<bucket>": {"<user_id>": requests}} ("" = none). One argument for all the
+# users of a page: redis-py encodes each argument in Python, and a batch can
+# name thousands of users; orjson and cjson handle any user id text, newlines
+# and quotes included.
 _APPLY_LUA = """
 local stored = redis.call('GET', KEYS[1])
 local expected = ARGV[1]
@@ -51,11 +56,15 @@ for k = 2, #KEYS, 2 do
     redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1]); a = a + 2
   end
   if n > 0 then redis.call('EXPIRE', KEYS[k], ttl_c) end
-  local m = tonumber(ARGV[a]); a = a + 1
-  for _ = 1, m do
-    redis.call('HINCRBY', KEYS[k + 1], ARGV[a], ARGV[a + 1]); a = a + 2
+  local users = ARGV[a]; a = a + 1
+  if users ~= '' then
+    for bucket, counts in pairs(cjson.decode(users)) do
+      for user, count in pairs(counts) do
+        redis.call('HINCRBY', KEYS[k + 1], bucket .. '|' .. user, count)
+      end
+    end
+    redis.call('EXPIRE', KEYS[k + 1], ttl_u)
   end
-  if m > 0 then redis.call('EXPIRE', KEYS[k + 1], ttl_u) end
 end
 redis.call('SET', KEYS[1], ARGV[2])
 return {1, ARGV[2]}
@@ -134,16 +143,16 @@ class RedisStore:
         delta: Delta,
     ) -> ApplyResult:
         tag = self._tag(part)
-        pages: dict[int, tuple[list[Any], list[Any]]] = {}
+        pages: dict[int, tuple[list[Any], dict[str, Counter[str]]]] = {}
         for bucket, inc in delta.items():
             page = bucket - bucket % PAGE_S
-            counters, users = pages.setdefault(page, ([], []))
+            counters, users = pages.setdefault(page, ([], {}))
             for name in _COUNTERS:
                 value = getattr(inc, name)
                 if value:
                     counters += (f"{bucket}:{_SHORT[name]}", value)
-            for user, count in inc.users.items():
-                users += (f"{bucket}|{user}", count)
+            if inc.users:
+                users[str(bucket)] = inc.users
         keys: list[str] = [self.offset_key(part)]
         args: list[Any] = [
             "" if expected_offset is None else str(expected_offset),
@@ -155,8 +164,7 @@ class RedisStore:
             keys += (f"{tag}:c:{page}", f"{tag}:u:{page}")
             args.append(len(counters) // 2)
             args += counters
-            args.append(len(users) // 2)
-            args += users
+            args.append(orjson.dumps(users) if users else "")
         # the partition is registered on every write, in the same round trip: a
         # Redis that restarted empty must list it again for readers to find it
         pipe = self._r.pipeline(transaction=False)
