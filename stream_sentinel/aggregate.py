@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, repeat
-from operator import attrgetter, le, mul
+from operator import add, attrgetter, le, mul, truediv
 from typing import Protocol, TypeVar
 
 from .events import Event, RequestEvent
@@ -95,6 +95,9 @@ _USER = attrgetter("user_id")
 _BLOCKED = attrgetter("blocked")
 _SAFE = attrgetter("safe")
 _COST = attrgetter("cost_usd")
+_MODEL = attrgetter("model")
+_PROMPT = attrgetter("prompt_tokens")
+_COMPLETION = attrgetter("completion_tokens")
 
 # bucket start (Unix seconds) -> increments; one per partition per batch
 Delta = dict[int, BucketDelta]
@@ -133,6 +136,9 @@ class BatchAggregator:
     def __init__(self, bucket_width: int, prices: Mapping[str, ModelPrice] | None = None) -> None:
         self._width = bucket_width
         self._prices: Mapping[str, ModelPrice] = prices or {}
+        # per-model price columns, so a run of responses is priced with C loops
+        self._prompt_price = {m: p.prompt_per_1k for m, p in self._prices.items()}
+        self._completion_price = {m: p.completion_per_1k for m, p in self._prices.items()}
 
     def initialize(self) -> Delta:
         return {}
@@ -188,6 +194,12 @@ class BatchAggregator:
             if None not in costs:
                 bucket.cost_nanousd += sum(map(round, map(mul, costs, repeat(NANO))))
                 continue
+            if costs.count(None) == len(costs):
+                priced = self._priced(part)
+                if priced is not None:
+                    bucket.cost_nanousd += priced[0]
+                    bucket.cost_unknown += priced[1]
+                    continue
             for row, cost_usd in zip(part, costs, strict=True):
                 nano = cost_nanousd(
                     cost_usd, row.model, row.prompt_tokens, row.completion_tokens, self._prices
@@ -196,6 +208,28 @@ class BatchAggregator:
                     bucket.cost_unknown += 1
                 else:
                     bucket.cost_nanousd += nano
+
+    def _priced(self, rows: Sequence[ResponseLike]) -> tuple[int, int] | None:
+        """(nano-USD, cost-unknown count) of responses that carry no cost, from
+        tokens x price with ``cost_nanousd``'s arithmetic. None unless no model
+        is priced, or every one is and has both token counts: the per-row loop
+        handles a mix."""
+        models = list(map(_MODEL, rows))
+        prompt_prices = list(map(self._prompt_price.get, models))
+        if prompt_prices.count(None) == len(prompt_prices):
+            return 0, len(rows)
+        completion_prices = list(map(self._completion_price.get, models))
+        prompts = list(map(_PROMPT, rows))
+        completions = list(map(_COMPLETION, rows))
+        if None in prompt_prices or None in prompts or None in completions:
+            return None
+        prompt_usd = map(mul, prompts, prompt_prices)
+        completion_usd = map(mul, completions, completion_prices)
+        usd: list[float] = list(map(truediv, map(add, prompt_usd, completion_usd), repeat(1000.0)))
+        if not max(usd) <= MAX_PRICED_USD:
+            return None
+        nanos: int = sum(map(round, map(mul, usd, repeat(NANO))))
+        return nanos, 0
 
     def _buckets(self, rows: Sequence[Row]) -> Iterator[tuple[int, Sequence[Row]]]:
         """(bucket start, its rows) for each bucket ``rows`` touch, as ``agg`` assigns them.

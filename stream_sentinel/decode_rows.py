@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -36,10 +36,14 @@ Timestamp = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
 
 
-class RequestRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+# ``type`` is the tag: a RequestRow decoder refuses another type and takes a
+# missing one (the topic implies it, as ``Decoder`` says); the union of both,
+# for a log, needs it.
+class RequestRow(
+    msgspec.Struct, tag="request", tag_field="type", forbid_unknown_fields=True, gc=False
+):
     """A request event with contract fields only; attribute names as ``RequestEvent``."""
 
-    type: Literal["request"]
     event_id: EventId
     ts: Timestamp
     user_id: UserId
@@ -49,10 +53,11 @@ class RequestRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     prompt_tokens: Count | None = None
 
 
-class ResponseRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class ResponseRow(
+    msgspec.Struct, tag="response", tag_field="type", forbid_unknown_fields=True, gc=False
+):
     """A response event with contract fields only; ``safe`` is resolved by ``RowDecoder``."""
 
-    type: Literal["response"]
     event_id: EventId
     ts: Timestamp
     user_id: UserId
@@ -75,12 +80,18 @@ _REFUSED = (msgspec.DecodeError, TypeError, RecursionError, UnicodeDecodeError)
 class RowDecoder:
     """Decodes a batch of one topic into rows, or None if any message needs ``Decoder``."""
 
-    __slots__ = ("_decoder", "_requests", "_responses")
+    __slots__ = ("_any", "_decoder", "_requests", "_responses")
 
     def __init__(self, decoder: Decoder) -> None:
         self._decoder = decoder
         self._requests = msgspec.json.Decoder(RequestRow)
         self._responses = msgspec.json.Decoder(ResponseRow)
+        self._any = msgspec.json.Decoder(RequestRow | ResponseRow)
+
+    @property
+    def decoder(self) -> Decoder:
+        """The per-record decoder whose settings (limits, threshold) the rows follow."""
+        return self._decoder
 
     def requests(
         self, values: Sequence[bytes | None], now: float | None
@@ -110,6 +121,54 @@ class RowDecoder:
                         return None  # missing:safe is the per-record path's to say
                     row.safe = row.safety_score >= threshold
         return rows if self._in_range(rows, now) else None
+
+    def log_rows(self, lines: Sequence[bytes]) -> list[RequestRow | ResponseRow | None]:
+        """Each line of a log as a row, or None where ``Decoder`` must decide.
+
+        No ts range check: in a log it depends on the lines before (the
+        caller's job). A clean block is decoded in one C loop; a block with a
+        refused line is decoded again line by line to find which.
+        """
+        decode = self._any.decode
+        if lines and max(map(len, lines)) <= self._decoder.max_bytes:
+            try:
+                rows: list[RequestRow | ResponseRow | None] = list(map(decode, lines))
+            except _REFUSED:
+                pass
+            else:
+                return self._resolve_safe(rows)
+        rows = []
+        limit = self._decoder.max_bytes
+        for line in lines:
+            try:
+                rows.append(decode(line) if len(line) <= limit else None)
+            except _REFUSED:
+                rows.append(None)
+        return self._resolve_safe(rows)
+
+    def _resolve_safe(
+        self, rows: list[RequestRow | ResponseRow | None]
+    ) -> list[RequestRow | ResponseRow | None]:
+        """Resolve ``safe`` from the score; None for a row with neither."""
+        threshold = self._decoder.safety_threshold
+        responses = [row for row in rows if type(row) is ResponseRow]
+        safes = list(map(_SAFE, responses))
+        refused: set[int] = set()
+        at = 0
+        while True:  # list.index finds the few unresolved rows in C
+            try:
+                at = safes.index(None, at)
+            except ValueError:
+                break
+            row = responses[at]
+            if row.safety_score is None:
+                refused.add(id(row))  # missing:safe is the decoder's to say
+            else:
+                row.safe = row.safety_score >= threshold
+            at += 1
+        if refused:
+            return [None if id(row) in refused else row for row in rows]
+        return rows
 
     def _sized(self, values: Sequence[bytes | None]) -> bool:
         try:

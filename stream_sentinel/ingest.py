@@ -71,6 +71,14 @@ class BatchProcessor:
         self._aggregator = aggregator
         self._rows = RowDecoder(decoder)
 
+    @property
+    def rows(self) -> RowDecoder:
+        return self._rows
+
+    @property
+    def aggregator(self) -> BatchAggregator:
+        return self._aggregator
+
     def process_values(
         self,
         topic_type: EventType | None,

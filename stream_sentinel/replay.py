@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .config import Config
 from .evaluate import Evaluator
 from .ingest import DeadLetter, Processed
+from .ingest_log import LogChunk, feed_chunk
 from .model import Status, Tick
 from .source_file import read_lines
 from .store import PartitionId, Store
@@ -100,11 +101,12 @@ class _Run:
             self.next_at += self.tick_s
 
     async def feed(self, chunk: list[bytes]) -> None:
-        lines = enumerate(chunk, self.batch.next_offset)
+        lines = LogChunk(self.proc, chunk, self.batch.next_offset)
         # Each stop is a counted event that moved the watermark past the next
         # tick: everything before it is in the batch, nothing after it.
         # Before the first event the first tick is unknown: stop at once.
-        while self.proc.feed_log(
+        while feed_chunk(
+            self.proc,
             self.batch,
             REPLAY_PART,
             lines,

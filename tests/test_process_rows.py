@@ -131,7 +131,6 @@ def test_one_odd_message_leaves_the_batch_to_the_per_record_path(
                 orjson.dumps({**doc, "ts": NOW - 3691}),  # too old
                 orjson.dumps({**doc, "ts": NOW + 301}),  # too far ahead
                 orjson.dumps({**doc, "type": "response" if kind == "request" else "request"}),
-                orjson.dumps({k: v for k, v in doc.items() if k != "type"}),  # topic implies it
                 orjson.dumps(
                     {k: v for k, v in doc.items() if k not in ("safe", "blocked", "safety_score")}
                 ),
@@ -156,6 +155,18 @@ def test_a_message_over_the_size_limit_is_left_to_the_per_record_path() -> None:
     assert rows(proc, "request", [small, big]) is None
     (dead,) = per_record(proc, "request", [small, big]).dead
     assert dead.reason == "too_large"
+
+
+def test_a_missing_type_is_the_topics_type_on_both_paths() -> None:
+    raws: list[bytes | None] = [
+        orjson.dumps({"event_id": "e", "ts": NOW, "user_id": "u", "blocked": True}),
+        orjson.dumps({"event_id": "e", "ts": NOW, "user_id": "u", "blocked": False}),
+    ]
+    proc = processor()
+    got = rows(proc, "request", raws)
+    assert got is not None
+    assert_same(got, per_record(proc, "request", raws))
+    assert got.outcomes == {("request", ""): 2}
 
 
 def test_an_empty_batch_is_declined() -> None:
