@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
+from promql_names import Selector, metric_names, selectors
 
 from stream_sentinel.heartbeat import RESULTS
 from stream_sentinel.metrics import STATES, STATUS_CODES, Metrics
 from stream_sentinel.model import SIGNALS, SignalReading, Tick
-from tests.promql_names import Selector, metric_names, selectors
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy/prometheus/alerts.yml"
