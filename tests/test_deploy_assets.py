@@ -7,19 +7,23 @@ here, so renaming a metric without updating the rules or the dashboard fails.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
+import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from promql_names import Selector, metric_names, selectors
 
 from stream_sentinel.heartbeat import RESULTS
+from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.metrics import STATES, STATUS_CODES, Metrics
 from stream_sentinel.model import SIGNALS, SignalReading, Tick
 
@@ -340,3 +344,133 @@ def test_grafana_provisioning_points_at_the_compose_services() -> None:
         assert mounts[f"./deploy/grafana/provisioning/{target}"] == (
             f"/etc/grafana/provisioning/{target}"
         )
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    # promtool parses rule expressions, so each panel query becomes a recording
+    # rule (Grafana's $__rate_interval replaced by a duration) and is checked.
+    exprs = [e.replace("$__rate_interval", "1m") for e in _dashboard_exprs()]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = _promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_a_real_prometheus_loads_the_rules_and_the_dashboard_finds_data(
+    tmp_path: Path,
+) -> None:
+    # The project's own HTTP server exports a critical tick as the leader; a
+    # real Prometheus scrapes it with alerts.yml loaded. Every dashboard query
+    # must return data and the critical alert must go pending on real series.
+    prometheus = shutil.which("prometheus")
+    assert prometheus is not None, "prometheus is missing: `make test` installs it"
+    m = Metrics(latest_tick=_tick, is_leader=lambda: True)
+    m.count_event("request")
+    m.count_dead_letter("not_json")
+    m.set_consumer_lag("llm.requests", 0, 3)
+    m.count_heartbeat("hc-0", "ok")
+    m.count_alert("critical")
+    m.observe_tick(0.1)
+    m.partitions_assigned.set(1)
+    with m.store_call("write"), m.store_call("read"):
+        pass
+
+    async def ready() -> dict[str, bool]:
+        return {"ok": True}
+
+    app = build_http_app(
+        metrics=m, status_provider=lambda: None, ready_checks=ready, status_token=None
+    )
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    prom_port = _free_port()
+    shutil.copy(RULES, tmp_path / "alerts.yml")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "rule_files: [alerts.yml]\n"
+        "scrape_configs:\n"
+        "  - job_name: stream-sentinel\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
+        encoding="utf-8",
+    )
+    log = tmp_path / "prometheus.log"
+    base = f"http://127.0.0.1:{prom_port}/api/v1"
+    with log.open("wb") as out:
+        prom = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def get(path: str, **params: str) -> Any:
+                try:
+                    async with session.get(base + path, params=params) as response:
+                        if response.status != 200:
+                            return None
+                        body = await response.json()
+                except aiohttp.ClientConnectionError:
+                    return None  # still starting
+                assert body["status"] == "success", body
+                return body["data"]
+
+            async def until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+                deadline = asyncio.get_running_loop().time() + 60
+                while asyncio.get_running_loop().time() < deadline:
+                    assert prom.poll() is None, log.read_text(errors="replace")[-2000:]
+                    found = await check()
+                    if found:
+                        return found
+                    await asyncio.sleep(0.2)  # polling a condition, not waiting a guess
+                raise AssertionError(f"timed out waiting for {what}")
+
+            groups = await until(lambda: get("/rules"), "rules loaded")
+            loaded = {r["name"] for g in groups["groups"] for r in g["rules"]}
+            assert loaded == {rule["alert"] for rule in _rules()}
+            for expr in _dashboard_exprs():
+                query = expr.replace("$__rate_interval", "1m")
+
+                async def has_data(q: str = query) -> Any:
+                    data = await get("/query", query=q)
+                    return data and data["result"]
+
+                await until(has_data, query)
+
+            async def pending() -> Any:
+                data = await get("/alerts")
+                return [a for a in data["alerts"] if a["state"] == "pending"] if data else None
+
+            alerts = await until(pending, "a pending alert")
+    finally:
+        prom.terminate()
+        await asyncio.to_thread(prom.wait, 30)
+        await runner.cleanup()
+    by_name = {a["labels"]["alertname"]: a for a in alerts}
+    assert by_name["StreamSentinelCompositeCritical"]["labels"] == {
+        "alertname": "StreamSentinelCompositeCritical",
+        "job": "stream-sentinel",
+        "severity": "critical",
+    }
