@@ -66,22 +66,38 @@ Token = Annotated[SecretStr, AfterValidator(_check_token)]
 
 class _Section(BaseModel):
     # strict: a quoted number or a boolean where a number belongs is a mistake to report.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    # Attribute docstrings become field descriptions: docs/config.md is generated from them.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
 
 
 class KafkaConfig(_Section):
     bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    """Kafka brokers, comma-separated host:port."""
     group_id: str = Field("stream-sentinel", min_length=1)
+    """Consumer group; replicas in one group share the partitions."""
     request_topic: Topic = "llm.requests"
+    """Topic of request events."""
     response_topic: Topic = "llm.responses"
+    """Topic of response events."""
     dlq_topic: Topic = "llm.sentinel.dlq"
+    """Dead-letter topic: rejected events with the reason and the original bytes."""
     alerts_topic: Topic = "llm.sentinel.alerts"
+    """Topic the leader publishes composite status transitions to."""
 
 
 class RedisConfig(_Section):
     url: SecretStr | None = None  # None: the embedded in-memory store
+    """Redis URL (redis://, rediss:// or unix://); unset: the embedded in-memory store (one
+    process, state lost on exit)."""
     # Braces would make the prefix a Redis Cluster hash tag and pin every key to one slot.
     key_prefix: str = Field("ss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """Prefix of every Redis key; no braces, so keys spread over Redis Cluster slots."""
 
     @field_validator("url")
     @classmethod
@@ -96,30 +112,50 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 class AlertingConfig(_Section):
     tick_seconds: int = Field(60, ge=1, le=3600)
+    """Evaluation interval; ticks fall on whole multiples of it."""
     multiplier: float = Field(2.0, gt=0)
+    """A signal is red when worse than multiplier x its baseline."""
     red_needed: int = Field(2, ge=1, le=len(SIGNALS))
+    """Red signals that make the composite critical (fewer: warning)."""
     min_events: int = Field(50, ge=1)
+    """Below this many events in its window a ratio signal is insufficient_data, never red."""
     significance: float = Field(0.001, ge=0, lt=1)
+    """A ratio signal is red only when the excess has a one-sided p-value below this; 0 turns the
+    test off."""
     clear_ticks: int = Field(3, ge=1)
+    """Consecutive ticks a red signal must not be red before it turns back to ok."""
     lateness_seconds: int = Field(30, ge=0, le=3600)
+    """How late (out of order) an event may arrive and still count in its tick."""
     absolute_limits: Mapping[SignalName, NonNegative] = Field(default_factory=dict)
+    """Per signal: a value beyond this is red whatever the baseline (a minimum for safety_pct, a
+    maximum otherwise)."""
     floors: Mapping[SignalName, Positive] = Field(default_factory=dict)
+    """Per signal: smallest baseline used (for safety_pct, smallest failure rate in %), so a zero
+    baseline cannot turn one event red; unset uses built-in floors."""
     top_k: int = Field(10, ge=1, le=1000)
+    """Busiest users reported per tick in /status and the timeline."""
 
 
 class BaselinesConfig(_Section):
     """Static baselines; a signal left unset is learned."""
 
     blocked_pct: float | None = Field(None, ge=0, le=100)
+    """Static baseline, % of requests blocked; unset: learned."""
     safety_pct: float | None = Field(None, ge=0, le=100)
+    """Static baseline, % of responses judged safe; unset: learned."""
     top_user_rps: float | None = Field(None, ge=0)
+    """Static baseline, the busiest user's requests per second; unset: learned."""
     spend_hour: float | None = Field(None, ge=0)
+    """Static baseline, USD spent per hour; unset: learned."""
 
 
 class LearningConfig(_Section):
     days: int = Field(7, ge=1, le=365)
+    """Learning period of a fresh deployment (alerts suppressed, heartbeats still sent)."""
     seasonality: Literal["none", "hour_of_day"] = "none"
+    """hour_of_day: learn from the same hour of past days instead of all ticks."""
     history_days: int = Field(14, ge=1, le=366)
+    """How long each tick's signal values are kept for learning."""
 
     @model_validator(mode="after")
     def _history_covers_learning(self) -> LearningConfig:
@@ -130,23 +166,35 @@ class LearningConfig(_Section):
 
 class ModelPrice(_Section):
     prompt_per_1k: NonNegative
+    """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
+    """USD per 1,000 completion tokens."""
 
 
 class IngestConfig(_Section):
     max_event_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
+    """Larger events are dead-lettered."""
     safety_threshold: float = Field(0.5, ge=0, le=1)
+    """A response with only a safety_score is safe when the score is at least this."""
     max_future_seconds: int = Field(300, ge=0)
+    """Live only: events further ahead of the wall clock are dead-lettered."""
     batch_max_records: int = Field(5000, ge=1, le=1_000_000)
+    """Most records fetched from Kafka and written to the store in one batch."""
     prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
 class HeartbeatTokens(_Section):
     composite: Token | None = None
+    """Token of the composite status check."""
     blocked_pct: Token | None = None
+    """Token of the blocked_pct check."""
     safety_pct: Token | None = None
+    """Token of the safety_pct check."""
     top_user_rps: Token | None = None
+    """Token of the top_user_rps check."""
     spend_hour: Token | None = None
+    """Token of the spend_hour check."""
 
     @model_validator(mode="after")
     def _at_least_one(self) -> HeartbeatTokens:
@@ -162,11 +210,18 @@ class HeartbeatTokens(_Section):
 
 class HeartbeatConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a metric label value
+    """Name in metrics and logs; unset: `<kind>-<N>` (kind and position in the list)."""
     kind: HeartbeatKind = "generic"
+    """Wire format of the monitor (see docs/heartbeats.md)."""
     url: str
+    """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
+    it."""
     tokens: HeartbeatTokens
+    """One token per check: composite and/or any signal; at least one."""
     timeout_seconds: float = Field(5.0, gt=0, le=60)
+    """Per-request timeout."""
     retries: int = Field(2, ge=0, le=10)
+    """Retries of a failed push (backoff with jitter), within the tick."""
 
     @field_validator("url")
     @classmethod
@@ -189,8 +244,11 @@ class HeartbeatConfig(_Section):
 
 class HttpConfig(_Section):
     host: str = Field("127.0.0.1", min_length=1)
+    """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
     port: int = Field(9464, ge=0, le=65535)
+    """Port of the HTTP server."""
     status_token: Token | None = None  # bearer token required by /status when set
+    """When set, /status requires `Authorization: Bearer <token>`."""
 
 
 class Config(_Section):

@@ -1,4 +1,4 @@
-"""docker-compose.yml, Dockerfile and deploy/prometheus.yml describe a stack that fits together.
+"""docker-compose.yml, Dockerfile and deploy/ describe a stack that fits together.
 
 There is no Docker engine here, so these tests read the files: every service
 the README promises exists, is health-checked, starts in dependency order,
@@ -8,7 +8,9 @@ listeners, in variables the config loader actually understands.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,11 +20,17 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from stream_sentinel.bucketing import LONGEST_WINDOW_S
+from stream_sentinel.cli import _parser, main
 from stream_sentinel.config import load_config
+from stream_sentinel.score import parse_at
+from stream_sentinel.simulate import EXPECTED_SIGNALS
+from stream_sentinel.simulate_cmd import parse_attack
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "stream-sentinel"
 METRICS_PORT = 9464
+PROMETHEUS_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -149,8 +157,8 @@ def test_sentinel_env_is_understood_by_the_config_loader(
 
 def test_prometheus_scrapes_the_sentinel(services: dict[str, dict[str, Any]]) -> None:
     mounts = [str(v) for v in services["prometheus"]["volumes"]]
-    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
-    scrape = _load(ROOT / "deploy/prometheus.yml")["scrape_configs"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    scrape = _load(PROMETHEUS_CONFIG)["scrape_configs"]
     targets = {
         target
         for job in scrape
@@ -165,13 +173,134 @@ def test_prometheus_config_passes_promtool() -> None:
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool is missing: `make test` installs Debian's prometheus"
     result = subprocess.run(
-        [promtool, "check", "config", str(ROOT / "deploy/prometheus.yml")],
+        [promtool, "check", "config", str(PROMETHEUS_CONFIG)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # the rule file is found relative to the config, so it was checked too
+    assert "alerts.yml" in result.stdout
+    assert "SUCCESS" in result.stdout
+
+
+def test_prometheus_loads_the_alert_rules_where_it_mounts_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    rule_files = _load(PROMETHEUS_CONFIG)["rule_files"]
+    assert rule_files == ["alerts.yml"]
+    container_dir = "/etc/prometheus"
+    mounts = [str(v) for v in services["prometheus"]["volumes"]]
+    assert f"./deploy/prometheus/alerts.yml:{container_dir}/{rule_files[0]}:ro" in mounts
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of every bind mount (named volumes left out)."""
+    out = []
+    for spec in service.get("volumes", []):
+        host, container = str(spec).split(":")[:2]
+        if host.startswith("./"):
+            out.append((host, container))
+    return out
+
+
+def test_every_bind_mount_is_a_file_in_the_repo(services: dict[str, dict[str, Any]]) -> None:
+    mounts = [m for service in services.values() for m in _bind_mounts(service)]
+    assert len(mounts) >= 6
+    for host, _ in mounts:
+        assert (ROOT / host).is_file(), f"{host} is mounted but not in the repo"
+
+
+def test_grafana_is_provisioned_and_safe_for_a_demo(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    env = _env(grafana)
+    # the admin password comes from the environment; the default is only for a demo
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:-")
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    containers = {container for _, container in _bind_mounts(grafana)}
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] in containers
+    assert any(c.startswith("/etc/grafana/provisioning/datasources/") for c in containers)
+    assert any(c.startswith("/etc/grafana/provisioning/dashboards/") for c in containers)
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
+
+
+def test_only_the_simulator_is_behind_the_demo_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    profiled = {name: s["profiles"] for name, s in services.items() if "profiles" in s}
+    assert profiled == {"simulate": ["demo"]}
+    simulate = services["simulate"]
+    assert simulate["image"] == services[SENTINEL]["image"]
+    assert simulate["build"] == services[SENTINEL]["build"]
+    assert simulate["depends_on"][SENTINEL]["condition"] == "service_healthy"
+    assert simulate["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    env = _env(simulate)
+    assert (
+        env["SENTINEL_KAFKA_BOOTSTRAP_SERVERS"]
+        == _env(services[SENTINEL])["SENTINEL_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+
+
+def _simulate_argv(services: dict[str, dict[str, Any]], now: int) -> list[str]:
+    """The simulate container's command as the shell would run it at ``now``."""
+    service = services["simulate"]
+    assert service["entrypoint"] == ["/bin/sh", "-c"]
+    (script,) = service["command"]
+    script = script.replace("$$", "$")  # compose's escape for a literal $
+    arithmetic = re.compile(r'"\$\(\( \$\(date \+%s\) - (\d+) \)\)"')
+    script = arithmetic.sub(lambda m: str(now - int(m.group(1))), script)
+    argv = shlex.split(script)
+    assert argv[:2] == ["exec", SENTINEL]
+    return argv[2:]
+
+
+def test_the_demo_simulation_parses_with_the_real_cli(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    now = 1_800_000_000
+    args = _parser().parse_args(_simulate_argv(services, now))
+    assert args.verb == "simulate"
+    assert args.out == "kafka:"
+    duration = args.hours * 3600
+    # ends now: nothing in the future, nothing older than the live decoder keeps
+    assert args.start + duration == now
+    assert duration < LONGEST_WINDOW_S
+    (attack,) = [parse_attack(spec, args.start) for spec in args.attack]
+    assert len(EXPECTED_SIGNALS[attack.kind]) >= 2, "one red signal is only a warning"
+    # the attack fills the last minutes, inside the next live ticks' 5-minute windows
+    assert attack.start + attack.duration_s == now
+
+
+def test_the_demo_attack_is_caught_by_the_demo_config(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    # The same traffic and config the demo stack uses, written to a file and
+    # replayed through the same pipeline in event time.
+    now = 1_800_000_000
+    argv = _simulate_argv(services, now)
+    out = argv.index("--out") + 1
+    argv[out] = str(tmp_path / "demo.jsonl.gz")
+    assert main([*argv, "--truth", str(tmp_path / "truth.json")]) == 0
+    config = "./examples/sentinel.toml"
+    mounted = dict(_bind_mounts(services[SENTINEL]))
+    assert mounted[config] == "/etc/stream-sentinel/sentinel.toml"  # the image's working dir
+    timeline = tmp_path / "timeline.jsonl"
+    replay = ["replay", argv[out], "--config", str(ROOT / config)]
+    assert main([*replay, "--timeline", str(timeline), "--no-progress"]) == 0
+    ticks = [json.loads(line) for line in timeline.read_text(encoding="utf-8").splitlines()]
+    statuses = [t["status"] for t in ticks]
+    assert "learning" not in statuses  # static baselines: alerts from the first tick
+    critical = [t for t in ticks if t["status"] == "critical"]
+    assert critical, statuses
+    assert set(critical[0]["red"]) >= {"blocked_pct", "safety_pct"}
+    first_attack_tick = now - 15 * 60
+    assert all(parse_at(t["at"]) > first_attack_tick for t in critical)
 
 
 def test_dockerfile_builds_a_non_root_image_of_the_cli() -> None:
