@@ -194,15 +194,19 @@ class BatchAggregator:
             if None not in costs:
                 bucket.cost_nanousd += sum(map(round, map(mul, costs, repeat(NANO))))
                 continue
-            if costs.count(None) == len(costs):
-                priced = self._priced(part)
-                if priced is not None:
-                    bucket.cost_nanousd += priced[0]
-                    bucket.cost_unknown += priced[1]
-                    continue
-            for row, cost_usd in zip(part, costs, strict=True):
+            # some carry no cost: those are priced from tokens, the rest as above
+            uncosted = [row for row, cost in zip(part, costs, strict=True) if cost is None]
+            if len(uncosted) < len(costs):
+                costed = [cost for cost in costs if cost is not None]
+                bucket.cost_nanousd += sum(map(round, map(mul, costed, repeat(NANO))))
+            priced = self._priced(uncosted)
+            if priced is not None:
+                bucket.cost_nanousd += priced[0]
+                bucket.cost_unknown += priced[1]
+                continue
+            for row in uncosted:
                 nano = cost_nanousd(
-                    cost_usd, row.model, row.prompt_tokens, row.completion_tokens, self._prices
+                    None, row.model, row.prompt_tokens, row.completion_tokens, self._prices
                 )
                 if nano is None:
                     bucket.cost_unknown += 1
