@@ -57,6 +57,11 @@ class Round:
     started: float = 0.0
     finished: float = 0.0
     store_s: float = 0.0  # of which waiting for store.apply
+    cpu_s: float = 0.0  # this process's CPU time over the whole round
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_s / self.events * 1e6
 
     @property
     def rate(self) -> float:
@@ -268,17 +273,22 @@ async def main() -> int:
         for n in range(1, args.rounds + 1):
             cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
             try:
+                cpu = time.process_time()
                 bares.append(
                     await bare(bootstrap, names, args.events, cfg.ingest.batch_max_records)
                 )
+                bares[-1].cpu_s = time.process_time() - cpu
+                cpu = time.process_time()
                 runs.append(await ours(cfg, args.events, oldest))
+                runs[-1].cpu_s = time.process_time() - cpu
             finally:
                 await drop_keys(redis_url, cfg.redis.key_prefix)
             b, r = bares[-1], runs[-1]
             print(
                 f"round {n}: bare getmany {b.rate:>9,.0f} ev/s   ours {r.rate:>9,.0f} ev/s"
                 f"   ratio {r.rate / b.rate:.2f}"
-                f"   (ours: {r.finished - r.started:.1f}s, {r.store_s:.1f}s in store.apply)"
+                f"   (ours: {r.finished - r.started:.1f}s, {r.store_s:.1f}s in store.apply;"
+                f" CPU {b.cpu_us_per_event:.2f} vs {r.cpu_us_per_event:.2f} us/event)"
             )
     finally:
         await delete_topics(bootstrap, names)
@@ -291,6 +301,12 @@ async def main() -> int:
         f"KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s (best of {args.rounds})"
     )
     print(f"ratio ours / bare:                  {best_ours / best_bare:.2f}")
+    # on a shared machine wall time includes waiting for a core; CPU time per
+    # event (this process only: not the broker's, not Redis's) does not
+    cpu_bare = min(b.cpu_us_per_event for b in bares)
+    cpu_ours = min(r.cpu_us_per_event for r in runs)
+    print(f"CPU per event, best: bare {cpu_bare:.2f} us, ours {cpu_ours:.2f} us", end="")
+    print(f" (ratio {cpu_bare / cpu_ours:.2f})")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
