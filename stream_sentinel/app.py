@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka.errors import KafkaError
-from redis import asyncio as aioredis
 
 from .alerts import TransitionTracker, alert_event
 from .config import Config
@@ -27,6 +26,7 @@ from .ingest import Processed
 from .leader import Lease, LocalLease, RedisLease
 from .metrics import Metrics
 from .model import Tick
+from .redis_client import connect
 from .rules import heartbeat_message
 from .source_kafka import KafkaIngest
 from .store import PartitionId, Store, StoreUnavailable
@@ -105,9 +105,7 @@ class Service:
         url = self.cfg.redis.url
         if url is None or not url.get_secret_value():
             return LocalLease()
-        client = aioredis.Redis.from_url(
-            url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0
-        )
+        client = connect(url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0)
         return RedisLease(
             client,
             prefix=self.cfg.redis.key_prefix,

@@ -38,6 +38,7 @@ from stream_sentinel.config_env import (
     resolve_files,
 )
 from stream_sentinel.model import SIGNALS, SignalName
+from stream_sentinel.redis_client import check_url
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
 
@@ -92,9 +93,10 @@ class KafkaConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: SecretStr | None = None  # None: the embedded in-memory store
-    """Redis URL (redis://, rediss:// or unix://); unset: the embedded in-memory store (one
-    process, state lost on exit)."""
+    url: SecretStr | None = None
+    """Redis URL (redis://, rediss:// or unix://; redis+cluster:// or rediss+cluster:// with
+    any node of a Redis Cluster); unset: the embedded in-memory store (one process, state lost
+    on exit)."""
     # Braces would make the prefix a Redis Cluster hash tag and pin every key to one slot.
     key_prefix: str = Field("ss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """Prefix of every Redis key; no braces, so keys spread over Redis Cluster slots."""
@@ -102,12 +104,10 @@ class RedisConfig(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in _REDIS_SCHEMES:
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        problem = None if value is None else check_url(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return value
-
-
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class AlertingConfig(_Section):

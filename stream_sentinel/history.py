@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
 
 from .model import SIGNALS, SignalName, State
+from .redis_client import REDIS_ERRORS, RedisClient
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ class MemoryHistory:
 class RedisHistory:
     """History in Redis, next to the counters; see the module docstring for keys."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, keep_s: int) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, keep_s: int) -> None:
         if keep_s <= 0:
             raise ValueError("keep_s must be positive")
         self._r = client
@@ -159,7 +158,7 @@ class RedisHistory:
                 pipe.set(self.first_key, at, nx=True, ex=self._keep)
                 pipe.get(self.first_key)
                 _, stored = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
         return int(stored)
 
@@ -173,13 +172,13 @@ class RedisHistory:
                 pipe.expire(self.ticks_key, self._keep)
                 pipe.expire(self.first_key, self._keep)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
 
     async def records(self, start: int, end: int) -> list[TickRecord]:
         try:
             raw = await self._r.zrangebyscore(self.ticks_key, start, f"({end}")
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
         found: list[TickRecord] = []
         bad = 0

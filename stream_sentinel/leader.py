@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
-
+from .redis_client import REDIS_ERRORS, RedisClient
 from .store import StoreUnavailable
 
 # KEYS: holder, epoch. ARGV: me, ttl ms. Returns the epoch when we hold the lease, else 0.
@@ -88,9 +86,7 @@ class LocalLease:
 
 
 class RedisLease:
-    def __init__(
-        self, client: aioredis.Redis, *, prefix: str, replica_id: str, ttl_ms: int
-    ) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, replica_id: str, ttl_ms: int) -> None:
         # one hash tag so the script's two keys share a slot on a Cluster
         self._keys = [f"{prefix}:{{leader}}:holder", f"{prefix}:{{leader}}:epoch"]
         self._state_key = f"{prefix}:{{leader}}:state"
@@ -107,7 +103,7 @@ class RedisLease:
     async def acquire(self) -> int:
         try:
             epoch = int(await self._acquire(keys=self._keys, args=[self._me, self._ttl_ms]))
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             # an unreachable store means we cannot prove we still hold it
             self._epoch = 0
             raise StoreUnavailable(f"lease: {type(exc).__name__}") from exc
@@ -118,7 +114,7 @@ class RedisLease:
         held, self._epoch = self._epoch, 0
         if not held:
             return
-        with contextlib.suppress(RedisError, OSError):  # it expires by itself
+        with contextlib.suppress(*REDIS_ERRORS):  # it expires by itself
             await self._release(keys=self._keys[:1], args=[self._me])
 
     @property
@@ -128,12 +124,12 @@ class RedisLease:
     async def load_state(self) -> bytes | None:
         try:
             value = await self._client.get(self._state_key)
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             return None
         return value.encode() if isinstance(value, str) else value
 
     async def save_state(self, state: bytes) -> None:
-        with contextlib.suppress(RedisError, OSError):  # best effort, next tick tries again
+        with contextlib.suppress(*REDIS_ERRORS):  # best effort, next tick tries again
             await self._save(
                 keys=[self._keys[0], self._state_key], args=[self._me, state, self._state_ttl_ms]
             )

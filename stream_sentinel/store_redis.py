@@ -8,6 +8,14 @@ every key a write touches lives in one slot)::
     P:{T:N}:u:<page>     hash "<bucket>|<user_id>" -> requests
     P:parts              set of "T:N" ever written, for reads
 
+``P:parts`` lives in a slot of its own, so it is never written in the same
+script as a partition's keys: the script (offset fence + counters, atomic, one
+slot) is what exactness rests on; the SADD beside it is idempotent and repeated
+on every write, so a Redis (or one Cluster node) that came back empty lists the
+partition again on its next batch. On a single node both go in one pipeline
+(one round trip, no MULTI); on a Cluster the SADD is sent first on its own,
+because a Cluster pipeline cannot load a script the node does not know yet.
+
 Buckets are grouped into 300 s pages so that a 1-hour read is a dozen
 HGETALLs per partition rather than one per bucket. User ids are only ever
 hash fields, never key names: they cannot change a slot or collide.
@@ -20,13 +28,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .aggregate import Delta
 from .model import WindowCounts
+from .redis_client import RedisClient, connect
 from .store import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
 
 PAGE_S = 300
@@ -76,7 +85,7 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisStore:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         prefix: str,
         bucket_width: int,
@@ -94,13 +103,13 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
-        client = aioredis.Redis.from_url(
+        client = connect(
             url, socket_timeout=5.0, socket_connect_timeout=3.0, health_check_interval=10
         )
         return cls(client, **kwargs)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         """The connection pool, for other keys of this deployment (baseline history)."""
         return self._r
 
@@ -119,6 +128,10 @@ class RedisStore:
             return await coro
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+        except RedisClusterException as exc:
+            # raised when no node of the cluster answers (not a RedisError);
+            # the type only: its message lists the nodes tried
+            raise StoreUnavailable(f"redis cluster: {type(exc).__name__}") from exc
         except RedisError as exc:
             # LOADING, BUSY, READONLY after a failover: all transient for us
             raise StoreUnavailable(f"redis error: {type(exc).__name__}: {exc}") from exc
@@ -165,12 +178,17 @@ class RedisStore:
             args.append(len(counters) // 2)
             args += counters
             args.append(orjson.dumps(users) if users else "")
-        # the partition is registered on every write, in the same round trip: a
-        # Redis that restarted empty must list it again for readers to find it
-        pipe = self._r.pipeline(transaction=False)
-        pipe.sadd(f"{self._prefix}:parts", str(part))
-        await self._apply(keys=keys, args=args, client=pipe)
-        _, (applied, stored) = await self._call(pipe.execute())
+        # registered on every write (see the module docstring): a Redis that
+        # restarted empty must list the partition again for readers to find it
+        parts_key = f"{self._prefix}:parts"
+        if isinstance(self._r, RedisCluster):
+            await self._call(self._r.sadd(parts_key, str(part)))
+            applied, stored = await self._call(self._apply(keys=keys, args=args))
+        else:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.sadd(parts_key, str(part))
+            await self._apply(keys=keys, args=args, client=pipe)
+            _, (applied, stored) = await self._call(pipe.execute())
         stored_offset = None if stored is None else int(stored)
         return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
 

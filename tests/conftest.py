@@ -1,7 +1,7 @@
 """Fixtures for tests that talk to the real Kafka broker and Redis server.
 
-`make test` starts both through scripts/services and exports
-KAFKA_BOOTSTRAP_SERVERS and REDIS_URL. A test that needs them and finds them
+`make test` starts them through scripts/services and exports
+KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and REDIS_CLUSTER_URL. A test that needs them and finds them
 unset fails: a skipped integration test would let a green run hide that nothing
 was tested.
 """
@@ -18,7 +18,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "redis_url"})
+SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "redis_url", "redis_cluster_url", "any_redis_url"})
 TOPIC_READY_TIMEOUT_S = 30.0
 
 TopicFactory = Callable[..., Awaitable[str]]
@@ -53,6 +53,21 @@ def kafka_bootstrap() -> str:
 def redis_url() -> str:
     """URL of the real Redis server, e.g. ``redis://127.0.0.1:6379/0``."""
     return _required_env("REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """URL of the real 3-master Redis Cluster, ``redis+cluster://127.0.0.1:7001/0``."""
+    return _required_env("REDIS_CLUSTER_URL")
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """The single-node Redis, then the 3-master Cluster: for tests of code that
+    must work on both (every multi-key operation within one hash slot)."""
+    name = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    url: str = request.getfixturevalue(name)
+    return url
 
 
 @pytest.fixture

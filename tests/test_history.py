@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from stream_sentinel.history import History, MemoryHistory, Point, RedisHistory, TickRecord
 from stream_sentinel.model import SIGNALS, SignalName
+from stream_sentinel.redis_client import connect
 from stream_sentinel.store import StoreUnavailable
 
 T0 = 1_790_000_040  # a whole minute
@@ -31,7 +32,7 @@ def record(at: int, value: float | None = 1.0, **points: Point) -> TickRecord:
 HistoryFactory = Callable[[], History]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def factory(request: pytest.FixtureRequest) -> AsyncIterator[HistoryFactory]:
     """Makes history objects over one backend: a second object is another
     replica (Redis) or, for memory, the same process's history."""
@@ -39,9 +40,10 @@ async def factory(request: pytest.FixtureRequest) -> AsyncIterator[HistoryFactor
         shared = MemoryHistory(KEEP_S)
         yield lambda: shared
         return
-    redis_url: str = request.getfixturevalue("redis_url")
+    name = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    redis_url: str = request.getfixturevalue(name)
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     yield lambda: RedisHistory(client, prefix=prefix, keep_s=KEEP_S)
     doomed = [k async for k in client.scan_iter(match=f"{prefix}:*")]
     if doomed:
@@ -93,9 +95,9 @@ async def test_empty_history_has_no_records(factory: HistoryFactory) -> None:
     assert await factory().records(0, 2**40) == []
 
 
-async def test_redis_keys_share_one_slot_and_expire(redis_url: str) -> None:
+async def test_redis_keys_share_one_slot_and_expire(any_redis_url: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(any_redis_url)
     try:
         h = RedisHistory(client, prefix=prefix, keep_s=KEEP_S)
         await h.first_start(T0)

@@ -6,17 +6,17 @@ import asyncio
 import uuid
 
 import pytest
-from redis import asyncio as aioredis
 
 from stream_sentinel.leader import LocalLease, RedisLease
+from stream_sentinel.redis_client import connect
 from stream_sentinel.store import StoreUnavailable
 
 pytestmark = pytest.mark.integration
 
 
-async def test_one_holder_renewal_release_and_takeover(redis_url: str) -> None:
+async def test_one_holder_renewal_release_and_takeover(any_redis_url: str) -> None:
     prefix = f"lease{uuid.uuid4().hex[:8]}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(any_redis_url)
     a = RedisLease(client, prefix=prefix, replica_id="a", ttl_ms=300)
     b = RedisLease(client, prefix=prefix, replica_id="b", ttl_ms=300)
     try:
@@ -41,8 +41,9 @@ async def test_one_holder_renewal_release_and_takeover(redis_url: str) -> None:
         await client.aclose()
 
 
-async def test_unreachable_redis_is_not_leadership() -> None:
-    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1/0"])
+async def test_unreachable_redis_is_not_leadership(url: str) -> None:
+    client = connect(url, socket_connect_timeout=0.5)
     lease = RedisLease(client, prefix="x", replica_id="a", ttl_ms=1000)
     with pytest.raises(StoreUnavailable):
         await lease.acquire()
@@ -57,9 +58,9 @@ async def test_local_lease_is_always_held() -> None:
     assert not lease.held
 
 
-async def test_evaluator_state_is_handed_over_and_fenced(redis_url: str) -> None:
+async def test_evaluator_state_is_handed_over_and_fenced(any_redis_url: str) -> None:
     prefix = f"lease{uuid.uuid4().hex[:8]}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(any_redis_url)
     a = RedisLease(client, prefix=prefix, replica_id="a", ttl_ms=5000)
     b = RedisLease(client, prefix=prefix, replica_id="b", ttl_ms=5000)
     try:

@@ -1,4 +1,5 @@
-"""One contract, two stores: MemoryStore and RedisStore must behave the same."""
+"""One contract, two stores: MemoryStore and RedisStore (single node and Cluster) must
+behave the same."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis import asyncio as aioredis
 
 from stream_sentinel.aggregate import BatchAggregator, Delta
 from stream_sentinel.events import RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
+from stream_sentinel.redis_client import RedisClient, connect
 from stream_sentinel.store import Outcome, PartitionId, Store
 from stream_sentinel.store_memory import MemoryStore
 from stream_sentinel.store_redis import RedisStore
@@ -25,21 +26,22 @@ P1 = PartitionId("llm.requests", 1)
 R0 = PartitionId("llm.responses", 0)
 
 
-async def _redis_store(redis_url: str) -> tuple[RedisStore, aioredis.Redis, str]:
+async def _redis_store(redis_url: str) -> tuple[RedisStore, RedisClient, str]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     store = RedisStore(
         client, prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
     )
     return store, client, prefix
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(retention_s=4000)
         return
-    redis_url: str = request.getfixturevalue("redis_url")
+    name = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    redis_url: str = request.getfixturevalue(name)
     s, client, prefix = await _redis_store(redis_url)
     yield s
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
@@ -115,8 +117,8 @@ async def test_hostile_user_ids_are_only_fields(store: Store) -> None:
     assert (await store.window(T0, T0 + 300)).requests == len(events)
 
 
-async def test_redis_keys_share_one_slot_per_partition(redis_url: str) -> None:
-    s, client, prefix = await _redis_store(redis_url)
+async def test_redis_keys_share_one_slot_per_partition(any_redis_url: str) -> None:
+    s, client, prefix = await _redis_store(any_redis_url)
     try:
         d = delta_of(*(req(T0 + 400 * i, uid) for i, uid in enumerate(HOSTILE_IDS)))
         await s.apply(P0, None, 1, d)
@@ -148,8 +150,10 @@ event_st = st.tuples(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(batches=st.lists(st.lists(event_st, max_size=30), min_size=1, max_size=4))
-async def test_stores_agree_with_a_direct_count(redis_url: str, batches: list[list[tuple]]) -> None:  # type: ignore[type-arg]
-    redis_store, client, prefix = await _redis_store(redis_url)
+async def test_stores_agree_with_a_direct_count(
+    any_redis_url: str, batches: list[list[tuple]]
+) -> None:  # type: ignore[type-arg]
+    redis_store, client, prefix = await _redis_store(any_redis_url)
     stores: list[Store] = [MemoryStore(retention_s=4000), redis_store]
     try:
         offsets: dict[PartitionId, int | None] = {}
@@ -201,12 +205,11 @@ async def test_memory_store_stays_bounded() -> None:
     assert (await s.window(T0 + 60 * 440, T0 + 60 * 500)).requests == 60
 
 
-async def test_redis_unreachable_raises_store_unavailable() -> None:
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1/0"])
+async def test_redis_unreachable_raises_store_unavailable(url: str) -> None:
     from stream_sentinel.store import StoreUnavailable
 
-    s = RedisStore.from_url(
-        "redis://127.0.0.1:1/0", prefix="x", bucket_width=60, counter_ttl_s=10, user_ttl_s=10
-    )
+    s = RedisStore.from_url(url, prefix="x", bucket_width=60, counter_ttl_s=10, user_ttl_s=10)
     with pytest.raises(StoreUnavailable):
         await s.ping()
     with pytest.raises(StoreUnavailable):
@@ -214,15 +217,32 @@ async def test_redis_unreachable_raises_store_unavailable() -> None:
     await s.close()
 
 
-async def test_redis_store_that_lost_everything_lists_partitions_again(redis_url: str) -> None:
+async def test_redis_store_that_lost_everything_lists_partitions_again(any_redis_url: str) -> None:
     """A Redis restarted without persistence: the next write must be readable."""
-    s, client, prefix = await _redis_store(redis_url)
+    s, client, prefix = await _redis_store(any_redis_url)
     try:
         await s.apply(P0, None, 1, delta_of(req(T0, "a")))
         await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
         assert await s.load_offset(P0) is None
         assert (await s.apply(P0, None, 2, delta_of(req(T0, "b")))).outcome is Outcome.APPLIED
         assert await s.top_users(T0, T0 + 60, 10) == [("b", 1)]
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
+        await s.close()
+
+
+async def test_lost_partition_registry_alone_is_rebuilt_by_the_next_write(
+    any_redis_url: str,
+) -> None:
+    """On a Cluster the registry and a partition's keys live on different nodes, so
+    one node can come back empty while the other keeps its offsets and counters."""
+    s, client, prefix = await _redis_store(any_redis_url)
+    try:
+        await s.apply(P0, None, 1, delta_of(req(T0, "a")))
+        await client.delete(f"{prefix}:parts")
+        assert await s.window(T0, T0 + 60) == WindowCounts()  # invisible until re-listed
+        assert (await s.apply(P0, 1, 2, delta_of(req(T0, "b")))).outcome is Outcome.APPLIED
+        assert (await s.window(T0, T0 + 60)).requests == 2
     finally:
         await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
         await s.close()
