@@ -52,6 +52,10 @@ NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 # Kafka's own rule for topic names.
 Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+# Printable text without spaces: ends up in logs, client ids and connection strings.
+Plain = Annotated[str, Field(pattern=r"^[!-~]{1,255}$")]
+# A name or an IP address to bind, never a URL, list or path.
+BindHost = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%-]{1,253}$")]
 
 
 def _check_token(value: SecretStr) -> SecretStr:
@@ -59,6 +63,9 @@ def _check_token(value: SecretStr) -> SecretStr:
     text = value.get_secret_value()
     if not text or any(c.isspace() or not c.isprintable() for c in text):
         raise ValueError("must be non-empty, without spaces or control characters")
+    if text in (".", ".."):
+        # quoted or not, a path segment "." or ".." is resolved away by servers
+        raise ValueError("must not be '.' or '..'")
     return value
 
 
@@ -78,9 +85,9 @@ class _Section(BaseModel):
 
 
 class KafkaConfig(_Section):
-    bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    bootstrap_servers: Plain = "localhost:9092"
     """Kafka brokers, comma-separated host:port."""
-    group_id: str = Field("stream-sentinel", min_length=1)
+    group_id: Plain = "stream-sentinel"
     """Consumer group; replicas in one group share the partitions."""
     request_topic: Topic = "llm.requests"
     """Topic of request events."""
@@ -227,8 +234,13 @@ class HeartbeatConfig(_Section):
     @classmethod
     def _check_url(cls, url: str, info: ValidationInfo) -> str:
         # Messages never echo the URL: a generic target may carry a secret in it.
+        if any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+            # URL parsers drop CR/LF/tab silently and disagree on "\\": the URL
+            # used would not be the one that was checked
+            raise ValueError("must not contain spaces, control characters or backslashes")
         try:
             parts = urlsplit(url)
+            _ = parts.port  # raises on a port that is not a number in range
             ok = parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
             ok = False
@@ -243,7 +255,8 @@ class HeartbeatConfig(_Section):
 
 
 class HttpConfig(_Section):
-    host: str = Field("127.0.0.1", min_length=1)
+    # loopback unless asked: /metrics and /readyz are open to whoever can connect
+    host: BindHost = "127.0.0.1"
     """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
     port: int = Field(9464, ge=0, le=65535)
     """Port of the HTTP server."""

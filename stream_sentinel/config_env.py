@@ -61,6 +61,24 @@ def format_key(loc: Sequence[int | str]) -> str:
     return out
 
 
+def secret_path(raw: str, origin: str) -> Path:
+    """``raw`` as a path to a secret file, refusing what can only be a trick.
+
+    ``..`` is refused: a secret path is written once by whoever deploys, and one
+    that climbs out of its directory is far more likely an attempt to read some
+    other file through the config (a mounted volume, a templated value) than a
+    need. A NUL byte would make ``open`` raise ValueError instead of failing cleanly.
+    """
+    if "\0" in raw:
+        raise ConfigError(origin, "a file path must not contain a NUL byte")
+    if any(c in "\r\n" for c in raw):
+        raise ConfigError(origin, "a file path must not contain a line break")
+    path = Path(raw)
+    if ".." in path.parts:
+        raise ConfigError(origin, "a secret file path must not contain '..'; give it directly")
+    return path
+
+
 def read_secret_file(path: Path, origin: str) -> str:
     """The secret in ``path``; errors name ``origin`` and the path, never the content."""
     error: ConfigError | None = None
@@ -172,7 +190,7 @@ def _merge_file(
         raise ConfigError(where, "the secret is also given inline; give one of them")
     if not isinstance(path, str) or not path:
         raise ConfigError(where, "must be a file path")
-    return read_secret_file(base / path, where)  # an absolute path replaces base
+    return read_secret_file(base / secret_path(path, where), where)  # absolute replaces base
 
 
 def apply_env(
@@ -191,7 +209,7 @@ def apply_env(
         if from_file:
             if not _is_secret(ann):
                 raise ConfigError(name, "only secrets can be read from a file")
-            value: Any = read_secret_file(Path(environ[name]), name)
+            value: Any = read_secret_file(secret_path(environ[name], name), name)
         else:
             value = _convert(environ[name], ann)
         _set(out, loc, value, name)
