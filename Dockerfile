@@ -18,7 +18,9 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sent
 WORKDIR /etc/stream-sentinel
 USER 10001:10001
 
-# Metrics, /healthz, /readyz and /status.
+# Metrics, /healthz, /readyz and /status. The service binds loopback unless
+# told otherwise; in a container that would reach nobody, so the image says so.
+ENV SENTINEL_HTTP_HOST=0.0.0.0
 EXPOSE 9464
 
 ENTRYPOINT ["stream-sentinel"]

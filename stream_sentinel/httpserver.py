@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
@@ -39,6 +40,16 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
 # aiohttp's default, spelled out so nobody adds %{Authorization}i to it.
 ACCESS_LOG_FORMAT: Final = '%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"'
 JSON: Final = "application/json"
+# No endpoint takes a body: anything bigger than this is refused with 413
+# before it is buffered (aiohttp's default would buffer 1 MiB per request).
+MAX_BODY_BYTES: Final = 1024
+# Header limits below aiohttp's 8 KiB per line and 32 headers: a monitoring
+# endpoint needs a request line, Host, Authorization and a few more.
+HANDLER_LIMITS: Final[Mapping[str, int]] = {
+    "max_line_size": 4096,
+    "max_field_size": 4096,
+    "max_headers": 32,
+}
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -77,14 +88,79 @@ class BearerAuth:
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != "bearer":
             return False
-        # Encoded: compare_digest refuses non-ASCII str, and the header is untrusted.
-        return hmac.compare_digest(credentials.strip().encode(), self._token)
+        # Encoded: compare_digest refuses non-ASCII str, and the header is untrusted;
+        # aiohttp keeps bytes that are not UTF-8 as surrogates, which plain
+        # encode() rejects with an exception (a 500 instead of a 401).
+        given = credentials.strip().encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, self._token)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
     # Set, not deleted: aiohttp fills in its own Server header if none is present.
     response.headers["Server"] = SERVER_NAME
+
+
+@web.middleware
+async def _limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, length)
+    if request.body_exists:
+        # chunked, or a small declared body: read() stops at client_max_size with a 413
+        await request.read()
+    return await handler(request)
+
+
+class _GuardedHandler(web.RequestHandler):
+    """aiohttp's per-connection protocol, but its own error pages are ours too.
+
+    Requests aiohttp cannot parse (bad request line, headers over the limits,
+    TLS on the plain port) are answered by ``handle_error`` outside the app: no
+    middleware, no ``on_response_prepare``, so without this they would carry
+    ``Server: Python/x aiohttp/y``, no security headers, the client's bytes
+    echoed in the body, and a traceback with those bytes in our log.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # the type only: the exception's text quotes what the client sent
+        log.info("refused a malformed request (%d %s)", status, type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "error"
+        response = _json({"error": reason}, status=status, headers=_STATIC_HEADERS)
+        response.force_close()
+        return response
+
+
+class _GuardedServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()
+        # Same slots, one overridden method: aiohttp has no hook for these
+        # error pages, and re-implementing __call__ would copy its private state.
+        handler.__class__ = _GuardedHandler
+        return handler
+
+
+class _GuardedRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _GuardedServer  # adds __call__ only, no state
+        return server
+
+
+_STATIC_HEADERS: Final[Mapping[str, str]] = {**SECURITY_HEADERS, "Server": SERVER_NAME}
 
 
 @web.middleware
@@ -97,6 +173,8 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
             raise
         keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type",)}
         return _json({"error": exc.reason}, status=exc.status, headers=keep)
+    except ConnectionResetError:
+        raise  # the client left mid-body; aiohttp drops the connection quietly
     except Exception:
         log.exception("error serving %r", request.path)
         return _json({"error": "internal error"}, status=500)
@@ -178,7 +256,11 @@ def build_http_app(
     """
     auth = BearerAuth(status_token) if status_token is not None else None
     h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s)
-    app = web.Application(middlewares=[_errors_as_json])
+    app = web.Application(
+        middlewares=[_errors_as_json, _limit_body],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args=dict(HANDLER_LIMITS),
+    )
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/metrics", h.metrics)
     app.router.add_get("/healthz", h.healthz)
@@ -195,7 +277,7 @@ async def start_http(
     Stop with ``await runner.cleanup()``; in-flight requests get
     ``shutdown_timeout`` seconds to finish.
     """
-    runner = web.AppRunner(
+    runner = _GuardedRunner(
         app,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=shutdown_timeout,
