@@ -27,6 +27,10 @@ _COUNTED_REQUEST = ("request", "")
 _COUNTED_RESPONSE = ("response", "")
 _TS = attrgetter("ts")
 _TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
+# A dead letter keeps at most this much of the value. Base64 adds a third, and a
+# value near the broker's message.max.bytes (1 MiB) kept whole would make a DLQ
+# record the broker refuses: its publish would fail for ever and block the partition.
+MAX_DEAD_LETTER_VALUE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +43,16 @@ class DeadLetter:
     raw: bytes
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "reason": self.reason,
-                "detail": self.detail,
-                "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-                "value_b64": base64.b64encode(self.raw).decode("ascii"),
-            }
-        )
+        doc: dict[str, object] = {
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+            "value_b64": base64.b64encode(self.raw[:MAX_DEAD_LETTER_VALUE]).decode("ascii"),
+        }
+        if len(self.raw) > MAX_DEAD_LETTER_VALUE:
+            doc["value_truncated"] = True
+            doc["value_bytes"] = len(self.raw)
+        return orjson.dumps(doc)
 
 
 @dataclass(slots=True)
