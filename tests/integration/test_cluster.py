@@ -34,6 +34,8 @@ from .harness import (
 
 pytestmark = pytest.mark.integration
 
+HOSTILE = ["{slot}", "line\nX-Injected: 1", "\x1b[31mred\x1b[0m", "\u202eevil", "a:b:{c}"]
+
 
 @pytest.fixture
 async def cluster_prefix(redis_cluster_url: str) -> AsyncIterator[str]:
@@ -60,6 +62,8 @@ async def test_service_on_a_cluster_counts_exactly_and_leads(
         "dlq": await make_topic(1, "dlq"),
     }
     events = make_events(20_000, now=time.time(), seed=11)
+    for i, event in enumerate(events[::50]):  # hostile ids must not reach the log
+        event["user_id"] = HOSTILE[i % len(HOSTILE)]
     expected = expected_of(events)
     await produce(kafka_bootstrap, topics, events)
     port = free_port()
@@ -114,6 +118,7 @@ async def test_service_on_a_cluster_counts_exactly_and_leads(
         assert svc.terminate() == 0
         log = svc.log.read_text(errors="replace")
         assert "CROSSSLOT" not in log and "Traceback" not in log, svc.log_tail()
+        assert "\x1b" not in log and "X-Injected" not in log and "{slot}" not in log
     finally:
         svc.close()
         await store.close()
