@@ -55,6 +55,7 @@ def test_a_million_hostile_messages() -> None:
         "dead_letters": sum(tally.reasons.values()),
         "reasons": dict(tally.reasons.most_common()),
         "mutations": dict(tally.mutations.most_common()),
+        "row_path_checked": tally.row_path,
         "seconds": round(seconds, 1),
         "seed": seed,
     }
