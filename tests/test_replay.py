@@ -153,7 +153,9 @@ def test_stdin_and_plain_jsonl_give_the_same_timeline(tmp_path: Path) -> None:
     assert from_stdin == from_file
 
 
-def test_memory_and_redis_stores_give_identical_timelines(tmp_path: Path, redis_url: str) -> None:
+def test_memory_and_redis_stores_give_identical_timelines(
+    tmp_path: Path, any_redis_url: str
+) -> None:
     from stream_sentinel.simulate import Scenario, simulate, write_log
 
     start = float(T0)
@@ -171,7 +173,7 @@ def test_memory_and_redis_stores_give_identical_timelines(tmp_path: Path, redis_
     log = tmp_path / "sim.jsonl.gz"
     write_log(events, log)
     memory, _ = run_replay(tmp_path, log)
-    redis, _ = run_replay(tmp_path, log, "--redis", redis_url)
+    redis, _ = run_replay(tmp_path, log, "--redis", any_redis_url)
     assert len(memory) == 121  # 08:01 .. 10:01, the tick after the last event included
     assert memory == redis
     assert {t["status"] for t in memory} >= {"ok", "warning", "critical"}
