@@ -18,6 +18,7 @@ from .config import Config
 from .evaluate import BaselineProvider, Evaluator
 from .ingest import DeadLetter
 from .model import Tick
+from .redis_client import check_url
 from .replay import ReplaySummary, replay
 from .source_file import total_bytes
 from .store import Store
@@ -82,6 +83,10 @@ async def _baselines(cfg: Config, store: Store, learn_from: list[str] | None) ->
 
 
 async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
+    if args.redis and (problem := check_url(args.redis)):
+        # checked like redis.url in the config; the URL is not echoed (a password)
+        print(f"config error: --redis: {problem}", file=sys.stderr)
+        return 2
     if args.redis:
         # a private prefix: a backtest must never mix with live counters
         run_prefix = f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}"

@@ -155,3 +155,22 @@ async def test_cluster_urls_build_a_cluster_store(tmp_path: Path, url: str) -> N
     if "pw" in url:
         assert "pw" in cfg.secrets()  # scrubbed from logs like a single node's password
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://127.0.0.1:7001/3", "http://h/", "redis://h:6379/0\r\nQUIT"]
+)
+def test_replay_refuses_a_bad_redis_url_with_exit_2(tmp_path: Path, url: str) -> None:
+    log = tmp_path / "empty.jsonl"
+    log.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream_sentinel", "replay", str(log), "--redis", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("config error: --redis: ")
+    assert "Traceback" not in proc.stderr and "QUIT" not in proc.stderr
