@@ -43,7 +43,7 @@ JSON: Final = "application/json"
 # No endpoint takes a body: anything bigger than this is refused with 413
 # before it is buffered (aiohttp's default would buffer 1 MiB per request).
 MAX_BODY_BYTES: Final = 1024
-# Header limits below aiohttp's 8 KiB per line and 32 headers: a monitoring
+# Header limits below aiohttp's (8 KiB per line, 128 headers): a monitoring
 # endpoint needs a request line, Host, Authorization and a few more.
 HANDLER_LIMITS: Final[Mapping[str, int]] = {
     "max_line_size": 4096,
@@ -131,8 +131,12 @@ class _GuardedHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        # the type only: the exception's text quotes what the client sent
-        log.info("refused a malformed request (%d %s)", status, type(exc).__name__)
+        if status >= 500:  # our fault, not the client's: keep the traceback
+            log.error("error handling a request", exc_info=exc)
+        else:
+            # The type only: the exception's text quotes what the client sent.
+            # Debug, as aiohttp does for stray TLS: scanners must not flood the log.
+            log.debug("refused a malformed request (%d %s)", status, type(exc).__name__)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; closing the connection")
         try:
