@@ -1,0 +1,251 @@
+"""Evaluator tick latency on a full Redis: an hour of buckets, 100k users per window.
+
+    eval "$(scripts/services start)"
+    .venv/bin/python bench/evaluator.py [--users N] [--partitions P] [--ticks T]
+
+Needs the real Redis (REDIS_URL). Writes, under a fresh key prefix and
+through ``RedisStore.apply`` (so the key layout is the real one), one hour
+of 60 s buckets for P request partitions and P response partitions. Every
+user id lives in one request partition (producers key by user id), is active
+in 2 of every 5 buckets, so every 5-minute window holds all N users, mostly
+with 1-3 requests each and a few heavy ones. Then times, over T ticks:
+
+- ``Evaluator.evaluate(at)``, built as the ``run`` verb builds it (rules from
+  the config, DESIGN.md's static baselines);
+- the store reads alone: ``window`` (5 min), ``window`` (1 h), ``top_users``.
+
+Ticks cycle over the last five minute boundaries of the hour, so both page
+alignments of the 5-minute window are read. Prints p50/p99/max for each and
+checks every tick's windows and top users against counts kept while writing.
+Keys are removed afterwards. Target: tick p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis import asyncio as aioredis
+
+from stream_sentinel.aggregate import BucketDelta
+from stream_sentinel.bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
+from stream_sentinel.config import load_config
+from stream_sentinel.evaluate import Evaluator, StaticBaselines
+from stream_sentinel.model import NANO, WindowCounts
+from stream_sentinel.store import PartitionId, top_k
+from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.wiring import build_rules, build_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import STATIC
+
+SEED = 1
+WIDTH = 60
+BUCKETS = SPEND_WINDOW_S // WIDTH
+REQUESTS = "llm.requests"
+RESPONSES = "llm.responses"
+
+
+@dataclass
+class Truth:
+    """What was written, counted independently of the store."""
+
+    buckets: dict[int, WindowCounts] = field(default_factory=dict)
+    users: dict[int, Counter[str]] = field(default_factory=dict)
+
+    def window(self, start: int, end: int) -> WindowCounts:
+        total = WindowCounts()
+        for bucket, counts in self.buckets.items():
+            if start <= bucket < end:
+                total += counts
+        return total
+
+    def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
+        totals: Counter[str] = Counter()
+        for bucket, users in self.users.items():
+            if start <= bucket < end:
+                totals.update(users)
+        return top_k(dict(totals), k)
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SystemExit(f'{name} is not set: eval "$(scripts/services start)" first')
+    return value
+
+
+def user_requests(rng: random.Random, heavy: bool) -> int:
+    if heavy:
+        return rng.randint(20, 120)
+    return 1 + min(int(rng.expovariate(1.5)), 20)  # mostly 1, a short tail
+
+
+async def fill(store: RedisStore, first: int, users: int, partitions: int) -> Truth:
+    """One hour of buckets from ``first``, written a bucket at a time per partition."""
+    rng = random.Random(SEED)
+    ids = [f"user-{i:07d}" for i in range(users)]
+    home = [hash_partition(uid, partitions) for uid in ids]
+    heavy = set(rng.sample(range(users), 50))
+    truth = Truth()
+    offsets: dict[PartitionId, int | None] = {}
+
+    async def write(part: PartitionId, bucket: int, inc: BucketDelta) -> None:
+        prev = offsets.get(part)
+        nxt = (prev or 0) + inc.requests + inc.responses
+        await store.apply(part, prev, nxt, {bucket: inc})
+        offsets[part] = nxt
+
+    for b in range(BUCKETS):
+        bucket = first + b * WIDTH
+        reqs = [BucketDelta() for _ in range(partitions)]
+        for i in range(b % 5, users, 5):  # users active in 2 of every 5 buckets
+            for j in (i, (i + 1) % users):
+                n = user_requests(rng, j in heavy)
+                inc = reqs[home[j]]
+                inc.requests += n
+                inc.blocked += rng.random() < 0.001 * n
+                inc.users[ids[j]] += n
+        resps = []
+        for inc in reqs:
+            out = BucketDelta(responses=inc.requests)
+            out.safe = out.responses - rng.randint(0, max(1, out.responses // 200))
+            out.cost_unknown = rng.randint(0, 3)
+            out.cost_nanousd = inc.requests * rng.randint(100_000, 3_000_000)  # $0.0001-0.003
+            resps.append(out)
+        await asyncio.gather(
+            *(write(PartitionId(REQUESTS, p), bucket, inc) for p, inc in enumerate(reqs)),
+            *(write(PartitionId(RESPONSES, p), bucket, out) for p, out in enumerate(resps)),
+        )
+        total = WindowCounts()
+        users_here: Counter[str] = Counter()
+        for inc in reqs + resps:
+            total += inc.counts()
+            users_here.update(inc.users)
+        truth.buckets[bucket] = total
+        truth.users[bucket] = users_here
+    return truth
+
+
+def hash_partition(uid: str, partitions: int) -> int:
+    # any stable function of the id will do: Kafka's murmur2 is not the point here
+    return int(uid.rsplit("-", 1)[1]) * 2654435761 % 2**32 % partitions
+
+
+@dataclass
+class Series:
+    name: str
+    ms: list[float] = field(default_factory=list)
+
+    def line(self) -> str:
+        s = sorted(self.ms)
+        p99 = s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
+        return (
+            f"{self.name:<28} p50 {statistics.median(s):7.1f} ms   p99 {p99:7.1f} ms"
+            f"   max {s[-1]:7.1f} ms   ({len(s)} runs)"
+        )
+
+
+async def timed(series: Series, call: Callable[[], Awaitable[object]]) -> object:
+    began = time.perf_counter()
+    result = await call()
+    series.ms.append((time.perf_counter() - began) * 1000)
+    return result
+
+
+async def drop_keys(client: aioredis.Redis, prefix: str) -> None:
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=f"{prefix}:*", count=2000):
+        batch.append(key)
+        if len(batch) >= 2000:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=32, help="per topic")
+    parser.add_argument("--ticks", type=int, default=200)
+    args = parser.parse_args()
+    redis_url = env("REDIS_URL")
+
+    prefix = f"bench-eval:{uuid.uuid4().hex[:8]}"
+    cfg = load_config(
+        None, {**STATIC, "SENTINEL_REDIS_URL": redis_url, "SENTINEL_REDIS_KEY_PREFIX": prefix}
+    )
+    store = build_store(cfg)
+    assert isinstance(store, RedisStore)
+    evaluator = Evaluator(store, build_rules(cfg), StaticBaselines(cfg.static_baselines()))
+    k = cfg.alerting.top_k
+    end = int(time.time()) // 300 * 300 + 60  # a tick that is not a page boundary
+    first = end - SPEND_WINDOW_S
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    try:
+        began = time.perf_counter()
+        truth = await fill(store, first, args.users, args.partitions)
+        took = time.perf_counter() - began
+        info = await store.client.info("memory")
+        print(
+            f"filled {args.partitions}+{args.partitions} partitions, {BUCKETS} buckets, "
+            f"{args.users:,} users per 5-minute window in {took:.0f}s "
+            f"(Redis used_memory now {info['used_memory_human']})"
+        )
+        ticks = [end - 60 * (i % 5) for i in range(args.ticks)]
+        expect = {
+            at: (
+                truth.window(at - SAFETY_WINDOW_S, at),
+                truth.window(at - SPEND_WINDOW_S, at),
+                truth.top_users(at - TOP_USER_WINDOW_S, at, k),
+            )
+            for at in set(ticks)
+        }
+        tick_s = Series("Evaluator.evaluate")
+        short_s = Series("window 5 min")
+        hour_s = Series("window 1 h")
+        top_s = Series(f"top_users 5 min, k={k}")
+        for at in ticks:
+            tick = await timed(tick_s, lambda at=at: evaluator.evaluate(at))  # type: ignore[misc]
+            short = await timed(
+                short_s,
+                lambda at=at: store.window(at - SAFETY_WINDOW_S, at),  # type: ignore[misc]
+            )
+            hour = await timed(
+                hour_s,
+                lambda at=at: store.window(at - SPEND_WINDOW_S, at),  # type: ignore[misc]
+            )
+            top = await timed(
+                top_s,
+                lambda at=at: store.top_users(at - TOP_USER_WINDOW_S, at, k),  # type: ignore[misc]
+            )
+            if (short, hour, top) != expect[at]:
+                raise SystemExit(f"tick {at}: the store disagrees with what was written")
+            assert tick is not None
+        for series in (tick_s, short_s, hour_s, top_s):
+            print(series.line())
+        p99 = sorted(tick_s.ms)[round(0.99 * (len(tick_s.ms) - 1))]
+        print(f"target tick p99 <= 50 ms: {'met' if p99 <= 50 else 'NOT met'} ({p99:.1f} ms)")
+        print(
+            f"top user: {expect[end][2][0]}, cost 1 h: {expect[end][1].cost_nanousd / NANO:.2f} USD"
+        )
+    finally:
+        await drop_keys(store.client, prefix)
+        await store.close()
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
