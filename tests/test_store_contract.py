@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator, Delta
+from stream_sentinel.aggregate import BatchAggregator, BucketDelta, Delta
 from stream_sentinel.events import RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
 from stream_sentinel.redis_client import RedisClient, connect
@@ -107,14 +107,41 @@ HOSTILE_IDS = ["{slot}", "a|b|c", "12:r", "ünï©ødé 🚀", "x" * 256, "*", "
 # the Redis store ships a page's users to its script as one JSON object: text
 # that JSON escapes, and text that looks like JSON, must come back unchanged
 HOSTILE_IDS += ['"', "\\", '{"a": 1}', "\x00", "nul\x00mid", "\x1b[31mred", "\u2028", "\\u0000"]
+# and the Redis store's read scripts sum per user id in a Lua table and return
+# it as JSON: ids that look like numbers must stay distinct strings
+NUMBER_LIKE_IDS = ["007", "7", "1e5", "100000", "-0", "nan", "[]", "{}"]
 
 
 async def test_hostile_user_ids_are_only_fields(store: Store) -> None:
-    events = [req(T0 + i, uid) for i, uid in enumerate(HOSTILE_IDS)] + [req(T0, "{slot}")]
+    ids = HOSTILE_IDS + NUMBER_LIKE_IDS
+    events = [req(T0 + i, uid) for i, uid in enumerate(ids)] + [req(T0, "{slot}")]
     await store.apply(P0, None, len(events), delta_of(*events))
     top = dict(await store.top_users(T0, T0 + 300, 100))
-    assert top == {uid: 2 if uid == "{slot}" else 1 for uid in HOSTILE_IDS}
+    assert top == {uid: 2 if uid == "{slot}" else 1 for uid in ids}
     assert (await store.window(T0, T0 + 300)).requests == len(events)
+
+
+async def test_windows_cut_pages_at_bucket_edges(store: Store) -> None:
+    """Windows that start and end inside a 300 s page count only their buckets."""
+    d = delta_of(*(req(T0 + 60 * i + 1, f"u{i % 3}", blocked=i == 2) for i in range(10)))
+    await store.apply(P0, None, 10, d)
+    assert await store.window(T0 + 120, T0 + 420) == WindowCounts(requests=5, blocked=1)
+    assert await store.top_users(T0 + 120, T0 + 420, 10) == [("u0", 2), ("u2", 2), ("u1", 1)]
+    assert await store.top_users(T0 + 240, T0 + 300, 10) == [("u1", 1)]
+    assert await store.top_users(T0 + 600, T0 + 900, 10) == []
+
+
+async def test_counter_sums_stay_exact_past_float_precision(store: Store) -> None:
+    """Costs are integer nano-USD: sums beyond 2^53 must not be rounded."""
+    await store.apply(R0, None, 1, {T0: _cost(2**62 + 1)})
+    await store.apply(PartitionId("llm.responses", 1), None, 1, {T0 + 60: _cost(2**62 + 3)})
+    await store.apply(R0, 1, 2, {T0 + 240: _cost(999_999_999)})
+    total = await store.window(T0, T0 + 300)
+    assert total.cost_nanousd == 2**63 + 4 + 999_999_999 and total.responses == 3
+
+
+def _cost(nano: int) -> BucketDelta:
+    return BucketDelta(responses=1, safe=1, cost_nanousd=nano)
 
 
 async def test_redis_keys_share_one_slot_per_partition(any_redis_url: str) -> None:
