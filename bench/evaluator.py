@@ -91,8 +91,21 @@ def user_requests(rng: random.Random, heavy: bool) -> int:
     return 1 + min(int(rng.expovariate(1.5)), 20)  # mostly 1, a short tail
 
 
-async def fill(store: RedisStore, first: int, users: int, partitions: int) -> Truth:
-    """One hour of buckets from ``first``, written a bucket at a time per partition."""
+async def fill_users(
+    store: RedisStore,
+    first: int,
+    users: int,
+    partitions: int,
+    *,
+    period: int = 5,
+    active: int = 2,
+    keep_truth: bool = True,
+) -> Truth:
+    """One hour of buckets from ``first``, written a bucket at a time per partition.
+
+    User ``j`` is active in bucket ``b`` when ``(j - b) % period < active``:
+    with the defaults every 5-minute window holds every user.
+    """
     rng = random.Random(SEED)
     ids = [f"user-{i:07d}" for i in range(users)]
     home = [hash_partition(uid, partitions) for uid in ids]
@@ -109,8 +122,9 @@ async def fill(store: RedisStore, first: int, users: int, partitions: int) -> Tr
     for b in range(BUCKETS):
         bucket = first + b * WIDTH
         reqs = [BucketDelta() for _ in range(partitions)]
-        for i in range(b % 5, users, 5):  # users active in 2 of every 5 buckets
-            for j in (i, (i + 1) % users):
+        for i in range(b % period, users, period):
+            for j in range(i, i + active):
+                j %= users
                 n = user_requests(rng, j in heavy)
                 inc = reqs[home[j]]
                 inc.requests += n
@@ -127,6 +141,8 @@ async def fill(store: RedisStore, first: int, users: int, partitions: int) -> Tr
             *(write(PartitionId(REQUESTS, p), bucket, inc) for p, inc in enumerate(reqs)),
             *(write(PartitionId(RESPONSES, p), bucket, out) for p, out in enumerate(resps)),
         )
+        if not keep_truth:
+            continue
         total = WindowCounts()
         users_here: Counter[str] = Counter()
         for inc in reqs + resps:
@@ -195,7 +211,7 @@ async def main() -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
     try:
         began = time.perf_counter()
-        truth = await fill(store, first, args.users, args.partitions)
+        truth = await fill_users(store, first, args.users, args.partitions)
         took = time.perf_counter() - began
         info = await store.client.info("memory")
         print(
