@@ -35,10 +35,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
 from redis import asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import create_topics, delete_topics, env, fill
-
 WIDTH = 60
+BENCH = str(Path(__file__).resolve().parent)
 
 
 @dataclass
@@ -139,6 +137,10 @@ async def main() -> int:
     # "rebuilding" warnings are the point of the run, not news
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stream_sentinel.source_kafka").setLevel(logging.ERROR)
+    # imported here, not at the top: bench/ingest.py imports this module
+    sys.path.insert(0, BENCH)
+    from ingest import create_topics, delete_topics, env, fill
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
