@@ -43,7 +43,6 @@ from .store import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
-_LONG = {v: k for k, v in _SHORT.items()}
 
 # KEYS[1] = offset key, then pairs (counter page, user page).
 # ARGV: expected offset ("" = none), next offset, counter ttl, user ttl, then per
@@ -95,7 +94,7 @@ return {1, ARGV[2]}
 _WINDOW_LUA = """
 local sub, tonumber, call = string.sub, tonumber, redis.call
 local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-local slot = {r = 1, b = 3, n = 5, s = 7, c = 9, u = 11}
+local slot = {SLOTS}
 local inside = {}
 local out = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 for _, key in ipairs(KEYS) do
@@ -125,13 +124,15 @@ for _, key in ipairs(KEYS) do
   end
 end
 return out
-"""
+""".replace("SLOTS", ", ".join(f"{c} = {2 * i + 1}" for i, c in enumerate(_SHORT.values())))
 _SPLIT = 10**9
 
 # Requests per user over the window, as one JSON object {"<user_id>": n}:
 # one bulk string that orjson parses in C, instead of two reply elements per
 # user. User ids are fields written by _APPLY_LUA from orjson text, so valid
-# UTF-8, which cjson passes through and escapes as JSON needs.
+# UTF-8, which cjson passes through and escapes as JSON needs. cjson writes
+# numbers with 14 significant digits: exact for any request count of a
+# 5-minute window.
 _USERS_LUA = """
 local find, sub, tonumber, call = string.find, string.sub, tonumber, redis.call
 local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -307,7 +308,7 @@ class RedisStore:
         for reply in await self._per_partition(self._window_sums, "c", start, end):
             for i in range(len(_COUNTERS)):
                 sums[i] += int(reply[2 * i]) * _SPLIT + int(reply[2 * i + 1])
-        return WindowCounts(*sums)
+        return WindowCounts(**dict(zip(_COUNTERS, sums, strict=True)))
 
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         replies = await self._per_partition(self._user_sums, "u", start, end)
