@@ -12,7 +12,10 @@ consumer group:
 
 (a) a bare ``AIOKafkaConsumer.getmany`` loop that only counts messages;
 (b) our ingestion: ``KafkaIngest`` with a ``RedisStore`` (fresh key prefix)
-    and ``build_processor(cfg)``, as the ``run`` verb wires them.
+    and ``build_processor(cfg)``, as the ``run`` verb wires them;
+(c) the naive consumer of ``bench/naive.py`` (one awaited Redis command per
+    event, as the seed did) over the first ``--naive-events`` of the topics:
+    its rate is per event, so a shorter run compares fairly.
 
 A round's clock starts when the group has assigned the partitions (joining a
 group costs the same for both and is not ingestion) and stops when the last
@@ -38,6 +41,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from naive import NaiveRun, naive
 from redis import asyncio as aioredis
 
 from stream_sentinel.config import Config, load_config
@@ -255,6 +259,7 @@ async def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--naive-events", type=int, default=100_000, help="its rate is per event")
     args = parser.parse_args()
     bootstrap, redis_url = env("KAFKA_BOOTSTRAP_SERVERS"), env("REDIS_URL")
 
@@ -270,6 +275,7 @@ async def main() -> int:
         print(f"filled {names} ({args.partitions} partitions each): {args.events:,} in {took:.0f}s")
         bares: list[Round] = []
         runs: list[Round] = []
+        naives: list[NaiveRun] = []
         for n in range(1, args.rounds + 1):
             cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
             try:
@@ -281,6 +287,8 @@ async def main() -> int:
                 cpu = time.process_time()
                 runs.append(await ours(cfg, args.events, oldest))
                 runs[-1].cpu_s = time.process_time() - cpu
+                n_events, n_prefix = min(args.naive_events, args.events), cfg.redis.key_prefix
+                naives.append(await naive(bootstrap, redis_url, names, n_events, prefix=n_prefix))
             finally:
                 await drop_keys(redis_url, cfg.redis.key_prefix)
             b, r = bares[-1], runs[-1]
@@ -301,6 +309,11 @@ async def main() -> int:
         f"KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s (best of {args.rounds})"
     )
     print(f"ratio ours / bare:                  {best_ours / best_bare:.2f}")
+    best_naive = max(x.rate for x in naives)
+    print(
+        f"naive, one Redis call per event:    {best_naive:>9,.0f} events/s (best of {args.rounds})"
+    )
+    print(f"ratio ours / naive:                 {best_ours / best_naive:.1f} (target >= 20)")
     # on a shared machine wall time includes waiting for a core; CPU time per
     # event (this process only: not the broker's, not Redis's) does not
     cpu_bare = min(b.cpu_us_per_event for b in bares)
