@@ -193,8 +193,19 @@ class KafkaIngest:
                 raise
             except Exception:  # no exception escapes the loop; the next round retries
                 log.exception("ingest loop error; retrying")
+                self._fetch_again()
                 await self._sleep(1.0, stop)
         await self.commit_pending()
+
+    def _fetch_again(self) -> None:
+        """Seek every partition back to what the store holds.
+
+        aiokafka's position has moved past whatever getmany returned; records
+        of a failed round that were not written would otherwise be skipped by
+        the next write (its fence only checks the stored offset).
+        """
+        for tp, state in self.assigned.items():
+            self.consumer.seek(tp, state.position)
 
     # -- assignment ----------------------------------------------------------
 
