@@ -3,6 +3,12 @@
 Only the lease holder evaluates. Publishing (heartbeats, alerts) runs in the
 background under a deadline before the next tick, so a slow or failing
 target never delays the next evaluation.
+
+When the store (which holds the lease) becomes unreachable, the replica that
+led until then cannot prove it still leads, and no other replica can take the
+lease either. Rather than let every monitor go silent, that last leader keeps
+ticking and reports ``stale`` ("store unreachable") each tick, until it can
+reach the store again and either renews the lease or sees another holder.
 """
 
 from __future__ import annotations
@@ -54,6 +60,12 @@ class TickLoop:
         self._held_until = 0.0  # wall time our lease surely lasts to
         self._publishing: set[asyncio.Task[None]] = set()
         self.leader = False
+        # we led when the store went out of reach: report stale until it is back
+        self.orphaned = False
+        # a lease call to an unreachable store must not hold the tick back for
+        # the client's socket timeout; losing a renewal only counts once the
+        # lease's own margin (held_until) is spent
+        self._renew_timeout = max(0.5, min(grace_s, lease_ttl_s / 3))
         self._last_at = 0  # the last tick evaluated here or by a previous leader
         self.epoch = 0  # fencing epoch of our lease; grows with every change of holder
 
@@ -73,17 +85,26 @@ class TickLoop:
             await self._renew()
             if self.leader and at > self._last_at:
                 await self._evaluate(at)
+            elif self.orphaned and at > self._last_at:
+                self._report_unreachable(at)
         await self.drain()
         await self._lease.release()
         self.leader = False
 
     async def _renew(self) -> None:
         try:
-            epoch = await self._lease.acquire()
-        except StoreUnavailable:
+            epoch = await asyncio.wait_for(self._lease.acquire(), self._renew_timeout)
+        except (StoreUnavailable, TimeoutError):
             # we cannot prove we hold it; keep leading only while it surely lasts
+            was = self.leader
             self.leader = self._clock() < self._held_until
+            if was and not self.leader:
+                self.orphaned = True
+                log.warning("leadership unproven: store unreachable; reporting stale meanwhile")
             return
+        if self.orphaned:
+            self.orphaned = False
+            log.info("store reachable again")
         was = self.leader
         self.leader = epoch > 0
         self.epoch = epoch
@@ -112,17 +133,31 @@ class TickLoop:
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
         stale = self._health()
+        # a store that hangs (rather than refuses) would hold the tick for the
+        # client's socket timeout and skip the ticks behind it: the evaluation
+        # gets what is left of this tick's period, then the tick is stale
+        budget = max(0.5, (at + self._tick) - self._clock() - 0.25)
         try:
-            tick = await self._evaluator.evaluate(at, stale_reason=stale)
-        except StoreUnavailable:
+            tick = await asyncio.wait_for(self._evaluator.evaluate(at, stale_reason=stale), budget)
+        except (StoreUnavailable, TimeoutError):
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
         else:
             state = {"at": at, "hysteresis": self._evaluator.hysteresis.to_json()}
             await self._lease.save_state(orjson.dumps(state))
         self._last_at = at
+        self._on_tick(tick, time.perf_counter() - started)
+        self._start_publish(tick, at)
+
+    def _report_unreachable(self, at: int) -> None:
+        """A stale tick built without the store, published like an evaluated one."""
+        self._last_at = at
+        tick = Tick(at, "stale", (), {}, (), "store unreachable")
+        self._on_tick(tick, 0.0)
+        self._start_publish(tick, at)
+
+    def _start_publish(self, tick: Tick, at: int) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.5, (at + self._tick) - self._clock() - 0.25)
-        self._on_tick(tick, time.perf_counter() - started)
         task = asyncio.create_task(self._publish(tick, deadline))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
