@@ -99,7 +99,7 @@ class Service:
             publish=self.publish,
             on_tick=self.on_tick,
         )
-        self.metrics.bind_state(lambda: self.latest, lambda: self.loop.leader)
+        self.metrics.bind_state(lambda: self.latest, lambda: self.loop.reporting)
 
     def _lease(self) -> Lease:
         url = self.cfg.redis.url
@@ -151,7 +151,7 @@ class Service:
             # it would answer 503 "starting" for ever and hide that it is a follower.
             return {"leader": False, "replica": self.replica, "last_tick_age_s": None}
         body = self.latest.to_json()
-        body["leader"] = self.loop.leader
+        body["leader"] = self.loop.reporting
         body["replica"] = self.replica
         body["last_tick_age_s"] = round(time.time() - self.latest_at_wall, 3)
         return body

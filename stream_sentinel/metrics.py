@@ -151,7 +151,11 @@ class TickCollector(Collector):
                 p + "status_code",
                 "Composite status: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.",
             ),
-            GaugeMetricFamily(p + "leader", "1 when this replica runs the evaluator, 0 otherwise."),
+            GaugeMetricFamily(
+                p + "leader",
+                "1 when this replica runs the evaluator (or, as the last leader, reports "
+                "stale while the store is unreachable), 0 otherwise.",
+            ),
         ]
 
 

@@ -62,12 +62,20 @@ class TickLoop:
         self.leader = False
         # we led when the store went out of reach: report stale until it is back
         self.orphaned = False
-        # a lease call to an unreachable store must not hold the tick back for
-        # the client's socket timeout; losing a renewal only counts once the
-        # lease's own margin (held_until) is spent
-        self._renew_timeout = max(0.5, min(grace_s, lease_ttl_s / 3))
+        # a lease call to a hung store must not hold the tick back for the
+        # client's socket timeout (3 s); a slow one still has a second, and a
+        # missed renewal only costs the lead once held_until has passed
+        self._renew_timeout = max(1.0, min(lease_ttl_s / 3, 3.0))
         self._last_at = 0  # the last tick evaluated here or by a previous leader
         self.epoch = 0  # fencing epoch of our lease; grows with every change of holder
+
+    @property
+    def reporting(self) -> bool:
+        """Whether this replica's ticks are the deployment's: the lease holder's,
+        or the last holder's stale ones while nobody can reach the store. What
+        ``/status`` and ``stream_sentinel_leader`` show, so alert rules that read
+        the leader's status see the stale one."""
+        return self.leader or self.orphaned
 
     async def run(self, stop: asyncio.Event) -> None:
         renew_every = max(0.2, self._lease_ttl / 3)
@@ -76,20 +84,24 @@ class TickLoop:
             at = tick_floor(now, self._tick) + self._tick
             # renew the lease while we wait for the tick, so a dead leader is
             # replaced within its TTL rather than at the next boundary
-            while not stop.is_set() and (wait := at + self._grace - self._clock()) > 0:
+            while not stop.is_set() and at + self._grace - self._clock() > 0:
                 await self._renew()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(wait, renew_every))
+                # measured after the renewal, which may have waited on a hung store
+                wait = at + self._grace - self._clock()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), min(wait, renew_every))
             if stop.is_set():
                 break
-            await self._renew()
+            if not self.orphaned:  # orphaned, the renewals above watch for the store
+                await self._renew()
             if self.leader and at > self._last_at:
                 await self._evaluate(at)
             elif self.orphaned and at > self._last_at:
                 self._report_unreachable(at)
         await self.drain()
         await self._lease.release()
-        self.leader = False
+        self.leader = self.orphaned = False
 
     async def _renew(self) -> None:
         try:
@@ -133,13 +145,9 @@ class TickLoop:
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
         stale = self._health()
-        # a store that hangs (rather than refuses) would hold the tick for the
-        # client's socket timeout and skip the ticks behind it: the evaluation
-        # gets what is left of this tick's period, then the tick is stale
-        budget = max(0.5, (at + self._tick) - self._clock() - 0.25)
         try:
-            tick = await asyncio.wait_for(self._evaluator.evaluate(at, stale_reason=stale), budget)
-        except (StoreUnavailable, TimeoutError):
+            tick = await self._evaluator.evaluate(at, stale_reason=stale)
+        except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
         else:
             state = {"at": at, "hysteresis": self._evaluator.hysteresis.to_json()}
