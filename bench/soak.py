@@ -3,7 +3,8 @@
     eval "$(scripts/services start)"
     PYTHONPATH=. .venv/bin/python bench/soak.py [--minutes 30] [--rate 300] [--out soak.json]
 
-Needs the real broker (KAFKA_BOOTSTRAP_SERVERS). Starts a private
+Needs the real broker (KAFKA_BOOTSTRAP_SERVERS), or ``--private-broker`` to
+start one of its own from the jars ``scripts/services`` cached. Starts a private
 ``redis-server`` (so its ``used_memory`` is ours alone, not the other users'
 of a shared server) and ``stream-sentinel run`` as a subprocess against a
 private request/response topic pair, then produces ``--rate`` contract events
@@ -197,9 +198,27 @@ class Load:
 
 
 async def soak(args: argparse.Namespace) -> tuple[dict[str, object], list[Sample]]:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    broker = None
+    if args.private_broker:
+        # a broker of our own: a shared one restarted by someone else mid-run
+        # would end the soak (it did, once)
+        from tests.integration.harness import PrivateKafka
+
+        broker = PrivateKafka()
+        await broker.start()
+        bootstrap = broker.bootstrap
+    else:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if not bootstrap:
         raise SystemExit('KAFKA_BOOTSTRAP_SERVERS is not set: eval "$(scripts/services start)"')
+    try:
+        return await _soak(args, bootstrap)
+    finally:
+        if broker is not None:
+            broker.close()
+
+
+async def _soak(args: argparse.Namespace, bootstrap: str) -> tuple[dict[str, object], list[Sample]]:
     tag = uuid.uuid4().hex[:8]
     topics = {"request": f"soak.req.{tag}", "response": f"soak.resp.{tag}"}
     dlq = f"soak.dlq.{tag}"
@@ -312,6 +331,11 @@ def main() -> int:
     parser.add_argument("--rss-tolerance", type=float, default=1.20)
     parser.add_argument("--redis-tolerance", type=float, default=1.20)
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--private-broker",
+        action="store_true",
+        help="run a broker of our own (PrivateKafka from tests/integration/harness.py)",
+    )
     args = parser.parse_args()
     verdict, samples = asyncio.run(soak(args))
     if args.out:

@@ -4,8 +4,10 @@ the service as a real subprocess, a private redis-server we may pause or kill.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -313,3 +315,102 @@ class PrivateRedis:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_CACHE = Path(os.environ.get("STREAM_SENTINEL_CACHE", Path.home() / ".cache/stream-sentinel"))
+
+
+class PrivateKafka:
+    """A single-node KRaft broker of our own, so a test may stop and restart it.
+
+    Runs the jars ``scripts/services`` resolved (it must have started the shared
+    broker once) on free ports with its own data dir. Unlike ``scripts/services``,
+    :meth:`start` after :meth:`stop` keeps the data dir: a restart, not a new cluster.
+    """
+
+    def __init__(self) -> None:
+        libs = sorted(KAFKA_CACHE.glob("kafka-*/lib"))
+        assert libs, f"no broker jars under {KAFKA_CACHE}: run scripts/services start once"
+        self.classpath = f"{libs[-1]}/*"
+        self.port, self.controller_port = free_port(), free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ss-kafka-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "kafka.log"
+        props = self.dir / "kafka.properties"
+        props.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            f"log.dirs={self.dir / 'data'}\nauto.create.topics.enable=false\n"
+            "offsets.topic.replication.factor=1\noffsets.topic.num.partitions=4\n"
+            "transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n"
+            "transaction.state.log.num.partitions=2\n"
+            "share.coordinator.state.topic.replication.factor=1\n"
+            "share.coordinator.state.topic.min.isr=1\n"
+            "group.initial.rebalance.delay.ms=0\nnum.network.threads=2\nnum.io.threads=2\n"
+        )
+        self.props = props
+        self._jvm = [
+            f"-Dlog4j2.configurationFile={REPO / 'services/kafka/log4j2.properties'}",
+            "-Djava.awt.headless=true",
+        ]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if cluster_id.startswith("-"):  # the tool would take it for an option
+            cluster_id = "A" + cluster_id[1:]
+        subprocess.run(
+            ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", self.classpath, *self._jvm,
+             "-Dkafka.log.level=WARN", "kafka.tools.StorageTool", "format",
+             "--cluster-id", cluster_id, "--config", str(props)],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 120) -> None:
+        """Start the broker and wait until it answers a metadata request."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["java", "-Xms128m", "-Xmx384m", "-XX:+UseG1GC", *self._jvm,
+                 "-Dkafka.log.level=INFO", "-cp", self.classpath, "kafka.Kafka", str(self.props)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            assert self.proc.poll() is None, f"broker exited:\n{self.log_tail()}"
+            assert loop.time() < deadline, f"broker did not answer:\n{self.log_tail()}"
+            try:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+                await admin.start()
+                try:
+                    await admin.describe_cluster()
+                    return
+                finally:
+                    await admin.close()
+            except Exception:  # not up yet: any client error
+                await asyncio.sleep(0.5)
+
+    def stop(self, timeout: float = 60) -> None:
+        """A clean broker shutdown (SIGTERM), its data kept for the next start."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
