@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 # the make_topic fixture of conftest.py
 TopicFactory = Callable[..., Awaitable[str]]
-NEW_DOCS = ("config.md", "deployment.md", "producers.md", "tuning.md", "heartbeats.md")
+NEW_DOCS = (
+    "config.md",
+    "deployment.md",
+    "producers.md",
+    "tuning.md",
+    "heartbeats.md",
+    "reliability.md",
+)
 
 
 def _blocks(doc: str, lang: str) -> list[str]:
