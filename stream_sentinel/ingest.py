@@ -18,7 +18,7 @@ import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import RowDecoder
+from .decode_rows import RequestRow, ResponseRow, RowDecoder
 from .events import Event, EventType, Rejection, RequestEvent
 from .store import PartitionId
 
@@ -104,20 +104,29 @@ class BatchProcessor:
             requests = self._rows.requests(values, now)
             if requests is None:
                 return None
-            self._aggregator.agg_requests(out.delta, requests)
-            out.outcomes[_COUNTED_REQUEST] = len(requests)
+            self.fold_rows(out, requests, ())
             out.max_ts = max(map(_TS, requests))
         elif topic_type == "response":
             responses = self._rows.responses(values, now)
             if responses is None:
                 return None
-            self._aggregator.agg_responses(out.delta, responses)
-            out.outcomes[_COUNTED_RESPONSE] = len(responses)
+            self.fold_rows(out, (), responses)
             out.max_ts = max(map(_TS, responses))
         else:
             return None
         out.delta = self._aggregator.result(out.delta)
         return out
+
+    def fold_rows(
+        self, out: Processed, requests: Sequence[RequestRow], responses: Sequence[ResponseRow]
+    ) -> None:
+        """Count decoded rows into ``out``; its max ts is the caller's to set."""
+        if requests:
+            self._aggregator.agg_requests(out.delta, requests)
+            out.outcomes[_COUNTED_REQUEST] += len(requests)
+        if responses:
+            self._aggregator.agg_responses(out.delta, responses)
+            out.outcomes[_COUNTED_RESPONSE] += len(responses)
 
     def process(
         self,

@@ -23,8 +23,6 @@ from .ingest import BatchProcessor, Processed
 from .store import PartitionId
 
 _TS = attrgetter("ts")
-_COUNTED_REQUEST = ("request", "")
-_COUNTED_RESPONSE = ("response", "")
 
 
 class LogChunk:
@@ -160,9 +158,4 @@ def _fold_run(
 def _fold(proc: BatchProcessor, out: Processed, rows: list[RequestRow | ResponseRow]) -> None:
     requests = [r for r in rows if type(r) is RequestRow]
     responses = [r for r in rows if type(r) is ResponseRow]
-    if requests:
-        proc.aggregator.agg_requests(out.delta, requests)
-        out.outcomes[_COUNTED_REQUEST] += len(requests)
-    if responses:
-        proc.aggregator.agg_responses(out.delta, responses)
-        out.outcomes[_COUNTED_RESPONSE] += len(responses)
+    proc.fold_rows(out, requests, responses)
