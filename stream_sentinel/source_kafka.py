@@ -231,8 +231,11 @@ class KafkaIngest:
         back empty): Kafka is the source of truth, Redis only derived state.
         """
         since_ms = int((self.clock() - self.settings.rebuild_lookback_s) * 1000)
-        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+        # the end offsets are read first: a partition with no record since
+        # `since_ms` starts at its end, and an end read after the time lookup
+        # would skip whatever producers appended between the two queries
         ends = await self.consumer.end_offsets(tps)
+        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
         for tp in tps:
             hit = found.get(tp)
             start = hit.offset if hit is not None else ends[tp]
