@@ -6,6 +6,7 @@ event time); only the caller's clock differs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -54,12 +55,25 @@ class Evaluator:
     def hysteresis(self, state: Hysteresis) -> None:
         self._hysteresis = state
 
+    async def prepare(self, at: int) -> None:
+        """Let the store get the windows of the tick at ``at`` ready; raises StoreUnavailable."""
+        await self._store.prepare(
+            [
+                (at - SAFETY_WINDOW_S, at, False),
+                (at - SPEND_WINDOW_S, at, False),
+                (at - TOP_USER_WINDOW_S, at, True),
+            ]
+        )
+
     async def evaluate(self, at: int, *, stale_reason: str | None = None) -> Tick:
         """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable."""
         # all 5-minute signals share one window
-        short = await self._store.window(at - SAFETY_WINDOW_S, at)
-        hour = await self._store.window(at - SPEND_WINDOW_S, at)
-        top = await self._store.top_users(at - TOP_USER_WINDOW_S, at, self._rules.top_k)
+        # concurrent: a store's round trips overlap instead of queueing
+        short, hour, top = await asyncio.gather(
+            self._store.window(at - SAFETY_WINDOW_S, at),
+            self._store.window(at - SPEND_WINDOW_S, at),
+            self._store.top_users(at - TOP_USER_WINDOW_S, at, self._rules.top_k),
+        )
         baselines, learning_note = await self._baselines.baselines(at)
         tick, self._hysteresis = evaluate_tick(
             at,

@@ -71,6 +71,13 @@ class Store(Protocol):
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         """The ``k`` users with most requests in ``[start, end)``, exact, ties by user id."""
 
+    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+        """A hint: get ready to read these windows (start, end, top users too).
+
+        Reads are exact without it; a store that keeps running totals moves
+        them here, off the path of the tick that will read them.
+        """
+
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""
 

@@ -85,6 +85,9 @@ class MemoryStore:
                 totals[user] = get(user, 0) + n
         return top_k(totals, k)
 
+    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+        return None  # every read sums its buckets: nothing to move
+
     async def ping(self) -> None:
         return None
 

@@ -1,11 +1,8 @@
-"""Redis store: atomic, fenced, Cluster-safe counters.
+"""Redis store: atomic, fenced, Cluster-safe counters with running window totals.
 
-Key layout (``P`` = key prefix, ``T:N`` = topic-partition, the hash tag, so
-every key a write touches lives in one slot)::
+The key layout and the Lua that keeps it are in ``redis_scripts``. Beside the
+partitions' keys (one hash tag each)::
 
-    P:{T:N}:o            next offset to consume (no TTL: it is the fence)
-    P:{T:N}:c:<page>     hash "<bucket>:<counter>" -> int
-    P:{T:N}:u:<page>     hash "<bucket>|<user_id>" -> requests
     P:parts              set of "T:N" ever written, for reads
 
 ``P:parts`` lives in a slot of its own, so it is never written in the same
@@ -16,21 +13,29 @@ partition again on its next batch. On a single node both go in one pipeline
 (one round trip, no MULTI); on a Cluster the SADD is sent first on its own,
 because a Cluster pipeline cannot load a script the node does not know yet.
 
-Buckets are grouped into 300 s pages so that a 1-hour read is a dozen
-HGETALLs per partition rather than one per bucket. User ids are only ever
-hash fields, never key names: they cannot change a slot or collide.
+Reads run one script per partition (``redis_scripts.POSITION``) that answers
+from the partition's running totals of the window, moved there first if they
+cover another one. ``prepare`` moves them ahead of the next tick, so the tick
+itself only reads totals. User ids are only ever hash fields and sorted set
+members, never key names: they cannot change a slot or collide.
+
+Top users merged across partitions are exact when producers key by user id
+(each user counted in one partition): every partition's first k then hold the
+global first k. A user found in two partitions (producers not keyed, or a
+topic's partition count changed within the window) is detected among the
+candidates and the whole window is merged instead, exactly. What is not
+detected: a user outside every partition's first k whose parts add up to more
+than the k-th total; see docs/producers.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -38,128 +43,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .aggregate import Delta
 from .model import WindowCounts
 from .redis_client import RedisClient, connect
+from .redis_scripts import APPLY, POSITION
 from .store import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
-
-# KEYS[1] = offset key, then pairs (counter page, user page).
-# ARGV: expected offset ("" = none), next offset, counter ttl, user ttl, then per
-# pair: n, n x (field, increment), then the page's users as one JSON object
-# {"<bucket>": {"<user_id>": requests}} ("" = none). One argument for all the
-# users of a page: redis-py encodes each argument in Python, and a batch can
-# name thousands of users; orjson and cjson handle any user id text, newlines
-# and quotes included.
-_APPLY_LUA = """
-local stored = redis.call('GET', KEYS[1])
-local expected = ARGV[1]
-if (stored == false and expected ~= '') or (stored ~= false and stored ~= expected) then
-  return {0, stored}
-end
-local ttl_c = tonumber(ARGV[3])
-local ttl_u = tonumber(ARGV[4])
-local a = 5
-for k = 2, #KEYS, 2 do
-  local n = tonumber(ARGV[a]); a = a + 1
-  for _ = 1, n do
-    redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1]); a = a + 2
-  end
-  if n > 0 then redis.call('EXPIRE', KEYS[k], ttl_c) end
-  local users = ARGV[a]; a = a + 1
-  if users ~= '' then
-    for bucket, counts in pairs(cjson.decode(users)) do
-      for user, count in pairs(counts) do
-        redis.call('HINCRBY', KEYS[k + 1], bucket .. '|' .. user, count)
-      end
-    end
-    redis.call('EXPIRE', KEYS[k + 1], ttl_u)
-  end
-end
-redis.call('SET', KEYS[1], ARGV[2])
-return {1, ARGV[2]}
-"""
-
-# Reads run one script per partition over that partition's pages (one hash
-# slot: Cluster-safe), so Redis sums in place and only totals cross the
-# wire. KEYS = the partition's pages of the window, ARGV = start, end (buckets
-# in [start, end) count; a page holds 5 buckets, so whether a bucket is in is
-# decided once per bucket, not per field). redis-py parses replies in pure
-# Python, about a microsecond an element, so what a script returns must be
-# small. Lua does ~1 us of work per field read: globals are made locals.
-
-# Counter totals as 6 (high, low) pairs of integers: Lua numbers are doubles,
-# exact only to 2^53, while a counter may reach 2^63; each value is split at
-# 10^9 from its decimal text, so both halves stay far below 2^53 when summed.
-_WINDOW_LUA = """
-local sub, tonumber, call = string.sub, tonumber, redis.call
-local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-local slot = {SLOTS}
-local inside = {}
-local out = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-for _, key in ipairs(KEYS) do
-  local page = call('HGETALL', key)
-  for i = 1, #page, 2 do
-    local field = page[i]
-    local bucket = sub(field, 1, -3)
-    local ok = inside[bucket]
-    if ok == nil then
-      local b = tonumber(bucket)
-      ok = b >= start and b < stop
-      inside[bucket] = ok
-    end
-    if ok then
-      local j = slot[sub(field, -1)]
-      local text = page[i + 1]
-      local sign = 1
-      if sub(text, 1, 1) == '-' then sign = -1; text = sub(text, 2) end
-      local n = #text
-      if n > 9 then
-        out[j] = out[j] + sign * tonumber(sub(text, 1, n - 9))
-        out[j + 1] = out[j + 1] + sign * tonumber(sub(text, n - 8))
-      else
-        out[j + 1] = out[j + 1] + sign * tonumber(text)
-      end
-    end
-  end
-end
-return out
-""".replace("SLOTS", ", ".join(f"{c} = {2 * i + 1}" for i, c in enumerate(_SHORT.values())))
-_SPLIT = 10**9
-
-# Requests per user over the window, as one JSON object {"<user_id>": n}:
-# one bulk string that orjson parses in C, instead of two reply elements per
-# user. User ids are fields written by _APPLY_LUA from orjson text, so valid
-# UTF-8, which cjson passes through and escapes as JSON needs. cjson writes
-# numbers with 14 significant digits: exact for any request count of a
-# 5-minute window.
-_USERS_LUA = """
-local find, sub, tonumber, call = string.find, string.sub, tonumber, redis.call
-local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-local inside = {}
-local totals = {}
-for _, key in ipairs(KEYS) do
-  local page = call('HGETALL', key)
-  for i = 1, #page, 2 do
-    local field = page[i]
-    local bar = find(field, '|', 1, true)
-    local bucket = sub(field, 1, bar - 1)
-    local ok = inside[bucket]
-    if ok == nil then
-      local b = tonumber(bucket)
-      ok = b >= start and b < stop
-      inside[bucket] = ok
-    end
-    if ok then
-      local user = sub(field, bar + 1)
-      totals[user] = (totals[user] or 0) + tonumber(page[i + 1])
-    end
-  end
-end
--- an empty Lua table is encoded as {} (an object): fine for an empty window
-return cjson.encode(totals)
-"""
-
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -177,12 +66,10 @@ class RedisStore:
             raise ValueError(f"bucket width {bucket_width} must divide {PAGE_S}")
         self._r = client
         self._prefix = prefix
-        self._width = bucket_width
         self._counter_ttl = counter_ttl_s
         self._user_ttl = user_ttl_s
-        self._apply = client.register_script(_APPLY_LUA)
-        self._window_sums = client.register_script(_WINDOW_LUA)
-        self._user_sums = client.register_script(_USERS_LUA)
+        self._apply = client.register_script(APPLY)
+        self._position = client.register_script(POSITION)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -239,7 +126,7 @@ class RedisStore:
         delta: Delta,
     ) -> ApplyResult:
         tag = self._tag(part)
-        pages: dict[int, tuple[list[Any], dict[str, Counter[str]]]] = {}
+        pages: dict[int, tuple[list[Any], dict[str, dict[str, int]]]] = {}
         for bucket, inc in delta.items():
             page = bucket - bucket % PAGE_S
             counters, users = pages.setdefault(page, ([], {}))
@@ -249,15 +136,16 @@ class RedisStore:
                     counters += (f"{bucket}:{_SHORT[name]}", value)
             if inc.users:
                 users[str(bucket)] = inc.users
-        keys: list[str] = [self.offset_key(part)]
+        keys: list[str] = [self.offset_key(part), f"{tag}:ws"]
         args: list[Any] = [
             "" if expected_offset is None else str(expected_offset),
             str(next_offset),
             self._counter_ttl,
             self._user_ttl,
+            f"{tag}:",
         ]
         for page, (counters, users) in pages.items():
-            keys += (f"{tag}:c:{page}", f"{tag}:u:{page}")
+            keys.append(f"{tag}:c:{page}")
             args.append(len(counters) // 2)
             args += counters
             args.append(orjson.dumps(users) if users else "")
@@ -280,44 +168,85 @@ class RedisStore:
         return sorted(m.decode() for m in members)
 
     async def _per_partition(
-        self, script: AsyncScript, kind: str, start: int, end: int
+        self, start: int, end: int, users: bool, answer: Sequence[Any], parts: list[str]
     ) -> list[Any]:
-        """``script`` run once per partition on that partition's pages of
-        ``[start, end)``: each call's keys share one slot."""
-        parts = await self._partitions()
-        if not parts or end <= start:
-            return []
-        first = start - start % PAGE_S
-        pages = range(first, end, PAGE_S)
-        calls = [[f"{self._prefix}:{{{part}}}:{kind}:{page}" for page in pages] for part in parts]
+        """``redis_scripts.POSITION`` on every partition's window ``[start, end)``."""
+        length = end - start
+        args = [start, end, "", "1" if users else "0", self._user_ttl, *answer]
+        calls = []
+        for part in parts:
+            tag = f"{self._prefix}:{{{part}}}:"
+            args[2] = tag
+            calls.append(([f"{tag}w:{length}", f"{tag}wu:{length}", f"{tag}ws"], list(args)))
         if isinstance(self._r, RedisCluster):
             # concurrent calls, each routed to its slot's node: a Cluster
-            # pipeline cannot load a script its node does not know yet
+            # pipeline cannot load a script the node does not know yet
             replies = await asyncio.gather(
-                *(self._call(script(keys=keys, args=[start, end])) for keys in calls)
+                *(self._call(self._position(keys=k, args=a)) for k, a in calls)
             )
             return list(replies)
         pipe = self._r.pipeline(transaction=False)
-        for keys in calls:
-            await script(keys=keys, args=[start, end], client=pipe)
+        for k, a in calls:
+            await self._position(keys=k, args=a, client=pipe)
         result: list[Any] = await self._call(pipe.execute())
         return result
 
+    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+        """Move every partition's running totals to these windows (start, end,
+        with per-user totals) ahead of the reads that will need them."""
+        parts = await self._partitions()
+        wanted: dict[tuple[int, int], bool] = {}
+        for start, end, users in windows:
+            if end > start:
+                wanted[start, end] = wanted.get((start, end), False) or users
+        if parts:
+            for (start, end), users in wanted.items():
+                await self._per_partition(start, end, users, ["c"], parts)
+
     async def window(self, start: int, end: int) -> WindowCounts:
+        parts = await self._partitions()
+        if not parts or end <= start:
+            return WindowCounts()
         sums = [0] * len(_COUNTERS)
-        for reply in await self._per_partition(self._window_sums, "c", start, end):
-            for i in range(len(_COUNTERS)):
-                sums[i] += int(reply[2 * i]) * _SPLIT + int(reply[2 * i + 1])
+        for reply in await self._per_partition(start, end, False, ["c"], parts):
+            for i, value in enumerate(reply):
+                if value is not None:
+                    sums[i] += int(value)
         return WindowCounts(**dict(zip(_COUNTERS, sums, strict=True)))
 
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
-        replies = await self._per_partition(self._user_sums, "u", start, end)
+        parts = await self._partitions()
+        if not parts or end <= start or k <= 0:
+            return []
+        firsts = await self._per_partition(start, end, True, ["t", k], parts)
+        candidates: dict[str, int] = {}
+        for flat in firsts:
+            for i in range(0, len(flat), 2):
+                user = flat[i].decode()
+                if user in candidates:
+                    return await self._merged(start, end, k, parts)
+                candidates[user] = -int(float(flat[i + 1]))
+        if not candidates:
+            return []
+        # each candidate must be counted in its own partition only; otherwise
+        # its total here is a part, and users outside every first k may be too
+        # (a partition with no user in the window cannot hold one: not asked)
+        listed = orjson.dumps(list(candidates))
+        with_users = [part for part, flat in zip(parts, firsts, strict=True) if flat]
+        found = await self._per_partition(start, end, True, ["p", listed], with_users)
+        if sum(int(n) for n in found) != len(candidates):
+            return await self._merged(start, end, k, parts)
+        return top_k(candidates, k)
+
+    async def _merged(
+        self, start: int, end: int, k: int, parts: list[str]
+    ) -> list[tuple[str, int]]:
+        """Every user of the window from every partition, summed: exact however
+        producers partition, and as slow as the window has users."""
         totals: dict[str, int] = {}
-        for reply in replies:
+        for reply in await self._per_partition(start, end, True, ["a"], parts):
             part: dict[str, int] = orjson.loads(reply)
             if not totals.keys().isdisjoint(part.keys()):
-                # a user counted in two partitions (producers not keyed by user
-                # id, or a topic's partition count changed within the window)
                 for user in [u for u in part if u in totals]:
                     part[user] += totals[user]
             totals.update(part)

@@ -155,6 +155,11 @@ class TickLoop:
         self._last_at = at
         self._on_tick(tick, time.perf_counter() - started)
         self._start_publish(tick, at)
+        # the store moves its running totals to the next tick's windows now,
+        # while the pushes are in flight, rather than at the next tick
+        # (a hint: bounded like a renewal, so a hung store cannot hold the loop)
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            await asyncio.wait_for(self._evaluator.prepare(at + self._tick), self._renew_timeout)
 
     def _report_unreachable(self, at: int) -> None:
         """A stale tick built without the store, published like an evaluated one."""

@@ -149,6 +149,9 @@ class Traffic:
     ) -> ApplyResult:
         raise AssertionError("the synthetic store is read-only")
 
+    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+        return None
+
     async def ping(self) -> None:
         return None
 
