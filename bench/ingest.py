@@ -10,7 +10,8 @@ times in the last 30 minutes so the live range check takes them all), then
 times, alternating for R rounds, each from the beginning with a fresh
 consumer group:
 
-(a) a bare ``AIOKafkaConsumer.getmany`` loop that only counts messages;
+(a) a bare ``AIOKafkaConsumer.getmany`` loop that only counts messages, with
+    the same fetch settings as ours (``max_records``, ``max_partition_fetch_bytes``);
 (b) our ingestion: ``KafkaIngest`` with a ``RedisStore`` (fresh key prefix)
     and ``build_processor(cfg)``, as the ``run`` verb wires them;
 (c) the naive consumer of ``bench/naive.py`` (one awaited Redis command per
@@ -47,7 +48,7 @@ from redis import asyncio as aioredis
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.ingest import Processed
 from stream_sentinel.simulate import simulate
-from stream_sentinel.source_kafka import KafkaIngest
+from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
 from stream_sentinel.store import PartitionId, Store
 from stream_sentinel.wiring import build_kafka_settings, build_processor, build_store
 
@@ -150,19 +151,23 @@ class _StartClock(ConsumerRebalanceListener):  # type: ignore[misc]
             self.result.started = time.perf_counter()
 
 
-async def bare(bootstrap: str, topics: Sequence[str], events: int, max_records: int) -> Round:
+async def bare(
+    bootstrap: str, topics: Sequence[str], events: int, settings: KafkaSettings
+) -> Round:
+    """The fetch settings are ours (``settings``), so both loops fetch alike."""
     result = Round()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
     )
     await consumer.start()
     try:
         consumer.subscribe(topics=list(topics), listener=_StartClock(result))
         while result.events < events:
-            batches = await consumer.getmany(timeout_ms=300, max_records=max_records)
+            batches = await consumer.getmany(timeout_ms=300, max_records=settings.max_records)
             for records in batches.values():
                 result.events += len(records)
         result.finished = time.perf_counter()
@@ -294,9 +299,7 @@ async def main() -> int:
             cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
             try:
                 cpu = time.process_time()
-                bares.append(
-                    await bare(bootstrap, names, args.events, cfg.ingest.batch_max_records)
-                )
+                bares.append(await bare(bootstrap, names, args.events, build_kafka_settings(cfg)))
                 bares[-1].cpu_s = time.process_time() - cpu
                 cpu = time.process_time()
                 runs.append(await ours(cfg, args.events, oldest))

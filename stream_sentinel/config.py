@@ -185,7 +185,7 @@ class IngestConfig(_Section):
     """A response with only a safety_score is safe when the score is at least this."""
     max_future_seconds: int = Field(300, ge=0)
     """Live only: events further ahead of the wall clock are dead-lettered."""
-    batch_max_records: int = Field(5000, ge=1, le=1_000_000)
+    batch_max_records: int = Field(20_000, ge=1, le=1_000_000)
     """Most records fetched from Kafka and written to the store in one batch."""
     prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""

@@ -104,7 +104,7 @@ def test_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     i = cfg.ingest
     assert (i.max_event_bytes, i.safety_threshold, i.max_future_seconds) == (65536, 0.5, 300)
-    assert i.batch_max_records == 5000 and i.prices == {}
+    assert i.batch_max_records == 20_000 and i.prices == {}
     assert cfg.heartbeat == ()
     assert (cfg.http.host, cfg.http.port, cfg.http.status_token) == ("127.0.0.1", 9464, None)
     assert cfg.static_baselines() == {} and cfg.learned_signals() == SIGNALS
