@@ -69,9 +69,8 @@ class Evaluator:
         """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable."""
         # all 5-minute signals share one window
         # concurrent: a store's round trips overlap instead of queueing
-        short, hour, top = await asyncio.gather(
-            self._store.window(at - SAFETY_WINDOW_S, at),
-            self._store.window(at - SPEND_WINDOW_S, at),
+        (short, hour), top = await asyncio.gather(
+            self._store.windows([(at - SAFETY_WINDOW_S, at), (at - SPEND_WINDOW_S, at)]),
             self._store.top_users(at - TOP_USER_WINDOW_S, at, self._rules.top_k),
         )
         baselines, learning_note = await self._baselines.baselines(at)

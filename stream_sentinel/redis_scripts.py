@@ -99,15 +99,17 @@ call('SET', KEYS[1], ARGV[2])
 return {1, ARGV[2]}
 """
 
-# Moves one partition's running window of length ``end - start`` to
-# [start, end), then answers from its totals.
-# KEYS[1] = T:w:<length>, KEYS[2] = T:wu:<length>, KEYS[3] = T:ws.
-# ARGV: start, end, prefix T, users ("1": keep per-user totals),
-# state ttl, what to answer:
+# Moves one partition's running windows, then answers from their totals.
+# KEYS[1] = T:ws, then per window T:w:<length>, T:wu:<length>.
+# ARGV: prefix T, state ttl, then per window: start, end, users ("1": keep
+# per-user totals), what to answer, its argument ("" when none):
 #   "c"          the 6 counters (r b n s c u) as decimal strings;
 #   "t", k       the first k of the user totals, flat (user, -requests, ...);
 #   "a"          every user total as one JSON object {"<user_id>": requests};
-#   "p", json    how many of the users in a JSON list have a total here.
+#   "p", json    how many of the users in a JSON list have a total here;
+#   "n"          nothing (a prepare).
+# Returns one answer per window. Several windows per call because a tick
+# reads several: the fixed cost of a call, on both sides, is most of a read.
 # Buckets are found by their start second, not by a bucket width: whatever
 # width wrote them (a reader of another config, a changed tick) is read.
 # A move forward by at most 120 s is done in place. Anything else (no state
@@ -117,11 +119,8 @@ return {1, ARGV[2]}
 # their counts in the totals.
 POSITION = """
 local call, tonumber, sub, unpack = redis.call, tonumber, string.sub, unpack
-local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-local prefix, ttl = ARGV[3], tonumber(ARGV[5])
-local st = call('HMGET', KEYS[1], 'a', 'z', 'k')
-local a, z = tonumber(st[1]), tonumber(st[2])
-local users = ARGV[4] == '1' or st[3] == '1'
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local wkey, ukey
 -- the counters of buckets starting in [lo, hi), from the 300 s pages holding them
 local function counters(lo, hi, sign)
   local page = lo - (lo % 300)
@@ -132,7 +131,7 @@ local function counters(lo, hi, sign)
       if b >= lo and b < hi then
         local v = fields[i + 1]
         if sign < 0 then v = '-' .. v end
-        call('HINCRBY', KEYS[1], sub(fields[i], -1), v)
+        call('HINCRBY', wkey, sub(fields[i], -1), v)
       end
     end
     page = page + 300
@@ -143,12 +142,12 @@ end
 local function user_counts(lo, hi, sign)
   local s = lo
   while s < hi do
-    local keys = {KEYS[2]}
+    local keys = {ukey}
     while s < hi and #keys <= 1000 do
       keys[#keys + 1] = prefix .. 'u:' .. s
       s = s + 1
     end
-    local args = {KEYS[2], #keys}
+    local args = {ukey, #keys}
     for _, key in ipairs(keys) do args[#args + 1] = key end
     args[#args + 1] = 'WEIGHTS'
     args[#args + 1] = 1
@@ -156,46 +155,62 @@ local function user_counts(lo, hi, sign)
     call('ZUNIONSTORE', unpack(args))
   end
 end
-if a ~= start or z ~= stop or (users and st[3] ~= '1') then
-  local in_place = a ~= nil and (st[3] == '1') == users
-    and start >= a and start - a <= 120 and stop >= z and stop - z <= 120
-  if in_place then
-    -- both windows have the same length; short ones may not overlap
-    counters(a, math.min(start, z), -1)
-    counters(math.max(z, start), stop, 1)
-    if users then
-      user_counts(a, math.min(start, z), -1)
-      user_counts(math.max(z, start), stop, 1)
-      call('ZREMRANGEBYSCORE', KEYS[2], 0, '+inf')
+local function position(start, stop, want_users)
+  local st = call('HMGET', wkey, 'a', 'z', 'k')
+  local a, z = tonumber(st[1]), tonumber(st[2])
+  local users = want_users or st[3] == '1'
+  if a ~= start or z ~= stop or (users and st[3] ~= '1') then
+    local in_place = a ~= nil and (st[3] == '1') == users
+      and start >= a and start - a <= 120 and stop >= z and stop - z <= 120
+    if in_place then
+      -- both windows have the same length; short ones may not overlap
+      counters(a, math.min(start, z), -1)
+      counters(math.max(z, start), stop, 1)
+      if users then
+        user_counts(a, math.min(start, z), -1)
+        user_counts(math.max(z, start), stop, 1)
+        call('ZREMRANGEBYSCORE', ukey, 0, '+inf')
+      end
+    else
+      call('DEL', wkey, ukey)
+      counters(start, stop, 1)
+      if users then user_counts(start, stop, 1) end
     end
-  else
-    call('DEL', KEYS[1], KEYS[2])
-    counters(start, stop, 1)
-    if users then user_counts(start, stop, 1) end
+    call('HSET', wkey, 'a', start, 'z', stop, 'k', users and '1' or '0')
+    call('SADD', KEYS[1], stop - start)
+    call('EXPIRE', KEYS[1], ttl)
   end
-  call('HSET', KEYS[1], 'a', start, 'z', stop, 'k', users and '1' or '0')
-  call('SADD', KEYS[3], stop - start)
-  call('EXPIRE', KEYS[3], ttl)
+  call('EXPIRE', wkey, ttl)
+  if users then call('EXPIRE', ukey, ttl) end
 end
-call('EXPIRE', KEYS[1], ttl)
-if users then call('EXPIRE', KEYS[2], ttl) end
-local want = ARGV[6]
-if want == 'c' then
-  return call('HMGET', KEYS[1], 'r', 'b', 'n', 's', 'c', 'u')
-elseif want == 't' then
-  return call('ZRANGE', KEYS[2], 0, tonumber(ARGV[7]) - 1, 'WITHSCORES')
-elseif want == 'a' then
-  local flat = call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-  local totals = {}
-  for i = 1, #flat, 2 do totals[flat[i]] = -tonumber(flat[i + 1]) end
-  -- an empty Lua table is encoded as {} (an object): fine for an empty window
-  return cjson.encode(totals)
-else
-  if call('EXISTS', KEYS[2]) == 0 then return 0 end
-  local n = 0
-  for _, score in ipairs(call('ZMSCORE', KEYS[2], unpack(cjson.decode(ARGV[7])))) do
-    if score then n = n + 1 end
+local function answer(want, arg)
+  if want == 'c' then
+    return call('HMGET', wkey, 'r', 'b', 'n', 's', 'c', 'u')
+  elseif want == 't' then
+    return call('ZRANGE', ukey, 0, tonumber(arg) - 1, 'WITHSCORES')
+  elseif want == 'a' then
+    local flat = call('ZRANGE', ukey, 0, -1, 'WITHSCORES')
+    local totals = {}
+    for i = 1, #flat, 2 do totals[flat[i]] = -tonumber(flat[i + 1]) end
+    -- an empty Lua table is encoded as {} (an object): fine for an empty window
+    return cjson.encode(totals)
+  elseif want == 'p' then
+    if call('EXISTS', ukey) == 0 then return 0 end
+    local n = 0
+    for _, score in ipairs(call('ZMSCORE', ukey, unpack(cjson.decode(arg)))) do
+      if score then n = n + 1 end
+    end
+    return n
   end
-  return n
+  return 0
 end
+local out = {}
+local i = 3
+for w = 2, #KEYS, 2 do
+  wkey, ukey = KEYS[w], KEYS[w + 1]
+  position(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2] == '1')
+  out[#out + 1] = answer(ARGV[i + 3], ARGV[i + 4])
+  i = i + 5
+end
+return out
 """

@@ -68,6 +68,9 @@ class Store(Protocol):
     async def window(self, start: int, end: int) -> WindowCounts:
         """Exact sums over buckets in ``[start, end)``, all partitions merged."""
 
+    async def windows(self, spans: Sequence[tuple[int, int]]) -> list[WindowCounts]:
+        """:meth:`window` for each ``(start, end)``, read together."""
+
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         """The ``k`` users with most requests in ``[start, end)``, exact, ties by user id."""
 

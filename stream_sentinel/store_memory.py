@@ -73,6 +73,9 @@ class MemoryStore:
             total.cost_unknown += bucket.cost_unknown
         return total.counts()
 
+    async def windows(self, spans: Sequence[tuple[int, int]]) -> list[WindowCounts]:
+        return [await self.window(start, end) for start, end in spans]
+
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         buckets = self._in(start, end)
         if not buckets:

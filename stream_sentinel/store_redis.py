@@ -50,6 +50,9 @@ PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# one read of a partition's running window: start, end, keep per-user totals,
+# what to answer and its argument (see redis_scripts.POSITION)
+_Read = tuple[int, int, bool, str, str]
 
 
 class RedisStore:
@@ -167,17 +170,21 @@ class RedisStore:
         members = await self._call(self._r.smembers(f"{self._prefix}:parts"))
         return sorted(m.decode() for m in members)
 
-    async def _per_partition(
-        self, start: int, end: int, users: bool, answer: Sequence[Any], parts: list[str]
-    ) -> list[Any]:
-        """``redis_scripts.POSITION`` on every partition's window ``[start, end)``."""
-        length = end - start
-        args = [start, end, "", "1" if users else "0", self._user_ttl, *answer]
+    async def _per_partition(self, reads: Sequence[_Read], parts: list[str]) -> list[list[Any]]:
+        """``redis_scripts.POSITION`` once per partition, for all of ``reads``:
+        each partition's answers, one per read."""
+        head: list[Any] = ["", self._user_ttl]
+        for start, end, users, want, arg in reads:
+            head += (start, end, "1" if users else "0", want, arg)
         calls = []
         for part in parts:
             tag = f"{self._prefix}:{{{part}}}:"
-            args[2] = tag
-            calls.append(([f"{tag}w:{length}", f"{tag}wu:{length}", f"{tag}ws"], list(args)))
+            keys = [f"{tag}ws"]
+            for start, end, *_ in reads:
+                keys += (f"{tag}w:{end - start}", f"{tag}wu:{end - start}")
+            args = list(head)
+            args[0] = tag
+            calls.append((keys, args))
         if isinstance(self._r, RedisCluster):
             # concurrent calls, each routed to its slot's node: a Cluster
             # pipeline cannot load a script the node does not know yet
@@ -188,37 +195,45 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for k, a in calls:
             await self._position(keys=k, args=a, client=pipe)
-        result: list[Any] = await self._call(pipe.execute())
+        result: list[list[Any]] = await self._call(pipe.execute())
         return result
 
     async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
         """Move every partition's running totals to these windows (start, end,
         with per-user totals) ahead of the reads that will need them."""
-        parts = await self._partitions()
         wanted: dict[tuple[int, int], bool] = {}
         for start, end, users in windows:
             if end > start:
                 wanted[start, end] = wanted.get((start, end), False) or users
-        if parts:
-            for (start, end), users in wanted.items():
-                await self._per_partition(start, end, users, ["c"], parts)
+        parts = await self._partitions()
+        if parts and wanted:
+            reads = [(start, end, users, "n", "") for (start, end), users in wanted.items()]
+            await self._per_partition(reads, parts)
 
     async def window(self, start: int, end: int) -> WindowCounts:
+        return (await self.windows([(start, end)]))[0]
+
+    async def windows(self, spans: Sequence[tuple[int, int]]) -> list[WindowCounts]:
+        sums = [[0] * len(_COUNTERS) for _ in spans]
+        reads = [(start, end, False, "c", "") for start, end in spans if end > start]
         parts = await self._partitions()
-        if not parts or end <= start:
-            return WindowCounts()
-        sums = [0] * len(_COUNTERS)
-        for reply in await self._per_partition(start, end, False, ["c"], parts):
-            for i, value in enumerate(reply):
-                if value is not None:
-                    sums[i] += int(value)
-        return WindowCounts(**dict(zip(_COUNTERS, sums, strict=True)))
+        if parts and reads:
+            replies = iter(zip(*await self._per_partition(reads, parts), strict=True))
+            for (start, end), total in zip(spans, sums, strict=True):
+                if end <= start:
+                    continue
+                for counters in next(replies):
+                    for i, value in enumerate(counters):
+                        if value is not None:
+                            total[i] += int(value)
+        return [WindowCounts(**dict(zip(_COUNTERS, t, strict=True))) for t in sums]
 
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         parts = await self._partitions()
         if not parts or end <= start or k <= 0:
             return []
-        firsts = await self._per_partition(start, end, True, ["t", k], parts)
+        reads: list[_Read] = [(start, end, True, "t", str(k))]
+        firsts = [answers[0] for answers in await self._per_partition(reads, parts)]
         candidates: dict[str, int] = {}
         for flat in firsts:
             for i in range(0, len(flat), 2):
@@ -233,8 +248,9 @@ class RedisStore:
         # (a partition with no user in the window cannot hold one: not asked)
         listed = orjson.dumps(list(candidates))
         with_users = [part for part, flat in zip(parts, firsts, strict=True) if flat]
-        found = await self._per_partition(start, end, True, ["p", listed], with_users)
-        if sum(int(n) for n in found) != len(candidates):
+        reads = [(start, end, True, "p", listed.decode())]
+        found = await self._per_partition(reads, with_users)
+        if sum(int(answers[0]) for answers in found) != len(candidates):
             return await self._merged(start, end, k, parts)
         return top_k(candidates, k)
 
@@ -244,8 +260,8 @@ class RedisStore:
         """Every user of the window from every partition, summed: exact however
         producers partition, and as slow as the window has users."""
         totals: dict[str, int] = {}
-        for reply in await self._per_partition(start, end, True, ["a"], parts):
-            part: dict[str, int] = orjson.loads(reply)
+        for answers in await self._per_partition([(start, end, True, "a", "")], parts):
+            part: dict[str, int] = orjson.loads(answers[0])
             if not totals.keys().isdisjoint(part.keys()):
                 for user in [u for u in part if u in totals]:
                     part[user] += totals[user]

@@ -130,6 +130,9 @@ class Traffic:
             cost_nanousd=s("cost", start, end),
         )
 
+    async def windows(self, spans: Sequence[tuple[int, int]]) -> list[WindowCounts]:
+        return [await self.window(start, end) for start, end in spans]
+
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         users = [
             ("u-heavy", self._sum("top", start, end)),

@@ -199,9 +199,14 @@ async def test_a_tick_sequence_with_late_and_early_batches(make_store: StoreMake
         await write(at - 4 * WIDTH, USERS[(i + 3) % len(USERS)], 2)  # late, inside the window
         await write(at - 6 * WIDTH, "u0", 7)  # late, before the window: not in it
         await write(at + WIDTH, "u1", 3)  # early: counted when the window gets there
-        assert await store.window(at - 300, at) == truth.window(at - 300, at)
-        assert await store.window(at - 3600, at) == truth.window(at - 3600, at)
+        # the tick's reads: both counter windows in one call
+        assert await store.windows([(at - 300, at), (at - 3600, at), (at, at)]) == [
+            truth.window(at - 300, at),
+            truth.window(at - 3600, at),
+            WindowCounts(),
+        ]
         assert await store.top_users(at - 300, at, 3) == truth.top(at - 300, at, 3)
+        assert await store.window(at - 300, at) == truth.window(at - 300, at)
 
 
 async def test_a_user_in_two_partitions_is_summed(make_store: StoreMaker) -> None:
