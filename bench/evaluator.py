@@ -99,7 +99,14 @@ class Writer:
     """
 
     def __init__(
-        self, store: RedisStore, users: int, partitions: int, *, period: int = 5, active: int = 2
+        self,
+        store: RedisStore,
+        users: int,
+        partitions: int,
+        *,
+        period: int = 5,
+        active: int = 2,
+        keep_truth: bool = True,
     ) -> None:
         self.store = store
         self.rng = random.Random(SEED)
@@ -111,6 +118,7 @@ class Writer:
         self.active = active
         self.offsets: dict[PartitionId, int | None] = {}
         self.truth = Truth()
+        self.keep_truth = keep_truth
 
     async def _write(self, part: PartitionId, bucket: int, inc: BucketDelta) -> None:
         prev = self.offsets.get(part)
@@ -141,6 +149,8 @@ class Writer:
             *(self._write(PartitionId(REQUESTS, p), bucket, inc) for p, inc in enumerate(reqs)),
             *(self._write(PartitionId(RESPONSES, p), bucket, out) for p, out in enumerate(resps)),
         )
+        if not self.keep_truth:
+            return
         total = WindowCounts()
         users_here: Counter[str] = Counter()
         for inc in reqs + resps:

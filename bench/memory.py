@@ -16,7 +16,7 @@ a free port; stopped at the end), reads INFO ``used_memory``, writes one
 hour of 60 s buckets with N distinct users through ``RedisStore.apply``
 (users keyed to P request partitions, each active in 3 one-minute buckets
 of the hour, plus the response partitions' counters), reads ``used_memory``
-again and prints bytes per user; then drops the user pages whose TTL would
+again and prints bytes per user; then drops the user buckets whose TTL would
 have run out by the end of the hour (a bulk write keeps them all alive) and
 prints the steady-state figure.
 """
@@ -52,7 +52,7 @@ from stream_sentinel.store_redis import RedisStore
 from stream_sentinel.wiring import EXPIRY_MARGIN_S, build_rules, retention_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluator import fill_users
+from evaluator import BUCKETS, WIDTH, Writer
 from replay import STATIC, ensure_log
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -190,23 +190,17 @@ async def redis_memory(users: int, partitions: int, cfg: Config) -> None:
             end = int(time.time()) // 300 * 300
             began = time.perf_counter()
             # each user active in 1 bucket of every 20: 3 minutes of the hour
-            await fill_users(
-                store,
-                end - SPEND_WINDOW_S,
-                users,
-                partitions,
-                period=20,
-                active=1,
-                keep_truth=False,
-            )
+            writer = Writer(store, users, partitions, period=20, active=1, keep_truth=False)
+            for b in range(BUCKETS):
+                await writer.bucket(end - SPEND_WINDOW_S + b * WIDTH)
             took = time.perf_counter() - began
             full = int((await client.info("memory"))["used_memory"])
             fields = 0
             old: list[bytes] = []
             async for key in client.scan_iter(match="bench-mem:*:u:*", count=1000):
-                fields += await client.hlen(key)
-                # a user page is last written at its end; its TTL runs from there
-                if int(key.rsplit(b":", 1)[1]) + 300 <= end - user_ttl:
+                fields += await client.zcard(key)
+                # a bucket's users are last written at its end; the TTL runs from there
+                if int(key.rsplit(b":", 1)[1]) + WIDTH <= end - user_ttl:
                     old.append(key)
             await client.delete(*old)
             steady = int((await client.info("memory"))["used_memory"])
@@ -218,11 +212,11 @@ async def redis_memory(users: int, partitions: int, cfg: Config) -> None:
     print(f"wrote an hour: {users:,} distinct users, {fields:,} user fields, in {took:.0f}s")
     print(f"used_memory before {before:,} B, after {full:,} B")
     print(
-        f"whole hour of user pages live (bulk write): {(full - before) / users:,.0f} B per user,"
+        f"whole hour of user buckets live (bulk write): {(full - before) / users:,.0f} B per user,"
         f" {(full - before) / fields:,.0f} B per (bucket, user) field"
     )
     print(
-        f"steady state (user pages past their {user_ttl}s TTL dropped, {keys:,} keys left):"
+        f"steady state (user buckets past their {user_ttl}s TTL dropped, {keys:,} keys left):"
         f" {steady - before:,} B, {(steady - before) / users:,.0f} B per user of the hour"
     )
 
