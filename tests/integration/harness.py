@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_sentinel.model import NANO, WindowCounts
-from stream_sentinel.store import PartitionId
+from stream_sentinel.source_kafka import KafkaSettings
+from stream_sentinel.store import PartitionId, Store
 from stream_sentinel.store_redis import RedisStore
 
 WIDTH = 60
@@ -147,6 +148,53 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[PartitionId
         return {PartitionId(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
         await consumer.stop()
+
+
+def reader_store(url: str, prefix: str) -> RedisStore:
+    """The test's own view of what a service wrote (reads find buckets of any width)."""
+    return RedisStore.from_url(
+        url, prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
+    )
+
+
+def ingest_settings(bootstrap: str, topics: Mapping[str, str]) -> KafkaSettings:
+    """An in-process ``KafkaIngest``'s settings: a fresh group over ``topics``."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        request_topic=topics["request"],
+        response_topic=topics["response"],
+        dlq_topic=f"{topics['request']}.dlq",
+    )
+
+
+async def wait_stored(store: Store, ends: Mapping[PartitionId, int], timeout: float) -> None:
+    """Poll until ``store`` holds exactly the end offsets (an in-process ingest writes it)."""
+    async with asyncio.timeout(timeout):
+        while await store.load_offsets(list(ends)) != ends:
+            await asyncio.sleep(0.1)
+
+
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[dict]:  # type: ignore[type-arg]
+    """The first ``count`` JSON messages of ``topic`` (dead letters), within 60 s."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[dict] = []  # type: ignore[type-arg]
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(out) < count:
+            assert asyncio.get_running_loop().time() < deadline, out
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(orjson.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
 
 
 async def wait_caught_up(

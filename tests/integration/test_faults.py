@@ -39,7 +39,6 @@ from stream_sentinel.store_redis import RedisStore
 
 from .fakes import Ping, PingLog, WebhookFake
 from .harness import (
-    WIDTH,
     PrivateKafka,
     PrivateRedis,
     Service,
@@ -49,6 +48,7 @@ from .harness import (
     free_port,
     make_events,
     produce,
+    reader_store,
     service_env,
     wait_caught_up,
 )
@@ -61,12 +61,6 @@ START_TIMEOUT_S = 60.0  # a loaded 2-core machine: Python start-up plus a group 
 
 
 # -- helpers --------------------------------------------------------------------
-
-
-def _store(url: str, prefix: str) -> RedisStore:
-    return RedisStore.from_url(
-        url, prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
-    )
 
 
 async def _topics(make_topic: Callable[..., Awaitable[str]]) -> dict[str, str]:
@@ -228,7 +222,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
     events = make_events(n_events, now=time.time(), seed=seed)
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     parts = _parts(topics)
     # the stream is produced while the service is killed and restarted
     producing = asyncio.create_task(produce(kafka_bootstrap, topics, events))
@@ -275,7 +269,7 @@ async def test_redis_unreachable_30s_reports_stale_loses_nothing_and_recovers(
     events = make_events(40_000, now=time.time(), seed=21)
     expected = expected_of(events)
     token, port = secrets.token_hex(16), free_port()
-    store = _store(redis.url, "p")
+    store = reader_store(redis.url, "p")
     async with WebhookFake({COMPOSITE: token}) as hook, aiohttp.ClientSession() as session:
         env = _env(
             kafka_bootstrap, redis.url, "p", topics,
@@ -376,7 +370,7 @@ async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_ex
     events = make_events(80_000, now=time.time(), seed=31)
     expected = expected_of(events)
     token, port = secrets.token_hex(16), free_port()
-    store = _store(redis.url, "p")
+    store = reader_store(redis.url, "p")
     async with WebhookFake({COMPOSITE: token}) as hook, aiohttp.ClientSession() as session:
         env = _env(
             kafka_bootstrap, redis.url, "p", topics,
@@ -477,7 +471,7 @@ async def test_kafka_broker_restarted_mid_stream_consumer_resumes_without_loss(
     redis_url: str, redis_ns: Any
 ) -> None:
     broker = PrivateKafka()
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     svc: Service | None = None
     try:
         await broker.start()
@@ -544,7 +538,7 @@ async def test_three_replicas_one_killed_and_restarted_one_leader_per_tick_exact
     events = make_events(90_000, now=time.time(), seed=51)
     expected = expected_of(events)
     token = secrets.token_hex(16)
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     replicas: dict[str, Probe] = {}
     samples: list[int] = []
     sampling_done = asyncio.Event()

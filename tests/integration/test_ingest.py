@@ -17,14 +17,12 @@ from collections import Counter
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.store_redis import RedisStore
 
 from .harness import (
-    WIDTH,
     Expected,
     PrivateRedis,
     Service,
@@ -35,17 +33,13 @@ from .harness import (
     make_events,
     produce,
     produce_raw,
+    read_topic,
+    reader_store,
     service_env,
     wait_caught_up,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _store(url: str, prefix: str) -> RedisStore:
-    return RedisStore.from_url(
-        url, prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
-    )
 
 
 async def _topics(make_topic, partitions: int = 4) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -82,7 +76,7 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
     await produce(kafka_bootstrap, topics, events)
     group = f"g-{uuid.uuid4().hex[:8]}"
     svc = Service(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
         assert len(ends) == 8 and sum(ends.values()) == 100_000
@@ -119,7 +113,7 @@ async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
     events = make_events(60_000, now=time.time(), seed=2)
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     # small batches so a kill lands between many store writes
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     chunks = [events[i : i + 15_000] for i in range(0, len(events), 15_000)]
@@ -166,7 +160,7 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
     group = f"g-{uuid.uuid4().hex[:8]}"
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     a, b = Service(env, "a"), Service(env, "b")
     try:
         # both members of the group hold partitions before the first one stops
@@ -197,7 +191,7 @@ async def test_redis_paused_mid_stream_then_back(
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis.url, "p", topics)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
-    store = _store(redis.url, "p")
+    store = reader_store(redis.url, "p")
     svc = Service(env)
     try:
         await produce(kafka_bootstrap, topics, events[:10_000])
@@ -229,7 +223,7 @@ async def test_redis_restarted_empty_mid_stream_is_rebuilt_from_kafka(
     events = make_events(30_000, now=time.time(), seed=5)
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis.url, "p", topics)
-    store = _store(redis.url, "p")
+    store = reader_store(redis.url, "p")
     svc = Service(env)
     try:
         await produce(kafka_bootstrap, topics, events[:15_000])
@@ -290,7 +284,7 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     port = free_port()
     env["SENTINEL_HTTP_PORT"] = str(port)
     svc = Service(env)
-    store = _store(redis_url, redis_ns.prefix)
+    store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])
         await wait_caught_up(store, ends, timeout=120, proc=svc)
@@ -311,7 +305,7 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
         assert samples[("counted", "")] == len(good_requests)
         for reason, n in Counter(r for _, r in bad).items():
             assert samples[("invalid", reason)] == n, reason
-        dead = await _read_all(kafka_bootstrap, topics["dlq"], len(bad))
+        dead = await read_topic(kafka_bootstrap, topics["dlq"], len(bad))
         assert sorted(d["reason"] for d in dead) == sorted(r for _, r in bad)
         by_offset = {d["source"]["offset"]: d for d in dead}
         for offset, value in enumerate(values):
@@ -323,25 +317,3 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     finally:
         svc.close()
         await store.close()
-
-
-async def _read_all(bootstrap: str, topic: str, count: int) -> list[dict]:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[dict] = []  # type: ignore[type-arg]
-    try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while len(out) < count:
-            assert asyncio.get_running_loop().time() < deadline, out
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                out.extend(orjson.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return out

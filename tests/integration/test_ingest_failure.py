@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Sequence
 
 import pytest
@@ -19,10 +18,19 @@ from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
-from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
+from stream_sentinel.source_kafka import KafkaIngest
 from stream_sentinel.store_memory import MemoryStore
 
-from .harness import WIDTH, assert_exact, end_offsets, expected_of, make_events, produce
+from .harness import (
+    WIDTH,
+    assert_exact,
+    end_offsets,
+    expected_of,
+    ingest_settings,
+    make_events,
+    produce,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,21 +68,12 @@ async def test_a_failed_round_is_counted_again_not_skipped(
     ends = await end_offsets(kafka_bootstrap, topics.values())
     store = MemoryStore(retention_s=7200)
     processor = FailsOnce()
-    settings = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"g-{uuid.uuid4().hex[:8]}",
-        request_topic=topics["request"],
-        response_topic=topics["response"],
-        dlq_topic=f"{topics['request']}.dlq",
-    )
-    ingest = KafkaIngest(settings, store, processor)
+    ingest = KafkaIngest(ingest_settings(kafka_bootstrap, topics), store, processor)
     stop = asyncio.Event()
     await ingest.start()
     runner = asyncio.create_task(ingest.run(stop))
     try:
-        async with asyncio.timeout(120):
-            while await store.load_offsets(list(ends)) != ends:
-                await asyncio.sleep(0.1)
+        await wait_stored(store, ends, timeout=120)
     finally:
         stop.set()
         await runner

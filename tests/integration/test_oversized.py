@@ -11,27 +11,25 @@ refuses, so it never reaches the sentinel.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-import uuid
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from stream_sentinel.ingest import MAX_DEAD_LETTER_VALUE
-from stream_sentinel.store_redis import RedisStore
 
 from .harness import (
-    WIDTH,
     Expected,
     Service,
     assert_exact,
     end_offsets,
     make_events,
     produce_raw,
+    read_topic,
+    reader_store,
     service_env,
     wait_caught_up,
 )
@@ -39,27 +37,6 @@ from .harness import (
 pytestmark = pytest.mark.integration
 
 NEAR_BROKER_LIMIT = 1_000_000  # under message.max.bytes (1048588) with the batch overhead
-
-
-async def _read(bootstrap: str, topic: str, count: int) -> list[dict]:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[dict] = []  # type: ignore[type-arg]
-    try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while len(out) < count:
-            assert asyncio.get_running_loop().time() < deadline, out
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(orjson.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def test_a_message_near_the_broker_limit_is_dead_lettered_and_does_not_block(
@@ -106,16 +83,14 @@ async def test_a_message_near_the_broker_limit_is_dead_lettered_and_does_not_blo
         dlq=topics["dlq"],
     )
     svc = Service(env)
-    store = RedisStore.from_url(
-        redis_url, prefix=redis_ns.prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
-    )
+    store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])
         assert sum(ends.values()) == len(values)
         await wait_caught_up(store, ends, timeout=120, proc=svc)
         await assert_exact(store, expected)  # the events after the big ones counted too
         dead = sorted(
-            await _read(kafka_bootstrap, topics["dlq"], 3), key=lambda d: d["source"]["offset"]
+            await read_topic(kafka_bootstrap, topics["dlq"], 3), key=lambda d: d["source"]["offset"]
         )
         assert [d["reason"] for d in dead] == ["too_large"] * 3
         assert [d["source"]["offset"] for d in dead] == [50, 51, 52]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +21,19 @@ from aiokafka import TopicPartition
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.ingest import BatchProcessor
-from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
+from stream_sentinel.source_kafka import KafkaIngest
 from stream_sentinel.store_memory import MemoryStore
 
-from .harness import WIDTH, assert_exact, end_offsets, expected_of, make_events, produce
+from .harness import (
+    WIDTH,
+    assert_exact,
+    end_offsets,
+    expected_of,
+    ingest_settings,
+    make_events,
+    produce,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +45,11 @@ async def test_records_produced_during_the_rebuild_lookup_are_not_skipped(
     events = make_events(4000, now=time.time(), seed=11)
     expected = expected_of(events)
     store = MemoryStore(retention_s=7200)
-    settings = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"g-{uuid.uuid4().hex[:8]}",
-        request_topic=topics["request"],
-        response_topic=topics["response"],
-        dlq_topic=f"{topics['request']}.dlq",
+    ingest = KafkaIngest(
+        ingest_settings(kafka_bootstrap, topics),
+        store,
+        BatchProcessor(Decoder(), BatchAggregator(WIDTH)),
     )
-    ingest = KafkaIngest(settings, store, BatchProcessor(Decoder(), BatchAggregator(WIDTH)))
     await ingest.start()
 
     # the topics are empty when the time lookup runs; the first half of the
@@ -71,9 +76,7 @@ async def test_records_produced_during_the_rebuild_lookup_are_not_skipped(
         assert all(hit is None for hit in lookups[0].values()), "topics were not empty"
         await produce(kafka_bootstrap, topics, events[2000:])
         ends = await end_offsets(kafka_bootstrap, topics.values())
-        async with asyncio.timeout(120):
-            while await store.load_offsets(list(ends)) != ends:
-                await asyncio.sleep(0.1)
+        await wait_stored(store, ends, timeout=120)
     finally:
         stop.set()
         await runner
