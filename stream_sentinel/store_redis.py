@@ -215,17 +215,15 @@ class RedisStore:
 
     async def windows(self, spans: Sequence[tuple[int, int]]) -> list[WindowCounts]:
         sums = [[0] * len(_COUNTERS) for _ in spans]
-        reads = [(start, end, False, "c", "") for start, end in spans if end > start]
+        live = [i for i, (start, end) in enumerate(spans) if end > start]
         parts = await self._partitions()
-        if parts and reads:
-            replies = iter(zip(*await self._per_partition(reads, parts), strict=True))
-            for (start, end), total in zip(spans, sums, strict=True):
-                if end <= start:
-                    continue
-                for counters in next(replies):
-                    for i, value in enumerate(counters):
+        if parts and live:
+            reads = [(spans[i][0], spans[i][1], False, "c", "") for i in live]
+            for answers in await self._per_partition(reads, parts):
+                for i, counters in zip(live, answers, strict=True):
+                    for j, value in enumerate(counters):
                         if value is not None:
-                            total[i] += int(value)
+                            sums[i][j] += int(value)
         return [WindowCounts(**dict(zip(_COUNTERS, t, strict=True))) for t in sums]
 
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
