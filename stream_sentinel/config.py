@@ -187,6 +187,10 @@ class IngestConfig(_Section):
     """Live only: events further ahead of the wall clock are dead-lettered."""
     batch_max_records: int = Field(20_000, ge=1, le=1_000_000)
     """Most records fetched from Kafka and written to the store in one batch."""
+    fetch_step_records: int = Field(1_000, ge=1, le=1_000_000)
+    """Records taken from the Kafka client at a time; a batch is made of such steps."""
+    lean_records: bool = True
+    """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
     prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 

@@ -11,27 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from .events import EventType
 from .ingest import BatchProcessor, Processed
+from .kafka_records import Fetched, use_lean_records
 from .store import Outcome, PartitionId, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-# (offset, value) of a record, in C: this runs once per message
-_OFFSET_AND_VALUE = operator.attrgetter("offset", "value")
-_VALUE = operator.attrgetter("value")
 
 
 class IngestObserver(Protocol):
@@ -62,7 +58,13 @@ class KafkaSettings:
     request_topic: str
     response_topic: str
     dlq_topic: str
+    # records per store write (per round of writes, across partitions)
     max_records: int = 20_000
+    # records per getmany: taken from aiokafka in small steps, so its record
+    # objects die young (see kafka_records.Fetched)
+    fetch_records: int = 1_000
+    # aiokafka's parsed records without a ConsumerRecord each (kafka_records)
+    lean_records: bool = True
     # aiokafka's default (1 MiB) caps a partition's fetch at ~4,000 contract
     # events, so a getmany rarely held more than that per partition: 4 MiB
     # makes the per-partition batches (one store write each) ~4x larger
@@ -133,6 +135,7 @@ class KafkaIngest:
         self.producer: AIOKafkaProducer
         self.store_ok = True
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.lean = False  # whether the consumer hands out parsed records
         self.last_progress = clock()
         self.started = False
 
@@ -158,6 +161,12 @@ class KafkaIngest:
         try:
             await self.producer.start()
             await self.consumer.start()
+            self.lean = settings.lean_records and use_lean_records(self.consumer)
+            if settings.lean_records and not self.lean:
+                log.warning(
+                    "this aiokafka's record internals are not the expected ones; "
+                    "reading its stock records (slower)"
+                )
         except BaseException:
             await self.producer.stop()
             await self.consumer.stop()
@@ -182,9 +191,7 @@ class KafkaIngest:
         next_commit = self.clock() + self.settings.commit_interval_s
         while not stop.is_set():
             try:
-                batches = await self.consumer.getmany(
-                    timeout_ms=300, max_records=self.settings.max_records
-                )
+                batches = await self._fetch()
                 if batches:
                     async with self.lock:
                         await self._handle_all(batches, stop)
@@ -203,6 +210,25 @@ class KafkaIngest:
                 self._fetch_again()
                 await self._sleep(1.0, stop)
         await self.commit_pending()
+
+    async def _fetch(self) -> dict[TopicPartition, Fetched]:
+        """Up to ``max_records`` records, taken from aiokafka in steps of
+        ``fetch_records`` and reduced to offsets and values at each step
+        (see ``Fetched``): large store writes, short-lived records."""
+        settings = self.settings
+        got = await self.consumer.getmany(timeout_ms=300, max_records=settings.fetch_records)
+        fetched: dict[TopicPartition, Fetched] = {}
+        total = 0
+        while got:
+            for tp, records in got.items():
+                if tp not in fetched:
+                    fetched[tp] = Fetched()
+                fetched[tp].add(records)
+                total += len(records)
+            if total >= settings.max_records:
+                break
+            got = await self.consumer.getmany(timeout_ms=0, max_records=settings.fetch_records)
+        return fetched
 
     def _fetch_again(self) -> None:
         """Seek every partition back to what the store holds.
@@ -260,7 +286,7 @@ class KafkaIngest:
     # -- one batch -----------------------------------------------------------
 
     async def _handle_all(
-        self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], stop: asyncio.Event
+        self, batches: dict[TopicPartition, Fetched], stop: asyncio.Event
     ) -> None:
         """Every partition's batch, their store writes in flight together.
 
@@ -281,28 +307,27 @@ class KafkaIngest:
             raise failure
 
     async def _handle(
-        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
+        self, tp: TopicPartition, records: Fetched, stop: asyncio.Event
     ) -> int | None:
         state = self.assigned.get(tp)
         if state is None:  # revoked while the batch was in flight
             return None
-        if records and records[0].offset < state.position:
-            # fetched before a seek: counting it could double it, or (after a
-            # rebuild seek) move the stored offset past records not yet counted
-            records = [r for r in records if r.offset >= state.position]
+        # fetched before a seek: counting it could double it, or (after a
+        # rebuild seek) move the stored offset past records not yet counted
+        records = records.since(state.position)
         if not records:
             return None
         part = PartitionId(tp.topic, tp.partition)
         topic_type = self._types.get(tp.topic)
-        now, next_offset = self.clock(), records[-1].offset + 1
+        now, next_offset = self.clock(), records.offsets[-1] + 1
         processed = self.processor.process_values(
-            topic_type, list(map(_VALUE, records)), now=now, next_offset=next_offset
+            topic_type, records.values, now=now, next_offset=next_offset
         )
         if processed is None:  # some record needs the per-record decoder
             processed = self.processor.process(
                 part,
                 topic_type,
-                map(_OFFSET_AND_VALUE, records),
+                zip(records.offsets, records.values, strict=True),
                 now=now,
                 next_offset=next_offset,
             )

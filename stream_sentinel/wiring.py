@@ -100,5 +100,7 @@ def build_kafka_settings(cfg: Config) -> KafkaSettings:
         response_topic=cfg.kafka.response_topic,
         dlq_topic=cfg.kafka.dlq_topic,
         max_records=cfg.ingest.batch_max_records,
+        fetch_records=cfg.ingest.fetch_step_records,
+        lean_records=cfg.ingest.lean_records,
         rebuild_lookback_s=retention_s(cfg),
     )
