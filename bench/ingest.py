@@ -11,7 +11,8 @@ times, alternating for R rounds, each from the beginning with a fresh
 consumer group:
 
 (a) a bare ``AIOKafkaConsumer.getmany`` loop that only counts messages, with
-    the same fetch settings as ours (``max_records``, ``max_partition_fetch_bytes``);
+    the same fetch settings as ours (``max_partition_fetch_bytes``, and the
+    ``max_records`` of ours' getmany calls: ``ingest.fetch_step_records``);
 (b) our ingestion: ``KafkaIngest`` with a ``RedisStore`` (fresh key prefix)
     and ``build_processor(cfg)``, as the ``run`` verb wires them;
 (c) the naive consumer of ``bench/naive.py`` (one awaited Redis command per
@@ -23,12 +24,17 @@ group costs the same for both and is not ingestion) and stops when the last
 of the N messages is counted: in (b), when its batch is written to Redis.
 Prints events/s for both, the best of each and their ratio, and checks that
 Redis holds exactly N counted events. Topics and keys are removed afterwards.
+
+``--fetch-steps 500,1000,20000`` runs (a) and (b) once per getmany size in
+each round, both loops with that size: the bare loop's speed depends on it
+(its records live longer in larger steps and cost the garbage collector more).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -167,7 +173,7 @@ async def bare(
     try:
         consumer.subscribe(topics=list(topics), listener=_StartClock(result))
         while result.events < events:
-            batches = await consumer.getmany(timeout_ms=300, max_records=settings.max_records)
+            batches = await consumer.getmany(timeout_ms=300, max_records=settings.fetch_records)
             for records in batches.values():
                 result.events += len(records)
         result.finished = time.perf_counter()
@@ -231,12 +237,12 @@ async def _leader(store: Store, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-async def ours(cfg: Config, events: int, oldest: float) -> Round:
+async def ours(cfg: Config, settings: KafkaSettings, events: int, oldest: float) -> Round:
     store = build_store(cfg)
     stop = asyncio.Event()
     counter = _Counter(events, stop)
     ingest = KafkaIngest(
-        build_kafka_settings(cfg),
+        settings,
         store,
         build_processor(cfg),
         observer=counter,
@@ -279,6 +285,12 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--naive-events", type=int, default=100_000, help="its rate is per event")
+    parser.add_argument(
+        "--fetch-steps",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=None,
+        help="getmany sizes to run, comma-separated (default: the config's)",
+    )
     args = parser.parse_args()
     bootstrap, redis_url = env("KAFKA_BOOTSTRAP_SERVERS"), env("REDIS_URL")
 
@@ -294,49 +306,73 @@ async def main() -> int:
         print(f"filled {names} ({args.partitions} partitions each): {args.events:,} in {took:.0f}s")
         bares: list[Round] = []
         runs: list[Round] = []
+        steps_run: list[int] = []
         naives: list[NaiveRun] = []
         for n in range(1, args.rounds + 1):
             cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
+            steps = args.fetch_steps or [cfg.ingest.fetch_step_records]
+            for step in steps:
+                settings = dataclasses.replace(build_kafka_settings(cfg), fetch_records=step)
+                prefix = f"{cfg.redis.key_prefix}-{step}"
+                cfg_step = cfg.model_copy(
+                    update={"redis": cfg.redis.model_copy(update={"key_prefix": prefix})}
+                )
+                try:
+                    cpu = time.process_time()
+                    b = await bare(bootstrap, names, args.events, settings)
+                    b.cpu_s = time.process_time() - cpu
+                    cpu = time.process_time()
+                    r = await ours(cfg_step, settings, args.events, oldest)
+                    r.cpu_s = time.process_time() - cpu
+                finally:
+                    await drop_keys(redis_url, prefix)
+                bares.append(b)
+                runs.append(r)
+                steps_run.append(step)
+                print(
+                    f"round {n}, step {step}: bare getmany {b.rate:>9,.0f} ev/s"
+                    f"   ours {r.rate:>9,.0f} ev/s   ratio {r.rate / b.rate:.2f}"
+                    f"   (ours: {r.finished - r.started:.1f}s, {r.store_s:.1f}s in store.apply;"
+                    f" CPU {b.cpu_us_per_event:.2f} vs {r.cpu_us_per_event:.2f} us/event)",
+                    flush=True,
+                )
             try:
-                cpu = time.process_time()
-                bares.append(await bare(bootstrap, names, args.events, build_kafka_settings(cfg)))
-                bares[-1].cpu_s = time.process_time() - cpu
-                cpu = time.process_time()
-                runs.append(await ours(cfg, args.events, oldest))
-                runs[-1].cpu_s = time.process_time() - cpu
-                n_events, n_prefix = min(args.naive_events, args.events), cfg.redis.key_prefix
-                naives.append(await naive(bootstrap, redis_url, names, n_events, prefix=n_prefix))
+                n_events = min(args.naive_events, args.events)
+                prefix = cfg.redis.key_prefix
+                naives.append(await naive(bootstrap, redis_url, names, n_events, prefix=prefix))
             finally:
                 await drop_keys(redis_url, cfg.redis.key_prefix)
-            b, r = bares[-1], runs[-1]
-            print(
-                f"round {n}: bare getmany {b.rate:>9,.0f} ev/s   ours {r.rate:>9,.0f} ev/s"
-                f"   ratio {r.rate / b.rate:.2f}"
-                f"   (ours: {r.finished - r.started:.1f}s, {r.store_s:.1f}s in store.apply;"
-                f" CPU {b.cpu_us_per_event:.2f} vs {r.cpu_us_per_event:.2f} us/event)"
-            )
     finally:
         await delete_topics(bootstrap, names)
-    best_bare = max(b.rate for b in bares)
+    by_step: dict[int, tuple[list[Round], list[Round]]] = {}
+    for step, b_round, r_round in zip(steps_run, bares, runs, strict=True):
+        by_step.setdefault(step, ([], []))
+        by_step[step][0].append(b_round)
+        by_step[step][1].append(r_round)
+    for step, (b_rounds, r_rounds) in by_step.items():
+        best_bare = max(b.rate for b in b_rounds)
+        best_ours = max(r.rate for r in r_rounds)
+        # on a shared machine wall time includes waiting for a core; CPU time
+        # per event (this process only: not the broker's, not Redis's) does not
+        cpu_bare = min(b.cpu_us_per_event for b in b_rounds)
+        cpu_ours = min(r.cpu_us_per_event for r in r_rounds)
+        print(f"step {step} (best of {args.rounds}):")
+        print(f"  bare aiokafka getmany (count only): {best_bare:>9,.0f} events/s")
+        print(f"  KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s")
+        print(f"  ratio ours / bare:                  {best_ours / best_bare:.2f}")
+        print(f"  CPU per event: bare {cpu_bare:.2f} us, ours {cpu_ours:.2f} us", end="")
+        print(f" (ratio {cpu_bare / cpu_ours:.2f})")
+    if len(by_step) > 1:
+        best_bare = max(b.rate for b in bares)
+        best_ours = max(r.rate for r in runs)
+        print(f"fastest of all steps: bare {best_bare:,.0f}, ours {best_ours:,.0f}", end="")
+        print(f" events/s (ratio {best_ours / best_bare:.2f})")
     best_ours = max(r.rate for r in runs)
-    print(
-        f"bare aiokafka getmany (count only): {best_bare:>9,.0f} events/s (best of {args.rounds})"
-    )
-    print(
-        f"KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s (best of {args.rounds})"
-    )
-    print(f"ratio ours / bare:                  {best_ours / best_bare:.2f}")
     best_naive = max(x.rate for x in naives)
     print(
         f"naive, one Redis call per event:    {best_naive:>9,.0f} events/s (best of {args.rounds})"
     )
-    print(f"ratio ours / naive:                 {best_ours / best_naive:.1f} (target >= 20)")
-    # on a shared machine wall time includes waiting for a core; CPU time per
-    # event (this process only: not the broker's, not Redis's) does not
-    cpu_bare = min(b.cpu_us_per_event for b in bares)
-    cpu_ours = min(r.cpu_us_per_event for r in runs)
-    print(f"CPU per event, best: bare {cpu_bare:.2f} us, ours {cpu_ours:.2f} us", end="")
-    print(f" (ratio {cpu_bare / cpu_ours:.2f})")
+    print(f"ratio ours (fastest) / naive:       {best_ours / best_naive:.1f} (target >= 20)")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 

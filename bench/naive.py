@@ -169,9 +169,11 @@ async def main() -> int:
         if args.compare:
             from ingest import bench_config, drop_keys, ours
 
+            from stream_sentinel.wiring import build_kafka_settings
+
             cfg = bench_config(bootstrap, redis_url, topics, f"{run_id}-ours")
             try:
-                mine = await ours(cfg, args.events, oldest)
+                mine = await ours(cfg, build_kafka_settings(cfg), args.events, oldest)
             finally:
                 await drop_keys(redis_url, cfg.redis.key_prefix)
             print(f"KafkaIngest -> RedisStore:                   {mine.rate:>9,.0f} events/s")
