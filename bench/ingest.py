@@ -22,7 +22,8 @@ consumer group:
 A round's clock starts when the group has assigned the partitions (joining a
 group costs the same for both and is not ingestion) and stops when the last
 of the N messages is counted: in (b), when its batch is written to Redis.
-Prints events/s for both, the best of each and their ratio, and checks that
+Prints events/s for both, the best of each and their ratio, the median of
+the rounds' ratios (each round runs both loops back to back), and checks that
 Redis holds exactly N counted events. Topics and keys are removed afterwards.
 
 ``--fetch-steps 500,1000,20000`` runs (a) and (b) once per getmany size in
@@ -37,6 +38,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -360,6 +362,8 @@ async def main() -> int:
         print(f"  bare aiokafka getmany (count only): {best_bare:>9,.0f} events/s")
         print(f"  KafkaIngest -> RedisStore:          {best_ours:>9,.0f} events/s")
         print(f"  ratio ours / bare:                  {best_ours / best_bare:.2f}")
+        ratios = [r.rate / b.rate for b, r in zip(b_rounds, r_rounds, strict=True)]
+        print(f"  median of round ratios:             {statistics.median(ratios):.2f}")
         print(f"  CPU per event: bare {cpu_bare:.2f} us, ours {cpu_ours:.2f} us", end="")
         print(f" (ratio {cpu_bare / cpu_ours:.2f})")
     if len(by_step) > 1:

@@ -11,8 +11,9 @@ Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
     as ``stream-sentinel replay`` builds it, without timeline or report.
 
 Prints events/s (wall clock and CPU) for each round, the best of each and
-their ratio. The machine may be shared: the best round is the least disturbed
-one, and CPU seconds show how much of a round was spent waiting for a core.
+their ratio, and the median of the rounds' ratios. The machine may be
+shared: the best round is the least disturbed one, and CPU seconds show how
+much of a round was spent waiting for a core.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gzip
 import itertools
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -187,6 +189,10 @@ def main() -> int:
     print(f"bare read + orjson.loads: {best_bare.rate:>9,.0f} events/s (best of {args.rounds})")
     print(f"replay, embedded store:   {best_run.rate:>9,.0f} events/s (best of {args.rounds})")
     print(f"ratio replay / bare:      {best_run.rate / best_bare.rate:.2f}")
+    # each round runs the two loops back to back: the median of the rounds'
+    # ratios is steadier than best/best when one loop's speed swings more
+    ratios = [r.rate / b.rate for b, r in zip(bares, runs, strict=True)]
+    print(f"median of round ratios:   {statistics.median(ratios):.2f}")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB (before the first replay: {rss_before:.0f} MiB)")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
