@@ -215,8 +215,9 @@ class KafkaIngest:
         """Up to ``max_records`` records, taken from aiokafka in steps of
         ``fetch_records`` and reduced to offsets and values at each step
         (see ``Fetched``): large store writes, short-lived records."""
-        settings = self.settings
-        got = await self.consumer.getmany(timeout_ms=300, max_records=settings.fetch_records)
+        most = self.settings.max_records
+        step = min(self.settings.fetch_records, most)
+        got = await self.consumer.getmany(timeout_ms=300, max_records=step)
         fetched: dict[TopicPartition, Fetched] = {}
         total = 0
         while got:
@@ -225,9 +226,9 @@ class KafkaIngest:
                     fetched[tp] = Fetched()
                 fetched[tp].add(records)
                 total += len(records)
-            if total >= settings.max_records:
+            if total >= most:
                 break
-            got = await self.consumer.getmany(timeout_ms=0, max_records=settings.fetch_records)
+            got = await self.consumer.getmany(timeout_ms=0, max_records=min(step, most - total))
         return fetched
 
     def _fetch_again(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -83,7 +84,7 @@ def test_any_offsets_in_any_steps(gaps: list[int], sizes: list[int], position: i
     out = fetched(*steps)
     assert list(out.offsets) == offsets
     assert out.values == [r.value for r in records(offsets)]
-    if all(b - a == 1 for a, b in zip(offsets, offsets[1:], strict=False)):
+    if all(b - a == 1 for a, b in itertools.pairwise(offsets)):
         assert type(out.offsets) is range
     kept = out.since(position)
     assert list(kept.offsets) == [o for o in offsets if o >= position]
@@ -141,7 +142,7 @@ def test_a_fetched_result_hands_out_parsed_records_with_the_same_fields() -> Non
         )
         return FetchResult(tp, assignment=None, partition_records=parts, backoff=0), parts
 
-    stock_result, stock_parts = result()
+    _, stock_parts = result()
     stock = list(stock_parts)
     assert all(type(r) is ConsumerRecord for r in stock)
 
