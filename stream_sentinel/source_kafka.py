@@ -150,6 +150,9 @@ class KafkaIngest:
             group_id=settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # an aborted transaction's events did not happen (its producer
+            # sends them again): counting them would count them twice
+            isolation_level="read_committed",
             **{
                 "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
                 **self._consumer_options,
@@ -201,6 +204,7 @@ class KafkaIngest:
                 if self.clock() >= next_check:
                     async with self.lock:
                         await self._verify_offsets()
+                        await self._skip_markers()
                     next_check = self.clock() + self.settings.offset_check_interval_s
                 self._report_lag()
             except asyncio.CancelledError:
@@ -298,14 +302,9 @@ class KafkaIngest:
         results = await asyncio.gather(
             *(self._handle(tp, batches[tp], stop) for tp in tps), return_exceptions=True
         )
-        failure: BaseException | None = None
-        for tp, result in zip(tps, results, strict=True):
+        for result in results:  # the others' writes stand: they are in the store
             if isinstance(result, BaseException):
-                failure = failure or result
-            elif result is not None:
-                self._uncommitted[tp] = OffsetAndMetadata(result, "")
-        if failure is not None:
-            raise failure
+                raise result
 
     async def _handle(
         self, tp: TopicPartition, records: Fetched, stop: asyncio.Event
@@ -355,11 +354,7 @@ class KafkaIngest:
                 self.consumer.seek(tp, result.stored_offset)
                 state.expected = state.position = result.stored_offset
             return None
-        state.expected = state.position = processed.next_offset
-        if state.rebuild_until is not None and state.expected >= state.rebuild_until:
-            state.rebuild_until = None
-            log.info("%s rebuilt up to offset %d", part, state.expected)
-        self.last_progress = self.clock()
+        self._advanced(tp, part, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
         return processed.next_offset
 
@@ -429,6 +424,43 @@ class KafkaIngest:
         lost = [tp for tp, p in zip(tps, parts, strict=True) if stored[p] is None]
         if lost:
             await self._rebuild(lost)
+
+    async def _skip_markers(self) -> None:
+        """Move the stored offset past records that carry no event.
+
+        A transactional producer's commit and abort markers take offsets of
+        their own; aiokafka's position moves past them and hands out nothing,
+        so no batch moves the stored offset there. A partition that ends with
+        a marker would show a lag of one for good: "consumer stalled" once
+        traffic pauses, and "rebuilding" for ever after a rebuild. Runs
+        between rounds, under the lock: every record below the position has
+        then been written, or the position was sought back to the store's.
+        """
+        for tp, state in list(self.assigned.items()):
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # no valid position yet, or no longer assigned
+            if position <= state.position or self.assigned.get(tp) is not state:
+                continue
+            part = PartitionId(tp.topic, tp.partition)
+            try:
+                result = await self.store.apply(part, state.expected, position, {})
+            except StoreUnavailable:
+                self.store_ok = False
+                return
+            if result.outcome is Outcome.FENCED:
+                continue  # the next batch's write meets the fence and handles it
+            self._advanced(tp, part, state, position)
+
+    def _advanced(self, tp: TopicPartition, part: PartitionId, state: _Assigned, to: int) -> None:
+        """The store holds ``to`` for ``tp``: our bookkeeping follows."""
+        state.expected = state.position = to
+        self._uncommitted[tp] = OffsetAndMetadata(to, "")
+        if state.rebuild_until is not None and to >= state.rebuild_until:
+            state.rebuild_until = None
+            log.info("%s rebuilt up to offset %d", part, to)
+        self.last_progress = self.clock()
 
     async def commit_pending(self) -> None:
         """Commit the offsets written to the store since the last commit, if any."""
