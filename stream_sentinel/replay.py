@@ -121,7 +121,12 @@ class _Run:
                 await self.flush()
                 await self.evaluate_until(ts - self.lateness)
         self.summary.lines += len(chunk)
-        await self.flush()
+        # the batch is written when a tick is due (above), not after every
+        # block: merging it into the store costs per user, and blocks are
+        # several a tick. Dead letters hold raw lines: those go at once, so a
+        # log of bad lines between two ticks cannot pile up in memory.
+        if self.batch.dead:
+            await self.flush()
 
     async def finish(self) -> None:
         await self.flush()

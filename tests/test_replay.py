@@ -177,3 +177,32 @@ def test_memory_and_redis_stores_give_identical_timelines(
     assert len(memory) == 121  # 08:01 .. 10:01, the tick after the last event included
     assert memory == redis
     assert {t["status"] for t in memory} >= {"ok", "warning", "critical"}
+
+
+async def test_dead_letters_leave_with_their_block_not_at_the_next_tick() -> None:
+    """Counted events wait for the tick that reads them; dead letters (which
+    hold their raw lines) are handed out after each block, so a long run of
+    bad lines between two ticks never piles up in memory."""
+    from stream_sentinel.baselines import build_baselines
+    from stream_sentinel.config import load_config
+    from stream_sentinel.evaluate import Evaluator
+    from stream_sentinel.replay import _Run
+    from stream_sentinel.store_memory import MemoryStore
+    from stream_sentinel.wiring import build_rules, retention_s
+
+    cfg = load_config(None, {"SENTINEL_BASELINES_BLOCKED_PCT": "0.1"})
+    store = MemoryStore(retention_s=retention_s(cfg))
+    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, store))
+    dead: list[object] = []
+    run = _Run(cfg, store, evaluator, lambda tick: None, dead.append)
+    first = [orjson.dumps(req(0, T0 + 1, "u1")) + b"\n"]
+    await run.feed(first)
+    bad = [b"not json %d\n" % i for i in range(50)]
+    await run.feed(bad)
+    assert len(dead) == 50  # handed out with their block, no tick due yet
+    assert run.summary.dead_lettered == 50
+    assert run.summary.ticks == 0
+    await run.feed([orjson.dumps(req(1, T0 + 2, "u2")) + b"\n"])
+    await run.finish()
+    assert run.summary.counted == 2
+    assert len(dead) == 50

@@ -46,9 +46,7 @@ async def send_all(
         )
 
 
-async def test_aborted_transactions_are_not_counted(
-    kafka_bootstrap: str, make_topic
-) -> None:  # type: ignore[no-untyped-def]
+async def test_aborted_transactions_are_not_counted(kafka_bootstrap: str, make_topic) -> None:  # type: ignore[no-untyped-def]
     topics = {"request": await make_topic(2, "req"), "response": await make_topic(2, "resp")}
     events = make_events(1200, now=time.time(), seed=29)
     committed, aborted = events[:800], events[800:]
