@@ -15,7 +15,7 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_sentinel.model import NANO, WindowCounts
-from stream_sentinel.source_kafka import KafkaSettings
+from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
 from stream_sentinel.store import PartitionId, Store
 from stream_sentinel.store_redis import RedisStore
 
@@ -173,6 +173,57 @@ async def wait_stored(store: Store, ends: Mapping[PartitionId, int], timeout: fl
     async with asyncio.timeout(timeout):
         while await store.load_offsets(list(ends)) != ends:
             await asyncio.sleep(0.1)
+
+
+async def ingest_until_stored(
+    ingest: KafkaIngest,
+    store: Store,
+    ends: Mapping[PartitionId, int],
+    *,
+    timeout: float = 120,
+    while_running: Callable[[], None] | None = None,
+) -> None:
+    """Start ``ingest``, run it until ``store`` holds ``ends``, then stop it;
+    ``while_running`` checks the ingest before it stops."""
+    stop = asyncio.Event()
+    await ingest.start()
+    runner = asyncio.create_task(ingest.run(stop))
+    try:
+        await wait_stored(store, ends, timeout=timeout)
+        if while_running is not None:
+            while_running()
+    finally:
+        stop.set()
+        await runner
+        await ingest.stop()
+
+
+async def produce_transactions(
+    bootstrap: str,
+    topics: Mapping[str, str],
+    transactions: Sequence[tuple[Sequence[Mapping[str, object]], bool]],
+) -> None:
+    """Each (events, commit) as one transaction of a transactional producer,
+    keyed by user id; ``commit`` False aborts it."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
+    )
+    await producer.start()
+    try:
+        for events, commit in transactions:
+            await producer.begin_transaction()
+            for event in events:
+                await producer.send(
+                    topics[str(event["type"])],
+                    orjson.dumps(event),
+                    key=str(event["user_id"]).encode(),
+                )
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
 
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[dict]:  # type: ignore[type-arg]

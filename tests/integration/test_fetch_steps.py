@@ -3,7 +3,6 @@ at most ``max_records``: steps add up to a batch, and no batch is larger."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 
@@ -22,9 +21,9 @@ from .harness import (
     end_offsets,
     expected_of,
     ingest_settings,
+    ingest_until_stored,
     make_events,
     produce,
-    wait_stored,
 )
 
 pytestmark = pytest.mark.integration
@@ -68,15 +67,7 @@ async def test_steps_add_up_to_batches_no_larger_than_the_maximum(
     ingest = KafkaIngest(
         settings, store, BatchProcessor(Decoder(), BatchAggregator(WIDTH)), observer=sizes
     )
-    stop = asyncio.Event()
-    await ingest.start()
-    runner = asyncio.create_task(ingest.run(stop))
-    try:
-        await wait_stored(store, ends, timeout=120)
-    finally:
-        stop.set()
-        await runner
-        await ingest.stop()
+    await ingest_until_stored(ingest, store, ends)
     await assert_exact(store, expected)  # type: ignore[arg-type]
     assert sum(sizes.sizes) == len(events)
     assert max(sizes.sizes) <= max_records

@@ -8,15 +8,10 @@ marker, which the stored offset must pass (``KafkaIngest._skip_markers``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
-import uuid
-from collections.abc import Mapping
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
@@ -30,31 +25,12 @@ from .harness import (
     end_offsets,
     expected_of,
     ingest_settings,
+    ingest_until_stored,
     make_events,
-    wait_stored,
+    produce_transactions,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def produce_in_transactions(
-    bootstrap: str, topics: Mapping[str, str], events: list[dict[str, object]], per_txn: int
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
-    )
-    await producer.start()
-    try:
-        for i in range(0, len(events), per_txn):
-            async with producer.transaction():
-                for event in events[i : i + per_txn]:
-                    await producer.send(
-                        topics[str(event["type"])],
-                        orjson.dumps(event),
-                        key=str(event["user_id"]).encode(),
-                    )
-    finally:
-        await producer.stop()
 
 
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "stock"])
@@ -64,7 +40,8 @@ async def test_records_with_offset_gaps_are_counted_exactly(
     topics = {"request": await make_topic(2, "req"), "response": await make_topic(2, "resp")}
     events = make_events(3000, now=time.time(), seed=17)
     expected = expected_of(events)
-    await produce_in_transactions(kafka_bootstrap, topics, events, per_txn=250)
+    transactions = [(events[i : i + 250], True) for i in range(0, len(events), 250)]
+    await produce_transactions(kafka_bootstrap, topics, transactions)
     ends = await end_offsets(kafka_bootstrap, topics.values())
     # one marker per transaction and partition it wrote to
     assert sum(ends.values()) > len(events)
@@ -74,17 +51,12 @@ async def test_records_with_offset_gaps_are_counted_exactly(
         ingest_settings(kafka_bootstrap, topics), lean_records=lean, fetch_records=300
     )
     ingest = KafkaIngest(settings, store, BatchProcessor(Decoder(), BatchAggregator(WIDTH)))
-    stop = asyncio.Event()
-    await ingest.start()
-    assert ingest.lean is lean
-    runner = asyncio.create_task(ingest.run(stop))
-    try:
-        # the stored offsets reach the ends, past the last commit markers
-        await wait_stored(store, ends, timeout=120)
+
+    def caught_up() -> None:
+        assert ingest.lean is lean
+        # the stored offsets reached the ends, past the last commit markers
         assert not ingest.rebuilding
         assert ingest.total_lag() == 0
-    finally:
-        stop.set()
-        await runner
-        await ingest.stop()
+
+    await ingest_until_stored(ingest, store, ends, while_running=caught_up)
     await assert_exact(store, expected)  # type: ignore[arg-type]

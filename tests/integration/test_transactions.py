@@ -8,14 +8,10 @@ end, so a quiet partition shows no lag and a rebuild finishes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Mapping
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
@@ -29,58 +25,26 @@ from .harness import (
     end_offsets,
     expected_of,
     ingest_settings,
+    ingest_until_stored,
     make_events,
+    produce_transactions,
     reader_store,
-    wait_stored,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def send_all(
-    producer: AIOKafkaProducer, topics: Mapping[str, str], events: list[dict[str, object]]
-) -> None:
-    for event in events:
-        await producer.send(
-            topics[str(event["type"])], orjson.dumps(event), key=str(event["user_id"]).encode()
-        )
 
 
 async def test_aborted_transactions_are_not_counted(kafka_bootstrap: str, make_topic) -> None:  # type: ignore[no-untyped-def]
     topics = {"request": await make_topic(2, "req"), "response": await make_topic(2, "resp")}
     events = make_events(1200, now=time.time(), seed=29)
     committed, aborted = events[:800], events[800:]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
-    )
-    await producer.start()
-    try:
-        async with producer.transaction():
-            await send_all(producer, topics, committed[:400])
-        await producer.begin_transaction()
-        await send_all(producer, topics, aborted)
-        await producer.abort_transaction()
-        async with producer.transaction():
-            await send_all(producer, topics, committed[400:])
-    finally:
-        await producer.stop()
+    transactions = [(committed[:400], True), (aborted, False), (committed[400:], True)]
+    await produce_transactions(kafka_bootstrap, topics, transactions)
     ends = await end_offsets(kafka_bootstrap, topics.values())
-
     store = MemoryStore(retention_s=7200)
-    ingest = KafkaIngest(
-        ingest_settings(kafka_bootstrap, topics),
-        store,
-        BatchProcessor(Decoder(), BatchAggregator(WIDTH)),
-    )
-    stop = asyncio.Event()
-    await ingest.start()
-    runner = asyncio.create_task(ingest.run(stop))
-    try:
-        await wait_stored(store, ends, timeout=120)
-    finally:
-        stop.set()
-        await runner
-        await ingest.stop()
+    processor = BatchProcessor(Decoder(), BatchAggregator(WIDTH))
+    ingest = KafkaIngest(ingest_settings(kafka_bootstrap, topics), store, processor)
+    await ingest_until_stored(ingest, store, ends)
     await assert_exact(store, expected_of(committed))  # type: ignore[arg-type]
 
 
@@ -90,36 +54,20 @@ async def test_a_quiet_partition_ending_in_a_marker_is_caught_up_on_redis(
     """Rebuilt from nothing, on the Redis store: the rebuild ends and no lag remains."""
     topics = {"request": await make_topic(1, "req"), "response": await make_topic(1, "resp")}
     events = make_events(300, now=time.time(), seed=31)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
-    )
-    await producer.start()
-    try:
-        async with producer.transaction():
-            await send_all(producer, topics, events)
-    finally:
-        await producer.stop()
+    await produce_transactions(kafka_bootstrap, topics, [(events, True)])
     ends = await end_offsets(kafka_bootstrap, topics.values())
     assert sum(ends.values()) == len(events) + 2  # one commit marker per partition
 
     store = reader_store(redis_url, f"tx-{uuid.uuid4().hex[:8]}")
-    ingest = KafkaIngest(
-        ingest_settings(kafka_bootstrap, topics),
-        store,
-        BatchProcessor(Decoder(), BatchAggregator(WIDTH)),
-    )
-    stop = asyncio.Event()
-    await ingest.start()
-    runner = asyncio.create_task(ingest.run(stop))
-    try:
-        await wait_stored(store, ends, timeout=120)
+    processor = BatchProcessor(Decoder(), BatchAggregator(WIDTH))
+    ingest = KafkaIngest(ingest_settings(kafka_bootstrap, topics), store, processor)
+
+    def caught_up() -> None:
         assert not ingest.rebuilding
         assert ingest.total_lag() == 0
-    finally:
-        stop.set()
-        await runner
-        await ingest.stop()
+
     try:
+        await ingest_until_stored(ingest, store, ends, while_running=caught_up)
         await assert_exact(store, expected_of(events))
     finally:
         await store.close()
