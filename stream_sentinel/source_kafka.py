@@ -306,17 +306,15 @@ class KafkaIngest:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _handle(
-        self, tp: TopicPartition, records: Fetched, stop: asyncio.Event
-    ) -> int | None:
+    async def _handle(self, tp: TopicPartition, records: Fetched, stop: asyncio.Event) -> None:
         state = self.assigned.get(tp)
         if state is None:  # revoked while the batch was in flight
-            return None
+            return
         # fetched before a seek: counting it could double it, or (after a
         # rebuild seek) move the stored offset past records not yet counted
         records = records.since(state.position)
         if not records:
-            return None
+            return
         part = PartitionId(tp.topic, tp.partition)
         topic_type = self._types.get(tp.topic)
         now, next_offset = self.clock(), records.offsets[-1] + 1
@@ -332,7 +330,7 @@ class KafkaIngest:
                 next_offset=next_offset,
             )
         if processed.dead and not await self._publish_dead_letters(processed, stop):
-            return None  # stopping with Kafka down: not written, so re-read later
+            return  # stopping with Kafka down: not written, so re-read later
         started = time.perf_counter()
         result = await self._retry_store(
             lambda: self.store.apply(part, state.expected, processed.next_offset, processed.delta),
@@ -343,7 +341,7 @@ class KafkaIngest:
             still_ours=lambda: self.assigned.get(tp) is state,
         )
         if result is None:
-            return None
+            return
         if result.outcome is Outcome.FENCED:
             log.warning(
                 "%s fenced: store holds %s, expected %s", part, result.stored_offset, state.expected
@@ -353,10 +351,9 @@ class KafkaIngest:
             else:
                 self.consumer.seek(tp, result.stored_offset)
                 state.expected = state.position = result.stored_offset
-            return None
+            return
         self._advanced(tp, part, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
-        return processed.next_offset
 
     async def _publish_dead_letters(self, processed: Processed, stop: asyncio.Event) -> bool:
         # at least once: published before the store moves the offset past them
