@@ -306,9 +306,8 @@ async def main() -> int:
         oldest = await fill(bootstrap, topics, args.events)
         took = time.perf_counter() - began
         print(f"filled {names} ({args.partitions} partitions each): {args.events:,} in {took:.0f}s")
-        bares: list[Round] = []
-        runs: list[Round] = []
-        steps_run: list[int] = []
+        # getmany size -> (bare rounds, our rounds)
+        by_step: dict[int, tuple[list[Round], list[Round]]] = {}
         naives: list[NaiveRun] = []
         for n in range(1, args.rounds + 1):
             cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
@@ -328,9 +327,9 @@ async def main() -> int:
                     r.cpu_s = time.process_time() - cpu
                 finally:
                     await drop_keys(redis_url, prefix)
-                bares.append(b)
-                runs.append(r)
-                steps_run.append(step)
+                by_step.setdefault(step, ([], []))
+                by_step[step][0].append(b)
+                by_step[step][1].append(r)
                 print(
                     f"round {n}, step {step}: bare getmany {b.rate:>9,.0f} ev/s"
                     f"   ours {r.rate:>9,.0f} ev/s   ratio {r.rate / b.rate:.2f}"
@@ -346,11 +345,8 @@ async def main() -> int:
                 await drop_keys(redis_url, cfg.redis.key_prefix)
     finally:
         await delete_topics(bootstrap, names)
-    by_step: dict[int, tuple[list[Round], list[Round]]] = {}
-    for step, b_round, r_round in zip(steps_run, bares, runs, strict=True):
-        by_step.setdefault(step, ([], []))
-        by_step[step][0].append(b_round)
-        by_step[step][1].append(r_round)
+    bares = [b for b_rounds, _ in by_step.values() for b in b_rounds]
+    runs = [r for _, r_rounds in by_step.values() for r in r_rounds]
     for step, (b_rounds, r_rounds) in by_step.items():
         best_bare = max(b.rate for b in b_rounds)
         best_ours = max(r.rate for r in r_rounds)
