@@ -8,7 +8,6 @@ offset. The loop seeks back to what the store holds instead.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -27,9 +26,9 @@ from .harness import (
     end_offsets,
     expected_of,
     ingest_settings,
+    ingest_until_stored,
     make_events,
     produce,
-    wait_stored,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,14 +68,6 @@ async def test_a_failed_round_is_counted_again_not_skipped(
     store = MemoryStore(retention_s=7200)
     processor = FailsOnce()
     ingest = KafkaIngest(ingest_settings(kafka_bootstrap, topics), store, processor)
-    stop = asyncio.Event()
-    await ingest.start()
-    runner = asyncio.create_task(ingest.run(stop))
-    try:
-        await wait_stored(store, ends, timeout=120)
-    finally:
-        stop.set()
-        await runner
-        await ingest.stop()
+    await ingest_until_stored(ingest, store, ends)
     assert processor.failed
     await assert_exact(store, expected)  # type: ignore[arg-type]
