@@ -10,10 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from .config import ConfigError, load_config
+from .source_file import LogReadError
 
 log = logging.getLogger("stream_sentinel")
 
 EXIT_CONFIG = 2
+EXIT_INPUT = 1  # a log that cannot be read (missing, truncated, corrupt)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     rp.add_argument("--learn-from", metavar="LOG", nargs="+", help="learn baselines first")
     rp.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    rp.add_argument(
+        "--inline-gunzip",
+        action="store_true",
+        help="decompress .gz logs in this process, not in a gzip child process",
+    )
 
     pr = verbs.add_parser("produce", help="write recorded logs into the Kafka topics")
     pr.add_argument("logs", nargs="+", metavar="LOG")
@@ -100,5 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.verb]
     try:
         return asyncio.run(handler(args, cfg))
+    except LogReadError as exc:
+        print(f"error: cannot read {exc}", file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         return 130
