@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from .config import Config
 from .decode import parse_rfc3339
-from .source_file import read_lines
+from .source_file import read_lines, total_bytes
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,13 @@ async def produce_logs(
         log.error("--speed must be positive")
         return 2
     topics = {"request": cfg.kafka.request_topic, "response": cfg.kafka.response_topic}
+    # first: a missing log fails here, before connecting to Kafka
+    total_bytes(paths)
+    newest = last_ts(paths) if shift_to_now and speed is None and "-" not in paths else None
     producer = AIOKafkaProducer(
         bootstrap_servers=cfg.kafka.bootstrap_servers, linger_ms=10, acks="all"
     )
     await producer.start()
-    newest = last_ts(paths) if shift_to_now and speed is None and "-" not in paths else None
     pacer = _Pacer(speed, shift_to_now, newest)
     sent = unparsed = 0
     try:

@@ -237,3 +237,13 @@ def test_replay_of_an_unreadable_log_exits_1_naming_it(
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot read {path}: ")
     assert "Traceback" not in err
+
+
+def test_produce_of_a_missing_log_exits_1_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a closed port: reaching Kafka would fail differently, and slowly
+    monkeypatch.setenv("SENTINEL_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    missing = tmp_path / "nope.jsonl"
+    assert main(["produce", str(missing)]) == 1
+    assert capsys.readouterr().err == f"error: cannot read {missing}: No such file or directory\n"
