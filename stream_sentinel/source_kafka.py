@@ -2,8 +2,9 @@
 
 Exactly-once comes from the store, not from Kafka: each batch's increments
 and the partition's next offset are written in one fenced, atomic store call,
-and an assigned partition resumes from the offset in the store. Kafka commits
-are still made, after the store write, for lag tooling only.
+and an assigned partition resumes from the offset in the store
+(``kafka_partitions``). Kafka commits are still made, after the store write,
+for lag tooling only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from aiokafka.structs import OffsetAndMetadata
 
 from .events import EventType
 from .ingest import BatchProcessor, Processed
+from .kafka_partitions import Assigned, Partitions, part_of
 from .kafka_records import Fetched, use_lean_records
 from .store import Outcome, PartitionId, Store, StoreUnavailable
 
@@ -79,15 +80,6 @@ class KafkaSettings:
     backoff_max_s: float = 5.0
 
 
-@dataclass(slots=True)
-class _Assigned:
-    expected: int | None  # offset the store holds for us (None: nothing stored)
-    # where we sought to, then the next offset after each write: records below
-    # it (fetched before a seek) are never counted
-    position: int
-    rebuild_until: int | None = None  # end offset to reach before counts are whole
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, ingest: KafkaIngest) -> None:
         self._ingest = ingest
@@ -125,7 +117,14 @@ class KafkaIngest:
         self.clock = clock
         self._rng = rng or random.Random()
         self.lock = asyncio.Lock()
-        self.assigned: dict[TopicPartition, _Assigned] = {}
+        self.partitions = Partitions(
+            store,
+            rebuild_lookback_s=settings.rebuild_lookback_s,
+            clock=clock,
+            lag=self.observer.lag,
+        )
+        # the same dict: the listener and the health checks read it here
+        self.assigned: dict[TopicPartition, Assigned] = self.partitions.assigned
         self._types: dict[str, EventType] = {
             settings.request_topic: "request",
             settings.response_topic: "response",
@@ -134,9 +133,7 @@ class KafkaIngest:
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
         self.store_ok = True
-        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.lean = False  # whether the consumer hands out parsed records
-        self.last_progress = clock()
         self.started = False
 
     # -- lifecycle -----------------------------------------------------------
@@ -158,6 +155,7 @@ class KafkaIngest:
                 **self._consumer_options,
             },
         )
+        self.partitions.consumer = self.consumer
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
         )
@@ -203,15 +201,14 @@ class KafkaIngest:
                     next_commit = self.clock() + self.settings.commit_interval_s
                 if self.clock() >= next_check:
                     async with self.lock:
-                        await self._verify_offsets()
-                        await self._skip_markers()
+                        await self._check_offsets()
                     next_check = self.clock() + self.settings.offset_check_interval_s
-                self._report_lag()
+                self.partitions.report_lag()
             except asyncio.CancelledError:
                 raise
             except Exception:  # no exception escapes the loop; the next round retries
                 log.exception("ingest loop error; retrying")
-                self._fetch_again()
+                self.partitions.seek_to_stored()
                 await self._sleep(1.0, stop)
         await self.commit_pending()
 
@@ -235,58 +232,44 @@ class KafkaIngest:
             got = await self.consumer.getmany(timeout_ms=0, max_records=min(step, most - total))
         return fetched
 
-    def _fetch_again(self) -> None:
-        """Seek every partition back to what the store holds.
-
-        aiokafka's position has moved past whatever getmany returned; records
-        of a failed round that were not written would otherwise be skipped by
-        the next write (its fence only checks the stored offset).
-        """
-        for tp, state in self.assigned.items():
-            self.consumer.seek(tp, state.position)
-
-    # -- assignment ----------------------------------------------------------
+    # -- assignment and the store's offsets ---------------------------------
 
     async def resume(self, tps: list[TopicPartition]) -> None:
         """Seek each newly assigned partition to the offset the store holds."""
-        parts = [PartitionId(tp.topic, tp.partition) for tp in tps]
+        parts = [part_of(tp) for tp in tps]
         stored = await self._retry_store(lambda: self.store.load_offsets(parts), "load_offsets")
-        missing: list[TopicPartition] = []
-        for tp, part in zip(tps, parts, strict=True):
-            offset = stored.get(part) if stored is not None else None
-            if offset is None:
-                missing.append(tp)
-            else:
-                self.consumer.seek(tp, offset)
-                self.assigned[tp] = _Assigned(offset, offset)
-        if missing:
-            await self._rebuild(missing)
+        await self.partitions.resume(
+            {
+                tp: stored.get(part) if stored is not None else None
+                for tp, part in zip(tps, parts, strict=True)
+            }
+        )
 
-    async def _rebuild(self, tps: list[TopicPartition]) -> None:
-        """Count a partition again from (now - longest window - lateness).
+    async def _check_offsets(self) -> None:
+        """Between rounds: a store that lost our offsets, transaction markers."""
+        try:
+            await self.partitions.verify_offsets()
+            await self.partitions.skip_markers()
+        except StoreUnavailable as exc:
+            if self.store_ok:
+                log.warning("store unavailable while checking offsets (%s)", exc)
+            self.store_ok = False
+            return
+        self.store_ok = True
 
-        Used on a first start and when the store lost our offset (Redis came
-        back empty): Kafka is the source of truth, Redis only derived state.
-        """
-        since_ms = int((self.clock() - self.settings.rebuild_lookback_s) * 1000)
-        # the end offsets are read first: a partition with no record since
-        # `since_ms` starts at its end, and an end read after the time lookup
-        # would skip whatever producers appended between the two queries
-        ends = await self.consumer.end_offsets(tps)
-        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-        for tp in tps:
-            hit = found.get(tp)
-            start = hit.offset if hit is not None else ends[tp]
-            self.consumer.seek(tp, start)
-            until = ends[tp] if ends[tp] > start else None
-            self.assigned[tp] = _Assigned(None, start, until)
-            log.warning(
-                "rebuilding %s from offset %d (no stored offset), end %d", tp, start, ends[tp]
-            )
+    async def commit_pending(self) -> None:
+        await self.partitions.commit_pending()
 
     @property
     def rebuilding(self) -> bool:
-        return any(a.rebuild_until is not None for a in self.assigned.values())
+        return self.partitions.rebuilding
+
+    @property
+    def last_progress(self) -> float:
+        return self.partitions.last_progress
+
+    def total_lag(self) -> int:
+        return self.partitions.total_lag()
 
     # -- one batch -----------------------------------------------------------
 
@@ -315,7 +298,7 @@ class KafkaIngest:
         records = records.since(state.position)
         if not records:
             return
-        part = PartitionId(tp.topic, tp.partition)
+        part = part_of(tp)
         topic_type = self._types.get(tp.topic)
         now, next_offset = self.clock(), records.offsets[-1] + 1
         processed = self.processor.process_values(
@@ -343,16 +326,9 @@ class KafkaIngest:
         if result is None:
             return
         if result.outcome is Outcome.FENCED:
-            log.warning(
-                "%s fenced: store holds %s, expected %s", part, result.stored_offset, state.expected
-            )
-            if result.stored_offset is None:
-                await self._rebuild([tp])
-            else:
-                self.consumer.seek(tp, result.stored_offset)
-                state.expected = state.position = result.stored_offset
+            await self.partitions.fenced(tp, state, result.stored_offset)
             return
-        self._advanced(tp, part, state, processed.next_offset)
+        self.partitions.advanced(tp, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
 
     async def _publish_dead_letters(self, processed: Processed, stop: asyncio.Event) -> bool:
@@ -403,88 +379,6 @@ class KafkaIngest:
                 continue
             self.store_ok = True
             return value
-
-    async def _verify_offsets(self) -> None:
-        """Notice a store that lost our offsets even on partitions with no traffic."""
-        tps = [tp for tp, a in self.assigned.items() if a.expected is not None]
-        if not tps:
-            return
-        parts = [PartitionId(tp.topic, tp.partition) for tp in tps]
-        try:
-            stored = await self.store.load_offsets(parts)
-        except StoreUnavailable as exc:
-            if self.store_ok:
-                log.warning("store unavailable while checking offsets (%s)", exc)
-            self.store_ok = False
-            return
-        self.store_ok = True
-        lost = [tp for tp, p in zip(tps, parts, strict=True) if stored[p] is None]
-        if lost:
-            await self._rebuild(lost)
-
-    async def _skip_markers(self) -> None:
-        """Move the stored offset past records that carry no event.
-
-        A transactional producer's commit and abort markers take offsets of
-        their own; aiokafka's position moves past them and hands out nothing,
-        so no batch moves the stored offset there. A partition that ends with
-        a marker would show a lag of one for good: "consumer stalled" once
-        traffic pauses, and "rebuilding" for ever after a rebuild. Runs
-        between rounds, under the lock: every record below the position has
-        then been written, or the position was sought back to the store's.
-        """
-        for tp, state in list(self.assigned.items()):
-            try:
-                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
-            except (TimeoutError, KafkaError, AssertionError):
-                continue  # no valid position yet, or no longer assigned
-            if position <= state.position or self.assigned.get(tp) is not state:
-                continue
-            part = PartitionId(tp.topic, tp.partition)
-            try:
-                result = await self.store.apply(part, state.expected, position, {})
-            except StoreUnavailable:
-                self.store_ok = False
-                return
-            if result.outcome is Outcome.FENCED:
-                continue  # the next batch's write meets the fence and handles it
-            self._advanced(tp, part, state, position)
-
-    def _advanced(self, tp: TopicPartition, part: PartitionId, state: _Assigned, to: int) -> None:
-        """The store holds ``to`` for ``tp``: our bookkeeping follows."""
-        state.expected = state.position = to
-        self._uncommitted[tp] = OffsetAndMetadata(to, "")
-        if state.rebuild_until is not None and to >= state.rebuild_until:
-            state.rebuild_until = None
-            log.info("%s rebuilt up to offset %d", part, to)
-        self.last_progress = self.clock()
-
-    async def commit_pending(self) -> None:
-        """Commit the offsets written to the store since the last commit, if any."""
-        offsets = {tp: om for tp, om in self._uncommitted.items() if tp in self.assigned}
-        self._uncommitted.clear()
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:  # lag tooling only; the store holds the truth
-            log.info("kafka commit skipped: %s", type(exc).__name__)
-
-    def _report_lag(self) -> None:
-        for tp, state in self.assigned.items():
-            high = self.consumer.highwater(tp)
-            if high is not None and state.expected is not None:
-                self.observer.lag(
-                    PartitionId(tp.topic, tp.partition), max(0, high - state.expected)
-                )
-
-    def total_lag(self) -> int:
-        total = 0
-        for tp, state in self.assigned.items():
-            high = self.consumer.highwater(tp)
-            if high is not None:
-                total += max(0, high - (state.expected or 0))
-        return total
 
     def _jitter(self, delay: float) -> float:
         return delay / 2 + self._rng.random() * delay / 2

@@ -3,7 +3,7 @@
 The topics are written by a transactional producer: every commit leaves a
 control marker at an offset of its own, so the records' offsets have gaps,
 which ``Fetched`` keeps as an explicit list, and each partition ends with a
-marker, which the stored offset must pass (``KafkaIngest._skip_markers``).
+marker, which the stored offset must pass (``kafka_partitions.Partitions.skip_markers``).
 """
 
 from __future__ import annotations
