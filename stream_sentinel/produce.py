@@ -19,8 +19,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from .config import Config
-from .decode import parse_rfc3339
 from .source_file import read_lines, total_bytes
+from .timestamps import parse_rfc3339
 
 log = logging.getLogger(__name__)
 

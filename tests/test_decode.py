@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_sentinel.decode import MAX_TOKENS, Decoder, parse_rfc3339
+from stream_sentinel.decode import MAX_TOKENS, Decoder
 from stream_sentinel.events import Event, EventType, Rejection, RequestEvent, ResponseEvent
+from stream_sentinel.timestamps import parse_rfc3339
 
 NOW = 1_793_610_000.0  # 2026-11-02T09:00:00Z
 REQ: dict[str, Any] = {
