@@ -9,12 +9,12 @@ Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
     each one: the floor any Python replay of this file pays;
 (b) ``stream_sentinel.replay.replay`` with the embedded ``MemoryStore``, built
     as ``stream-sentinel replay`` builds it, without timeline or report;
-    ``.gz`` decompressed by a ``gzip`` child process, as the verb does;
+    ``.gz`` decompressed by a child process, as the verb does;
 (c) the same with ``--inline-gunzip``: decompressed in the replaying thread,
     as the bare loop does (what the child process buys).
 
 Prints events/s (wall clock and CPU) for each round, the best of each and
-their ratio, and the median of the rounds' ratios. CPU counts the gzip child
+their ratio, and the median of the rounds' ratios. CPU counts the child
 too: a replay that uses a second core shows it there. The machine may be
 shared: the best round is the least disturbed one, and CPU seconds show how
 much of a round was spent waiting for a core.
@@ -105,7 +105,7 @@ class Timing:
 
 
 def cpu_s() -> float:
-    """CPU seconds of this process and of its finished children (the gzip child)."""
+    """CPU seconds of this process and of its finished children (the gunzip child)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -207,7 +207,7 @@ def main() -> int:
     for name, timings in runs.items():
         if {t.events for t in timings} != {t.events for t in bares}:
             raise SystemExit(f"{name} and the bare loop saw different numbers of events")
-        label = "replay (gzip child)" if name == "replay" else "replay --inline-gunzip"
+        label = "replay (child gunzip)" if name == "replay" else "replay --inline-gunzip"
         best = max(timings, key=lambda t: t.rate)
         # each round runs the loops back to back: the median of the rounds'
         # ratios is steadier than best/best when one loop's speed swings more

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--inline-gunzip",
         action="store_true",
-        help="decompress .gz logs in this process, not in a gzip child process",
+        help="decompress .gz logs in this process, not in a child process",
     )
 
     pr = verbs.add_parser("produce", help="write recorded logs into the Kafka topics")

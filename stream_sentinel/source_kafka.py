@@ -123,8 +123,6 @@ class KafkaIngest:
             clock=clock,
             lag=self.observer.lag,
         )
-        # the same dict: the listener and the health checks read it here
-        self.assigned: dict[TopicPartition, Assigned] = self.partitions.assigned
         self._types: dict[str, EventType] = {
             settings.request_topic: "request",
             settings.response_topic: "response",
@@ -259,6 +257,10 @@ class KafkaIngest:
 
     async def commit_pending(self) -> None:
         await self.partitions.commit_pending()
+
+    @property
+    def assigned(self) -> dict[TopicPartition, Assigned]:
+        return self.partitions.assigned
 
     @property
     def rebuilding(self) -> bool:

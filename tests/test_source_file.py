@@ -97,7 +97,7 @@ def test_memory_is_bounded_by_the_block_not_the_file(
 
 
 class Spawned:
-    """Records the gzip children ``read_lines`` starts."""
+    """Records the child processes ``read_lines`` starts."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.children: list[subprocess.Popen[bytes]] = []
