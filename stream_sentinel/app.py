@@ -117,14 +117,13 @@ class Service:
 
     def health(self) -> str | None:
         """Why the pipeline cannot be trusted right now, or None."""
-        if not self.ingest.store_ok:
-            return "store unreachable"
-        if self.ingest.rebuilding:
-            return "rebuilding"
         stalled_for = time.time() - self.ingest.last_progress
-        if self.ingest.total_lag() > 0 and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5:
-            return "consumer stalled"
-        return None
+        return stale_reason(
+            store_ok=self.ingest.store_ok,
+            rebuilding=self.ingest.rebuilding,
+            stalled=self.ingest.total_lag() > 0
+            and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5,
+        )
 
     async def ready_checks(self) -> dict[str, bool]:
         checks = {"kafka": False, "redis": False, "partitions_assigned": False}
@@ -281,6 +280,20 @@ class Service:
                         f"(redis.url = {_redacted_url(self.cfg)})"
                     ) from None
                 await asyncio.sleep(0.5)
+
+
+def stale_reason(*, store_ok: bool, rebuilding: bool, stalled: bool) -> str | None:
+    """Every reason that holds, rebuilding first: a Redis restarted empty is
+    both unreachable for a while and rebuilt, and the rebuild is what lasts
+    and what the operator must see (it may end while the store still flaps)."""
+    reasons = [
+        reason
+        for reason, holds in (("rebuilding", rebuilding), ("store unreachable", not store_ok))
+        if holds
+    ]
+    if not reasons and stalled:  # a stall follows from either of the others
+        reasons.append("consumer stalled")
+    return ", ".join(reasons) or None
 
 
 def _redacted_url(cfg: Config) -> str:
