@@ -42,8 +42,8 @@ from stream_sentinel.bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_
 from stream_sentinel.config import load_config
 from stream_sentinel.evaluate import Evaluator, StaticBaselines
 from stream_sentinel.model import NANO, WindowCounts
-from stream_sentinel.store import PartitionId, top_k
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import PartitionId, top_k
+from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.wiring import build_rules, build_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

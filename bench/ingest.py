@@ -5,7 +5,7 @@
 
 Needs the real broker and Redis (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL). Creates
 a private request/response topic pair (P partitions each), fills it with N
-contract events from ``stream_sentinel.simulate`` (keyed by user_id, event
+contract events from ``stream_sentinel.sim.simulate`` (keyed by user_id, event
 times in the last 30 minutes so the live range check takes them all), then
 times, alternating for R rounds, each from the beginning with a fresh
 consumer group:
@@ -55,9 +55,9 @@ from redis import asyncio as aioredis
 
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.ingest import Processed
-from stream_sentinel.simulate import simulate
-from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
-from stream_sentinel.store import PartitionId, Store
+from stream_sentinel.kafka.source import KafkaIngest, KafkaSettings
+from stream_sentinel.sim.simulate import simulate
+from stream_sentinel.store.base import PartitionId, Store
 from stream_sentinel.wiring import build_kafka_settings, build_processor, build_store
 
 SEED = 1
@@ -281,7 +281,7 @@ async def main() -> int:
     # a fresh store rebuilds every partition from the start: that is the point
     # here, so the consumer's "rebuilding" warnings are noise
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("stream_sentinel.source_kafka").setLevel(logging.ERROR)
+    logging.getLogger("stream_sentinel.kafka.source").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)

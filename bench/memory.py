@@ -46,9 +46,9 @@ from stream_sentinel.evaluate import Evaluator
 from stream_sentinel.ingest import DeadLetter
 from stream_sentinel.model import Tick
 from stream_sentinel.replay import replay
-from stream_sentinel.store import ApplyResult, PartitionId
-from stream_sentinel.store_memory import MemoryStore
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import ApplyResult, PartitionId
+from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.wiring import EXPIRY_MARGIN_S, build_rules, retention_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -3,7 +3,7 @@
     .venv/bin/python bench/replay.py [--events N] [--rounds R] [--config FILE]
 
 Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
-``stream_sentinel.simulate``, then times, alternating for R rounds:
+``stream_sentinel.sim.simulate``, then times, alternating for R rounds:
 
 (a) a bare loop that only gunzips the file, splits lines and ``orjson.loads``
     each one: the floor any Python replay of this file pays;
@@ -43,8 +43,8 @@ from stream_sentinel.evaluate import Evaluator
 from stream_sentinel.ingest import DeadLetter
 from stream_sentinel.model import Tick
 from stream_sentinel.replay import ReplaySummary, replay
-from stream_sentinel.simulate import default_suite, simulate, write_log
-from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.sim.simulate import default_suite, simulate, write_log
+from stream_sentinel.store.memory import MemoryStore
 from stream_sentinel.wiring import build_rules, retention_s
 
 START = 1_793_404_800.0  # a Monday 00:00 UTC, as the simulate verb's default

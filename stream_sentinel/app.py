@@ -23,13 +23,13 @@ from .evaluate import Evaluator
 from .heartbeat import HeartbeatSender, HeartbeatTarget
 from .httpserver import build_http_app, start_http
 from .ingest import Processed
-from .leader import Lease, LocalLease, RedisLease
+from .kafka.source import KafkaIngest
 from .metrics import Metrics
 from .model import Tick
-from .redis_client import connect
 from .rules import heartbeat_message
-from .source_kafka import KafkaIngest
-from .store import PartitionId, Store, StoreUnavailable
+from .store.base import PartitionId, Store, StoreUnavailable
+from .store.lease import Lease, LocalLease, RedisLease
+from .store.redis_client import connect
 from .ticker import TickLoop
 from .wiring import build_kafka_settings, build_processor, build_rules, build_store
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Literal
 
-from .history import Point, TickRecord
 from .model import SignalName
+from .store.history import Point, TickRecord
 
 Seasonality = Literal["none", "hour_of_day"]
 HOUR_S = 3600

@@ -40,10 +40,10 @@ from .baseline_math import (
 )
 from .config import Config
 from .evaluate import BaselineProvider, StaticBaselines
-from .history import History, MemoryHistory, Point, RedisHistory, TickRecord
 from .model import BaselineSource, SignalName, Tick
 from .rules import Baseline
-from .store import Store, StoreUnavailable
+from .store.base import Store, StoreUnavailable
+from .store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def build_baselines(
         return StaticBaselines(cfg.static_baselines())
     keep_s = cfg.learning.history_days * DAY_S
     if history is None:
-        from .store_redis import RedisStore
+        from .store.redis import RedisStore
 
         if isinstance(store, RedisStore):
             history = RedisHistory(store.client, prefix=store.prefix, keep_s=keep_s)

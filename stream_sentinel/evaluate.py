@@ -13,7 +13,7 @@ from typing import Protocol
 from .bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
 from .model import SignalName, Tick
 from .rules import Baseline, Hysteresis, RulesConfig, evaluate_tick
-from .store import Store
+from .store.base import Store
 
 
 class BaselineProvider(Protocol):

@@ -20,7 +20,7 @@ from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
 from .decode_rows import RequestRow, ResponseRow, RowDecoder
 from .events import Event, EventType, Rejection, RequestEvent
-from .store import PartitionId
+from .store.base import PartitionId
 
 # outcome keys of counted events
 _COUNTED_REQUEST = ("request", "")

@@ -20,7 +20,7 @@ from operator import add, attrgetter, ge, le, sub
 
 from .decode_rows import RequestRow, ResponseRow
 from .ingest import BatchProcessor, Processed
-from .store import PartitionId
+from .store.base import PartitionId
 
 _TS = attrgetter("ts")
 

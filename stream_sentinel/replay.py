@@ -19,7 +19,7 @@ from .ingest import DeadLetter, Processed
 from .ingest_log import LogChunk, feed_chunk
 from .model import Status, Tick
 from .source_file import read_lines
-from .store import PartitionId, Store
+from .store.base import PartitionId, Store
 from .wiring import build_processor
 
 REPLAY_PART = PartitionId("replay", 0)

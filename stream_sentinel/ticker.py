@@ -24,10 +24,10 @@ import orjson
 
 from .bucketing import tick_floor
 from .evaluate import Evaluator
-from .leader import Lease
 from .model import Tick
 from .rules import Hysteresis
-from .store import StoreUnavailable
+from .store.base import StoreUnavailable
+from .store.lease import Lease
 
 log = logging.getLogger(__name__)
 

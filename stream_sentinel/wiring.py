@@ -13,12 +13,12 @@ from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .decode import Decoder
 from .ingest import BatchProcessor
+from .kafka.source import KafkaSettings
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule
-from .source_kafka import KafkaSettings
-from .store import Store
-from .store_memory import MemoryStore
-from .store_redis import RedisStore
+from .store.base import Store
+from .store.memory import MemoryStore
+from .store.redis import RedisStore
 
 # margin on top of window + lateness before a bucket may expire: covers a
 # tick evaluated a little late and clock skew between replicas

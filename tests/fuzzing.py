@@ -19,7 +19,7 @@ import orjson
 
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
-from stream_sentinel.store import PartitionId
+from stream_sentinel.store.base import PartitionId
 
 # Every reason a dead letter can carry: the decoder's bounded set (decode.py's
 # docstring, <field> spelled out) plus the tombstone's "empty".

@@ -27,7 +27,6 @@ from stream_sentinel.baseline_math import (
 from stream_sentinel.baselines import FixedBaselines, LearnedBaselines, build_baselines
 from stream_sentinel.config import Config
 from stream_sentinel.evaluate import StaticBaselines
-from stream_sentinel.history import MemoryHistory, Point, TickRecord
 from stream_sentinel.model import (
     SIGNALS,
     BaselineSource,
@@ -38,8 +37,9 @@ from stream_sentinel.model import (
     WindowCounts,
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
-from stream_sentinel.store import StoreUnavailable
-from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.store.base import StoreUnavailable
+from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
+from stream_sentinel.store.memory import MemoryStore
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
 assert T0 % DAY_S == 0

@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from stream_sentinel.bucketing import LONGEST_WINDOW_S
-from stream_sentinel.cli import _parser, main
+from stream_sentinel.cli.main import _parser, main
+from stream_sentinel.cli.simulate import parse_attack
 from stream_sentinel.config import load_config
-from stream_sentinel.score import parse_at
-from stream_sentinel.simulate import EXPECTED_SIGNALS
-from stream_sentinel.simulate_cmd import parse_attack
+from stream_sentinel.sim.score import parse_at
+from stream_sentinel.sim.simulate import EXPECTED_SIGNALS
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "stream-sentinel"

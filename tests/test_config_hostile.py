@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from stream_sentinel.config import ConfigError, load_config
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.wiring import build_store
 
 HB = '[[heartbeat]]\nurl = "{url}"\ntokens = {{ composite = "{token}" }}\n'

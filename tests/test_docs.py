@@ -18,7 +18,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
-from stream_sentinel.cli import _parser, main
+from stream_sentinel.cli.main import _parser, main
 from stream_sentinel.config import load_config
 from stream_sentinel.decode import Decoder, Rejection
 from stream_sentinel.heartbeat_kinds import HeartbeatTarget, build_request

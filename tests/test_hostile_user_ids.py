@@ -23,10 +23,10 @@ from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.ingest import BatchProcessor
 from stream_sentinel.metrics import Metrics
 from stream_sentinel.model import SignalReading, Tick
-from stream_sentinel.redis_client import connect
 from stream_sentinel.rules import heartbeat_message
-from stream_sentinel.store import PartitionId
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import PartitionId
+from stream_sentinel.store.redis import RedisStore
+from stream_sentinel.store.redis_client import connect
 
 NOW = 1_790_000_100.0
 HOSTILE = [

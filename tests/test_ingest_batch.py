@@ -21,7 +21,7 @@ from stream_sentinel.bucketing import bucket_of
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType, RequestEvent, ResponseEvent
 from stream_sentinel.ingest import BatchProcessor, Processed
-from stream_sentinel.store import PartitionId
+from stream_sentinel.store.base import PartitionId
 
 T0 = 1_790_000_000.0
 PART = PartitionId("t", 3)

@@ -26,16 +26,16 @@ from redis import asyncio as aioredis
 from stream_sentinel.aggregate import Delta
 from stream_sentinel.baseline_math import DAY_S, HOUR_S, BaselineTable
 from stream_sentinel.baselines import LearnedBaselines, build_baselines
-from stream_sentinel.baselines_cmd import full_windows, render_toml
-from stream_sentinel.cli import main
+from stream_sentinel.cli.baseline import full_windows, render_toml
+from stream_sentinel.cli.main import main
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.evaluate import Evaluator
-from stream_sentinel.history import History, MemoryHistory, Point, RedisHistory, TickRecord
 from stream_sentinel.model import NANO, SignalName, Tick, WindowCounts
-from stream_sentinel.simulate import Scenario, simulate, write_log
-from stream_sentinel.simulate_traffic import diurnal_factor
-from stream_sentinel.store import ApplyResult, PartitionId
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.sim.simulate import Scenario, simulate, write_log
+from stream_sentinel.sim.traffic import diurnal_factor
+from stream_sentinel.store.base import ApplyResult, PartitionId
+from stream_sentinel.store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
+from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.wiring import build_rules
 
 T0 = 1_790_035_200  # midnight UTC

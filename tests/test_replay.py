@@ -156,7 +156,7 @@ def test_stdin_and_plain_jsonl_give_the_same_timeline(tmp_path: Path) -> None:
 def test_memory_and_redis_stores_give_identical_timelines(
     tmp_path: Path, any_redis_url: str
 ) -> None:
-    from stream_sentinel.simulate import Scenario, simulate, write_log
+    from stream_sentinel.sim.simulate import Scenario, simulate, write_log
 
     start = float(T0)
     events, _ = simulate(
@@ -187,7 +187,7 @@ async def test_dead_letters_leave_with_their_block_not_at_the_next_tick() -> Non
     from stream_sentinel.config import load_config
     from stream_sentinel.evaluate import Evaluator
     from stream_sentinel.replay import _Run
-    from stream_sentinel.store_memory import MemoryStore
+    from stream_sentinel.store.memory import MemoryStore
     from stream_sentinel.wiring import build_rules, retention_s
 
     cfg = load_config(None, {"SENTINEL_BASELINES_BLOCKED_PCT": "0.1"})

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_sentinel import source_file
-from stream_sentinel.cli import main
+from stream_sentinel.cli.main import main
 from stream_sentinel.source_file import LogReadError, read_lines, total_bytes
 
 

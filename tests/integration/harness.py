@@ -23,10 +23,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from stream_sentinel.kafka.source import KafkaIngest, KafkaSettings
 from stream_sentinel.model import NANO, WindowCounts
-from stream_sentinel.source_kafka import KafkaIngest, KafkaSettings
-from stream_sentinel.store import PartitionId, Store
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import PartitionId, Store
+from stream_sentinel.store.redis import RedisStore
 
 WIDTH = 60
 

@@ -16,8 +16,8 @@ import aiohttp
 import orjson
 import pytest
 
-from stream_sentinel.redis_client import connect
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.redis import RedisStore
+from stream_sentinel.store.redis_client import connect
 
 from .harness import (
     WIDTH,

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.app import EXIT_UNAVAILABLE
-from stream_sentinel.cli import EXIT_CONFIG
+from stream_sentinel.cli.main import EXIT_CONFIG
 from stream_sentinel.heartbeat import COMPOSITE, TOKEN_KEYS
 from stream_sentinel.metrics import STATUS_CODES
 

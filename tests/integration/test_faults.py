@@ -34,8 +34,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.heartbeat import COMPOSITE
-from stream_sentinel.store import PartitionId
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import PartitionId
+from stream_sentinel.store.redis import RedisStore
 
 from .fakes import Ping, PingLog, WebhookFake
 from .harness import (

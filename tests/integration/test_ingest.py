@@ -20,7 +20,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.redis import RedisStore
 
 from .harness import (
     Expected,
@@ -136,7 +136,7 @@ async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
 
 
 async def _wait_some_progress(store: RedisStore, topics: dict[str, str], minimum: int) -> None:
-    from stream_sentinel.store import PartitionId
+    from stream_sentinel.store.base import PartitionId
 
     parts = [PartitionId(topics[t], p) for t in ("request", "response") for p in range(4)]
     deadline = asyncio.get_running_loop().time() + 60

@@ -17,8 +17,8 @@ from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
-from stream_sentinel.source_kafka import KafkaIngest
-from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.kafka.source import KafkaIngest
+from stream_sentinel.store.memory import MemoryStore
 
 from .harness import (
     WIDTH,

@@ -3,7 +3,7 @@
 The topics are written by a transactional producer: every commit leaves a
 control marker at an offset of its own, so the records' offsets have gaps,
 which ``Fetched`` keeps as an explicit list, and each partition ends with a
-marker, which the stored offset must pass (``kafka_partitions.Partitions.skip_markers``).
+marker, which the stored offset must pass (``kafka.partitions.Partitions.skip_markers``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.ingest import BatchProcessor
-from stream_sentinel.source_kafka import KafkaIngest
-from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.kafka.source import KafkaIngest
+from stream_sentinel.store.memory import MemoryStore
 
 from .harness import (
     WIDTH,

@@ -21,8 +21,8 @@ from aiokafka import TopicPartition
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.ingest import BatchProcessor
-from stream_sentinel.source_kafka import KafkaIngest
-from stream_sentinel.store_memory import MemoryStore
+from stream_sentinel.kafka.source import KafkaIngest
+from stream_sentinel.store.memory import MemoryStore
 
 from .harness import (
     WIDTH,

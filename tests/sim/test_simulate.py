@@ -17,21 +17,21 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import Rejection, ResponseEvent
-from stream_sentinel.simulate import (
+from stream_sentinel.sim.simulate import (
     EXPECTED_SIGNALS,
     Scenario,
     default_suite,
     simulate,
     write_log,
 )
-from stream_sentinel.simulate_traffic import (
+from stream_sentinel.sim.traffic import (
     MODELS,
     ODD_USER_IDS,
     diurnal_factor,
     normal_users,
     price_table,
 )
-from stream_sentinel.truth import AttackWindow, read_truth, write_truth
+from stream_sentinel.sim.truth import AttackWindow, read_truth, write_truth
 
 DAY0 = 1_793_059_200.0  # 2026-10-27T00:00:00Z
 PEAK = DAY0 + 14.5 * 3600  # the hour around the daily peak (15:00 UTC)
@@ -171,7 +171,7 @@ def test_events_follow_contract_v1_and_order() -> None:
 
 
 def test_events_pass_the_published_schemas_and_the_decoder() -> None:
-    schema_dir = Path(__file__).resolve().parent.parent / "schemas"
+    schema_dir = Path(__file__).resolve().parents[2] / "schemas"
     validators = {
         kind: Draft202012Validator(
             orjson.loads((schema_dir / f"llm_{kind}.v1.json").read_bytes()),

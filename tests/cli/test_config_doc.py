@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from stream_sentinel.cli.config_doc import INDEX, Entry, entries, render
 from stream_sentinel.config import Config, load_config
-from stream_sentinel.config_doc import INDEX, Entry, entries, render
 from stream_sentinel.config_env import apply_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/config.md"
 # Placeholder -> (as in a variable name, as in the dotted key)
 PLACEHOLDERS = {"<SIGNAL>": ("BLOCKED_PCT", "blocked_pct"), "<MODEL>": ("GPT", "gpt")}
@@ -19,7 +19,7 @@ SAMPLE_VALUES = {"<MODEL>": "{ prompt_per_1k = 0.1, completion_per_1k = 0.2 }"}
 
 def test_the_reference_is_up_to_date() -> None:
     assert DOC.read_text(encoding="utf-8") == render(), (
-        "docs/config.md is out of date: python -m stream_sentinel.config_doc > docs/config.md"
+        "docs/config.md is out of date: python -m stream_sentinel.cli.config_doc > docs/config.md"
     )
 
 
@@ -116,7 +116,7 @@ def test_the_generator_is_runnable_as_documented() -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "stream_sentinel.config_doc"],
+        [sys.executable, "-m", "stream_sentinel.cli.config_doc"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,6 +1,6 @@
 """Tick history for learned baselines: one record per evaluated tick, kept for days.
 
-Two implementations pass one contract (tests/test_history.py): ``MemoryHistory``
+Two implementations pass one contract (tests/store/test_history.py): ``MemoryHistory``
 (replay and the embedded store; lives as long as the process) and
 ``RedisHistory`` (the service; survives restarts and is shared by replicas).
 
@@ -30,9 +30,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from .model import SIGNALS, SignalName, State
+from ..model import SIGNALS, SignalName, State
+from .base import StoreUnavailable
 from .redis_client import REDIS_ERRORS, RedisClient
-from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

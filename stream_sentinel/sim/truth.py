@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import orjson
 
-from .bucketing import BLOCKED_WINDOW_S, SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
-from .model import SIGNALS, SignalName, format_at
+from ..bucketing import BLOCKED_WINDOW_S, SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
+from ..model import SIGNALS, SignalName, format_at
 
 ExpectedStatus = Literal["warning", "critical"]
 

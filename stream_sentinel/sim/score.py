@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .model import format_at
+from ..model import format_at
 from .truth import AttackWindow
 
 SEVERITY: Mapping[str, int] = {"warning": 1, "critical": 2}

@@ -9,8 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .config import ConfigError, load_config
-from .source_file import LogReadError
+from ..config import ConfigError, load_config
+from ..source_file import LogReadError
 
 log = logging.getLogger("stream_sentinel")
 

@@ -17,8 +17,8 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from .model import SignalName
-from .simulate_traffic import (
+from ..model import SignalName
+from .traffic import (
     EXPENSIVE_MODEL,
     PEAK_FACTOR,
     TrafficSpec,

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_sentinel.model import SIGNALS, format_at
-from stream_sentinel.score import format_table, parse_at, read_timeline, score
-from stream_sentinel.truth import AttackWindow
+from stream_sentinel.sim.score import format_table, parse_at, read_timeline, score
+from stream_sentinel.sim.truth import AttackWindow
 
 T0 = 1_793_095_200  # 2026-10-27T10:00:00Z
 

@@ -14,16 +14,16 @@ from typing import IO, Any
 
 import orjson
 
-from .config import Config
-from .evaluate import BaselineProvider, Evaluator
-from .ingest import DeadLetter
-from .model import Tick
-from .redis_client import check_url
-from .replay import ReplaySummary, replay
-from .source_file import total_bytes
-from .store import Store
-from .store_memory import MemoryStore
-from .wiring import build_rules, build_store, retention_s
+from ..config import Config
+from ..evaluate import BaselineProvider, Evaluator
+from ..ingest import DeadLetter
+from ..model import Tick
+from ..replay import ReplaySummary, replay
+from ..source_file import total_bytes
+from ..store.base import Store
+from ..store.memory import MemoryStore
+from ..store.redis_client import check_url
+from ..wiring import build_rules, build_store, retention_s
 
 log = logging.getLogger("stream_sentinel")
 
@@ -74,10 +74,10 @@ def format_summary(s: ReplaySummary) -> str:
 
 async def _baselines(cfg: Config, store: Store, learn_from: list[str] | None) -> BaselineProvider:
     if learn_from:
-        from .baselines_cmd import learned_provider
+        from .baseline import learned_provider
 
         return await learned_provider(learn_from, cfg)
-    from .baselines import build_baselines
+    from ..baselines import build_baselines
 
     return build_baselines(cfg, store)
 
@@ -136,7 +136,7 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
             await store.close()
     print(format_summary(summary))
     if args.report:
-        from .report import render_report
+        from ..report import render_report
 
         html = render_report(
             ticks,
@@ -152,7 +152,7 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _drop_replay_keys(store: Store) -> None:
     """A backtest's counters are scratch: leave nothing behind in a shared Redis."""
-    from .store_redis import RedisStore
+    from ..store.redis import RedisStore
 
     if not isinstance(store, RedisStore):
         return
@@ -177,8 +177,8 @@ def _open_text(path: str) -> IO[str]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .score import format_table, read_timeline, score
-    from .truth import read_truth
+    from ..sim.score import format_table, read_timeline, score
+    from ..sim.truth import read_truth
 
     report = score(read_truth(args.truth), read_timeline(args.timeline))
     if args.json:
@@ -189,7 +189,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from .app import run_service
+    from ..app import run_service
 
     return await run_service(cfg)
 
@@ -201,12 +201,12 @@ async def cmd_produce(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
-    from .simulate_cmd import simulate_command
+    from .simulate import simulate_command
 
     return await simulate_command(args, cfg)
 
 
 async def cmd_baseline(args: argparse.Namespace, cfg: Config) -> int:
-    from .baselines_cmd import baseline_command
+    from .baseline import baseline_command
 
     return await baseline_command(args, cfg)

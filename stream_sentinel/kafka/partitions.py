@@ -5,7 +5,7 @@ that is the truth. This module keeps the consumer in line with it: seeks to
 the stored offset on assignment, rebuilds a partition the store lost (Kafka
 is the source of truth, the store only derived state), moves the stored
 offset past transaction markers, and commits to Kafka for lag tooling only.
-``source_kafka.KafkaIngest`` owns the loop and the store writes of batches.
+``kafka.source.KafkaIngest`` owns the loop and the store writes of batches.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from .store import Outcome, PartitionId, Store
+from ..store.base import Outcome, PartitionId, Store
 
 log = logging.getLogger(__name__)
 

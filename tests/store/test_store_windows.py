@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from stream_sentinel.aggregate import BucketDelta
 from stream_sentinel.model import WindowCounts
-from stream_sentinel.redis_client import RedisClient, connect
-from stream_sentinel.store import PartitionId, Store, top_k
-from stream_sentinel.store_memory import MemoryStore
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import PartitionId, Store, top_k
+from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.store.redis import RedisStore
+from stream_sentinel.store.redis_client import RedisClient, connect
 
 T0 = 1_780_000_200  # a multiple of 300
 WIDTH = 60

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from stream_sentinel.leader import LocalLease, RedisLease
-from stream_sentinel.redis_client import connect
-from stream_sentinel.store import StoreUnavailable
+from stream_sentinel.store.base import StoreUnavailable
+from stream_sentinel.store.lease import LocalLease, RedisLease
+from stream_sentinel.store.redis_client import connect
 
 pytestmark = pytest.mark.integration
 

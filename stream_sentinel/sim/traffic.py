@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import ModelPrice
+from ..aggregate import ModelPrice
 
 Event = dict[str, Any]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
+from .base import StoreUnavailable
 from .redis_client import REDIS_ERRORS, RedisClient
-from .store import StoreUnavailable
 
 # KEYS: holder, epoch. ARGV: me, ttl ms. Returns the epoch when we hold the lease, else 0.
 _ACQUIRE_LUA = """

@@ -1,6 +1,6 @@
 """The store seam: what the consumer writes and the evaluator reads.
 
-Two implementations pass the same contract tests (tests/test_store_contract.py):
+Two implementations pass the same contract tests (tests/store/test_store_contract.py):
 ``MemoryStore`` (the embedded default, single process) and ``RedisStore``.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from .aggregate import Delta
-from .model import WindowCounts
+from ..aggregate import Delta
+from ..model import WindowCounts
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .aggregate import BucketDelta, Delta
-from .model import WindowCounts
-from .store import ApplyResult, Outcome, PartitionId, top_k
+from ..aggregate import BucketDelta, Delta
+from ..model import WindowCounts
+from .base import ApplyResult, Outcome, PartitionId, top_k
 
 
 class MemoryStore:

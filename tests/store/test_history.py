@@ -14,10 +14,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from stream_sentinel.history import History, MemoryHistory, Point, RedisHistory, TickRecord
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.redis_client import connect
-from stream_sentinel.store import StoreUnavailable
+from stream_sentinel.store.base import StoreUnavailable
+from stream_sentinel.store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
+from stream_sentinel.store.redis_client import connect
 
 T0 = 1_790_000_040  # a whole minute
 KEEP_S = 3600

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_sentinel.kafka_records import Fetched, use_lean_records
+from stream_sentinel.kafka.records import Fetched, use_lean_records
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Exactly-once comes from the store, not from Kafka: each batch's increments
 and the partition's next offset are written in one fenced, atomic store call,
 and an assigned partition resumes from the offset in the store
-(``kafka_partitions``). Kafka commits are still made, after the store write,
+(``kafka/partitions``). Kafka commits are still made, after the store write,
 for lag tooling only.
 """
 
@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from .events import EventType
-from .ingest import BatchProcessor, Processed
-from .kafka_partitions import Assigned, Partitions, part_of
-from .kafka_records import Fetched, use_lean_records
-from .store import Outcome, PartitionId, Store, StoreUnavailable
+from ..events import EventType
+from ..ingest import BatchProcessor, Processed
+from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
+from .partitions import Assigned, Partitions, part_of
+from .records import Fetched, use_lean_records
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class KafkaSettings:
     # records per store write (per round of writes, across partitions)
     max_records: int = 20_000
     # records per getmany: taken from aiokafka in small steps, so its record
-    # objects die young (see kafka_records.Fetched)
+    # objects die young (see kafka.records.Fetched)
     fetch_records: int = 1_000
-    # aiokafka's parsed records without a ConsumerRecord each (kafka_records)
+    # aiokafka's parsed records without a ConsumerRecord each (kafka.records)
     lean_records: bool = True
     # aiokafka's default (1 MiB) caps a partition's fetch at ~4,000 contract
     # events, so a getmany rarely held more than that per partition: 4 MiB

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from stream_sentinel.aggregate import BatchAggregator, BucketDelta, Delta
 from stream_sentinel.events import RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
-from stream_sentinel.redis_client import RedisClient, connect
-from stream_sentinel.store import Outcome, PartitionId, Store
-from stream_sentinel.store_memory import MemoryStore
-from stream_sentinel.store_redis import RedisStore
+from stream_sentinel.store.base import Outcome, PartitionId, Store
+from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.store.redis import RedisStore
+from stream_sentinel.store.redis_client import RedisClient, connect
 
 T0 = 1_780_000_200  # a multiple of 300
 WIDTH = 60
@@ -195,7 +195,7 @@ async def test_stores_agree_with_a_direct_count(
                     expected_users[user] += 1 if dt < 300 else 0
                     expected += WindowCounts(requests=1, blocked=int(flag))
                     # keyed by user id, as top users are exact for (a user
-                    # in two partitions: tests/test_store_windows.py)
+                    # in two partitions: tests/store/test_store_windows.py)
                     part = PartitionId("r", sum(user.encode()) % 3)
                 else:
                     ev = resp(ts, user, safe=flag, cost=cost)
@@ -236,7 +236,7 @@ async def test_memory_store_stays_bounded() -> None:
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1/0"])
 async def test_redis_unreachable_raises_store_unavailable(url: str) -> None:
-    from stream_sentinel.store import StoreUnavailable
+    from stream_sentinel.store.base import StoreUnavailable
 
     s = RedisStore.from_url(url, prefix="x", bucket_width=60, counter_ttl_s=10, user_ttl_s=10)
     with pytest.raises(StoreUnavailable):

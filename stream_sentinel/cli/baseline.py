@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .baseline_math import (
+from ..baseline_math import (
     DAY_S,
     LOOKBACK_S,
     BaselineTable,
@@ -24,16 +24,16 @@ from .baseline_math import (
     learn_table,
     min_points_for,
 )
-from .baselines import FixedBaselines, LearnedBaselines
-from .config import Config
-from .evaluate import Evaluator
-from .history import MemoryHistory, TickRecord
-from .ingest import DeadLetter
-from .model import SIGNALS, SignalName, Tick, format_at
-from .replay import ReplaySummary, replay
-from .store_memory import MemoryStore
-from .truth import SIGNAL_WINDOW_S
-from .wiring import build_rules, retention_s
+from ..baselines import FixedBaselines, LearnedBaselines
+from ..config import Config
+from ..evaluate import Evaluator
+from ..ingest import DeadLetter
+from ..model import SIGNALS, SignalName, Tick, format_at
+from ..replay import ReplaySummary, replay
+from ..sim.truth import SIGNAL_WINDOW_S
+from ..store.history import MemoryHistory, TickRecord
+from ..store.memory import MemoryStore
+from ..wiring import build_rules, retention_s
 
 log = logging.getLogger(__name__)
 

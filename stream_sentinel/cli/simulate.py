@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from .config import Config
-from .simulate import EXPECTED_SIGNALS, Scenario, default_suite, simulate, write_log
-from .truth import write_truth
+from ..config import Config
+from ..sim.simulate import EXPECTED_SIGNALS, Scenario, default_suite, simulate, write_log
+from ..sim.truth import write_truth
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from .config import Config
-from .source_file import read_lines, total_bytes
-from .timestamps import parse_rfc3339
+from ..config import Config
+from ..source_file import read_lines, total_bytes
+from ..timestamps import parse_rfc3339
 
 log = logging.getLogger(__name__)
 

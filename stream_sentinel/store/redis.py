@@ -40,11 +40,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .aggregate import Delta
-from .model import WindowCounts
+from ..aggregate import Delta
+from ..model import WindowCounts
+from .base import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
 from .redis_client import RedisClient, connect
 from .redis_scripts import APPLY, POSITION
-from .store import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
