@@ -105,7 +105,12 @@ class Service:
         url = self.cfg.redis.url
         if url is None or not url.get_secret_value():
             return LocalLease()
-        client = connect(url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0)
+        client = connect(
+            url.get_secret_value(),
+            socket_timeout=3.0,
+            socket_connect_timeout=3.0,
+            **self.cfg.redis.client_options(),
+        )
         return RedisLease(
             client,
             prefix=self.cfg.redis.key_prefix,
@@ -273,11 +278,12 @@ class Service:
             try:
                 await self.store.ping()
                 return
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
+                # the reason names a type (AuthenticationError, SSLError...), never a secret
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(
                         f"redis unreachable after {STARTUP_STORE_WAIT_S:.0f}s "
-                        f"(redis.url = {_redacted_url(self.cfg)})"
+                        f"({exc}; redis.url = {_redacted_url(self.cfg)})"
                     ) from None
                 await asyncio.sleep(0.5)
 

@@ -3,7 +3,8 @@
 Precedence, lowest first: defaults, the TOML file (``--config``, else
 ``$SENTINEL_CONFIG``, else ``./sentinel.toml`` if present), then ``SENTINEL_*``
 environment variables (rules in ``config_env``). Secrets (heartbeat tokens,
-``http.status_token``, ``redis.url``, which may hold a password) are ``SecretStr``
+``http.status_token``, ``kafka.sasl_password``, ``redis.password`` and ``redis.url``,
+which may hold a password) are ``SecretStr``
 and can come from files: ``<key>_file = "path"`` in TOML, relative to the config
 file (``tokens_file = { composite = "path", ... }`` in a ``[[heartbeat]]`` entry),
 or ``SENTINEL_<...>_FILE=path`` in the environment.
@@ -20,8 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -37,8 +36,9 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.config_section import Section
+from stream_sentinel.connections import KafkaConfig, RedisConfig
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.store.redis_client import check_url
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
 
@@ -50,10 +50,6 @@ COMPOSITE = "composite"
 
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
-# Kafka's own rule for topic names.
-Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
-# Printable text without spaces: ends up in logs, client ids and connection strings.
-Plain = Annotated[str, Field(pattern=r"^[!-~]{1,255}$")]
 # A name or an IP address to bind, never a URL, list or path.
 BindHost = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%-]{1,253}$")]
 
@@ -72,52 +68,7 @@ def _check_token(value: SecretStr) -> SecretStr:
 Token = Annotated[SecretStr, AfterValidator(_check_token)]
 
 
-class _Section(BaseModel):
-    # strict: a quoted number or a boolean where a number belongs is a mistake to report.
-    # Attribute docstrings become field descriptions: docs/config.md is generated from them.
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        use_attribute_docstrings=True,
-    )
-
-
-class KafkaConfig(_Section):
-    bootstrap_servers: Plain = "localhost:9092"
-    """Kafka brokers, comma-separated host:port."""
-    group_id: Plain = "stream-sentinel"
-    """Consumer group; replicas in one group share the partitions."""
-    request_topic: Topic = "llm.requests"
-    """Topic of request events."""
-    response_topic: Topic = "llm.responses"
-    """Topic of response events."""
-    dlq_topic: Topic = "llm.sentinel.dlq"
-    """Dead-letter topic: rejected events with the reason and the original bytes."""
-    alerts_topic: Topic = "llm.sentinel.alerts"
-    """Topic the leader publishes composite status transitions to."""
-
-
-class RedisConfig(_Section):
-    url: SecretStr | None = None
-    """Redis URL (redis://, rediss:// or unix://; redis+cluster:// or rediss+cluster:// with
-    any node of a Redis Cluster); unset: the embedded in-memory store (one process, state lost
-    on exit)."""
-    # Braces would make the prefix a Redis Cluster hash tag and pin every key to one slot.
-    key_prefix: str = Field("ss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    """Prefix of every Redis key; no braces, so keys spread over Redis Cluster slots."""
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        problem = None if value is None else check_url(value.get_secret_value())
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-class AlertingConfig(_Section):
+class AlertingConfig(Section):
     tick_seconds: int = Field(60, ge=1, le=3600)
     """Evaluation interval; ticks fall on whole multiples of it."""
     multiplier: float = Field(2.0, gt=0)
@@ -143,7 +94,7 @@ class AlertingConfig(_Section):
     """Busiest users reported per tick in /status and the timeline."""
 
 
-class BaselinesConfig(_Section):
+class BaselinesConfig(Section):
     """Static baselines; a signal left unset is learned."""
 
     blocked_pct: float | None = Field(None, ge=0, le=100)
@@ -156,7 +107,7 @@ class BaselinesConfig(_Section):
     """Static baseline, USD spent per hour; unset: learned."""
 
 
-class LearningConfig(_Section):
+class LearningConfig(Section):
     days: int = Field(7, ge=1, le=365)
     """Learning period of a fresh deployment (alerts suppressed, heartbeats still sent)."""
     seasonality: Literal["none", "hour_of_day"] = "none"
@@ -171,14 +122,14 @@ class LearningConfig(_Section):
         return self
 
 
-class ModelPrice(_Section):
+class ModelPrice(Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
     """USD per 1,000 completion tokens."""
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     max_event_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
     """Larger events are dead-lettered."""
     safety_threshold: float = Field(0.5, ge=0, le=1)
@@ -195,7 +146,7 @@ class IngestConfig(_Section):
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
-class HeartbeatTokens(_Section):
+class HeartbeatTokens(Section):
     composite: Token | None = None
     """Token of the composite status check."""
     blocked_pct: Token | None = None
@@ -219,7 +170,7 @@ class HeartbeatTokens(_Section):
         return {k: v.get_secret_value() for k, v in tokens.items() if v is not None}
 
 
-class HeartbeatConfig(_Section):
+class HeartbeatConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a metric label value
     """Name in metrics and logs; unset: `<kind>-<N>` (kind and position in the list)."""
     kind: HeartbeatKind = "generic"
@@ -258,7 +209,7 @@ class HeartbeatConfig(_Section):
         return url
 
 
-class HttpConfig(_Section):
+class HttpConfig(Section):
     # loopback unless asked: /metrics and /readyz are open to whoever can connect
     host: BindHost = "127.0.0.1"
     """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
@@ -268,7 +219,7 @@ class HttpConfig(_Section):
     """When set, /status requires `Authorization: Bearer <token>`."""
 
 
-class Config(_Section):
+class Config(Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
@@ -314,6 +265,9 @@ class Config(_Section):
         found = [t for hb in self.heartbeat for t in hb.tokens.secret_values().values()]
         if self.http.status_token is not None:
             found.append(self.http.status_token.get_secret_value())
+        for password in (self.kafka.sasl_password, self.redis.password):
+            if password is not None:
+                found.append(password.get_secret_value())
         if self.redis.url is not None:
             parts = urlsplit(self.redis.url.get_secret_value())
             found += [p for p in (parts.username, parts.password) if p]

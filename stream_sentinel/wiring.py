@@ -13,6 +13,7 @@ from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .decode import Decoder
 from .ingest import BatchProcessor
+from .kafka.client import client_options
 from .kafka.source import KafkaSettings
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule
@@ -85,6 +86,7 @@ def build_store(cfg: Config, redis_url: str | None = None) -> Store:
         return MemoryStore(retention_s=retention_s(cfg))
     return RedisStore.from_url(
         url,
+        client_options=cfg.redis.client_options(),
         prefix=cfg.redis.key_prefix,
         bucket_width=bucket_width(cfg),
         counter_ttl_s=retention_s(cfg),
@@ -95,6 +97,7 @@ def build_store(cfg: Config, redis_url: str | None = None) -> Store:
 def build_kafka_settings(cfg: Config) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=cfg.kafka.bootstrap_servers,
+        security=client_options(cfg.kafka),
         group_id=cfg.kafka.group_id,
         request_topic=cfg.kafka.request_topic,
         response_topic=cfg.kafka.response_topic,

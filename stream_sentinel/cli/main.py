@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..config import ConfigError, load_config
+from ..kafka.client import KafkaAccessError
 from ..source_file import LogReadError
 
 log = logging.getLogger("stream_sentinel")
@@ -110,5 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogReadError as exc:
         print(f"error: cannot read {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except KafkaAccessError as exc:
+        # the settings do not fit the brokers: a config problem, like a bad key
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from ..config import Config
+from ..kafka.client import start_producer
 from ..source_file import read_lines, total_bytes
 from ..timestamps import parse_rfc3339
 
@@ -94,10 +94,7 @@ async def produce_logs(
     # first: a missing log fails here, before connecting to Kafka
     total_bytes(paths)
     newest = last_ts(paths) if shift_to_now and speed is None and "-" not in paths else None
-    producer = AIOKafkaProducer(
-        bootstrap_servers=cfg.kafka.bootstrap_servers, linger_ms=10, acks="all"
-    )
-    await producer.start()
+    producer = await start_producer(cfg.kafka, linger_ms=10, acks="all")
     pacer = _Pacer(speed, shift_to_now, newest)
     sent = unparsed = 0
     try:

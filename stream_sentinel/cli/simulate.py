@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from ..config import Config
+from ..kafka.client import start_producer
 from ..sim.simulate import EXPECTED_SIGNALS, Scenario, default_suite, simulate, write_log
 from ..sim.truth import write_truth
 
@@ -70,8 +70,7 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _to_kafka(cfg: Config, events: Any) -> int:
     topics = {"request": cfg.kafka.request_topic, "response": cfg.kafka.response_topic}
-    producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, linger_ms=10)
-    await producer.start()
+    producer = await start_producer(cfg.kafka, linger_ms=10)
     count = 0
     try:
         pending = []

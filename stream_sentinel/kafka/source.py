@@ -14,8 +14,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from ..events import EventType
 from ..ingest import BatchProcessor, Processed
 from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
+from .client import check_access
 from .partitions import Assigned, Partitions, part_of
 from .records import Fetched, use_lean_records
 
@@ -78,6 +79,12 @@ class KafkaSettings:
     commit_interval_s: float = 1.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
+    # TLS and SASL arguments from kafka.client.client_options; empty: plaintext
+    security: Mapping[str, Any] = field(default_factory=dict)
+
+    def client_options(self) -> dict[str, Any]:
+        """What every aiokafka client of this ingest is built with."""
+        return {**self.security, "bootstrap_servers": self.bootstrap_servers}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -140,8 +147,12 @@ class KafkaIngest:
         # clients are made here, not in __init__: a service that exits before
         # starting them (store unreachable, bad config) leaves nothing unclosed
         settings = self.settings
+        options = settings.client_options()
+        # before any client exists: a refused login or certificate exits with
+        # one line, where the clients would retry it for ever
+        await check_access(options)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **options,
             group_id=settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -154,9 +165,7 @@ class KafkaIngest:
             },
         )
         self.partitions.consumer = self.consumer
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        self.producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
         try:
             await self.producer.start()
             await self.consumer.start()

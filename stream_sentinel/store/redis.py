@@ -31,7 +31,7 @@ than the k-th total; see docs/producers.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -75,9 +75,17 @@ class RedisStore:
         self._position = client.register_script(POSITION)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
+    def from_url(
+        cls, url: str, *, client_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> RedisStore:
+        """``client_options``: credentials and TLS files beside the URL
+        (``RedisConfig.client_options``)."""
         client = connect(
-            url, socket_timeout=5.0, socket_connect_timeout=3.0, health_check_interval=10
+            url,
+            socket_timeout=5.0,
+            socket_connect_timeout=3.0,
+            health_check_interval=10,
+            **(client_options or {}),
         )
         return cls(client, **kwargs)
 

@@ -69,6 +69,15 @@ SECRETS = {
     ("heartbeat", "tokens.spend_hour"): "hb-token-spend",
 }
 HEARTBEAT_ENV = {"SENTINEL_HEARTBEAT_0_URL": "https://hc.example.invalid"}
+# Keys a secret is only valid beside (a SASL password needs a SASL protocol).
+COMPANIONS = {
+    ("kafka", "sasl_password"): {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "sentinel",
+    },
+    ("redis", "password"): {"url": "redis://redis.internal:6379/0"},
+}
 
 
 def _secret_value(config: Config, section: str, key: str) -> str:
@@ -84,7 +93,9 @@ def test_every_secret_is_read_from_its_documented_file_forms(entry: Entry, tmp_p
     (tmp_path / "secret").write_text(secret + "\n", encoding="utf-8")
     empty = tmp_path / "empty.toml"
     empty.write_text("", encoding="utf-8")
+    companions = COMPANIONS.get((entry.section, entry.key), {})
     extra = HEARTBEAT_ENV if entry.section == "heartbeat" else {}
+    extra |= {f"SENTINEL_{entry.section.upper()}_{k.upper()}": v for k, v in companions.items()}
     # environment: <VARIABLE>_FILE
     assert entry.file_env is not None
     env = {entry.file_env.replace(INDEX, "0"): str(tmp_path / "secret"), **extra}
@@ -95,7 +106,8 @@ def test_every_secret_is_read_from_its_documented_file_forms(entry: Entry, tmp_p
     if entry.section == "heartbeat":
         toml = f'[[heartbeat]]\nurl = "https://hc.example.invalid"\n{form}\n'
     else:
-        toml = f"[{entry.section}]\n{form}\n"
+        lines = [f'{k} = "{v}"' for k, v in companions.items()]
+        toml = "\n".join([f"[{entry.section}]", form, *lines]) + "\n"
     (tmp_path / "sentinel.toml").write_text(toml, encoding="utf-8")
     config = load_config(tmp_path / "sentinel.toml", {})
     assert _secret_value(config, entry.section, entry.key) == secret
