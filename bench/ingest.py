@@ -50,6 +50,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from kafka_options import kafka_options, security_env
 from naive import NaiveRun, naive
 from redis import asyncio as aioredis
 
@@ -89,7 +90,7 @@ def env(name: str) -> str:
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, partitions, 1) for n in names], timeout_ms=30_000)
@@ -106,7 +107,7 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -
 
 
 async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.delete_topics(list(names), timeout_ms=30_000)
@@ -122,7 +123,7 @@ async def fill(bootstrap: str, topics: dict[str, str], events: int) -> float:
     rps = events / SPAN_S
     stream, _ = simulate(start=start, duration_s=SPAN_S, seed=SEED, base_rps=rps)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks=1
+        **kafka_options(bootstrap), linger_ms=20, max_batch_size=256 * 1024, acks=1
     )
     await producer.start()
     sent = 0
@@ -165,7 +166,7 @@ async def bare(
     """The fetch settings are ours (``settings``), so both loops fetch alike."""
     result = Round()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -216,6 +217,7 @@ def bench_config(bootstrap: str, redis_url: str, topics: dict[str, str], run_id:
     return load_config(
         None,
         {
+            **security_env(),
             "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "SENTINEL_KAFKA_GROUP_ID": f"bench-ours-{run_id}",
             "SENTINEL_KAFKA_REQUEST_TOPIC": topics["request"],

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
+from kafka_options import kafka_options
 from redis import asyncio as aioredis
 
 WIDTH = 60
@@ -81,7 +82,7 @@ async def naive(
     run = NaiveRun()
     redis = aioredis.Redis.from_url(redis_url)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=f"bench-naive-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

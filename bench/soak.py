@@ -55,6 +55,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from kafka_options import kafka_options, security_env
 from prometheus_client.parser import text_string_to_metric_families
 from redis import asyncio as aioredis
 
@@ -115,7 +116,7 @@ def start_service(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, partitions, 1) for n in names], timeout_ms=30_000)
@@ -131,7 +132,7 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
 
 
 async def delete_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.delete_topics(names, timeout_ms=30_000)
@@ -170,7 +171,7 @@ class Load:
                 "safe": self.rng.random() > 0.01, "cost_usd": 0.001}  # fmt: skip
 
     async def run(self, until: float) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
+        producer = AIOKafkaProducer(**kafka_options(self.bootstrap), linger_ms=5, acks="all")
         await producer.start()
         loop = asyncio.get_running_loop()
         try:
@@ -231,6 +232,7 @@ async def _soak(args: argparse.Namespace, bootstrap: str) -> tuple[dict[str, obj
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     env.update(
         {
+            **security_env(),
             "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "SENTINEL_KAFKA_GROUP_ID": f"soak-{tag}",
             "SENTINEL_KAFKA_REQUEST_TOPIC": topics["request"],

@@ -1,7 +1,9 @@
 """Fixtures for tests that talk to the real Kafka broker and Redis server.
 
 `make test` starts them through scripts/services and exports
-KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and REDIS_CLUSTER_URL. A test that needs them and finds them
+KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and REDIS_CLUSTER_URL, and for the security
+tests the broker's SASL_SSL and mutual-TLS listeners, a TLS Redis with an ACL
+user and the test CA (``secure_kafka``, ``tls_redis``). A test that needs them and finds them
 unset fails: a skipped integration test would let a green run hide that nothing
 was tested.
 """
@@ -13,12 +15,22 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "redis_url", "redis_cluster_url", "any_redis_url"})
+SERVICE_FIXTURES = frozenset(
+    {
+        "kafka_bootstrap",
+        "redis_url",
+        "redis_cluster_url",
+        "any_redis_url",
+        "secure_kafka",
+        "tls_redis",
+    }
+)
 TOPIC_READY_TIMEOUT_S = 30.0
 
 TopicFactory = Callable[..., Awaitable[str]]
@@ -59,6 +71,68 @@ def redis_url() -> str:
 def redis_cluster_url() -> str:
     """URL of the real 3-master Redis Cluster, ``redis+cluster://127.0.0.1:7001/0``."""
     return _required_env("REDIS_CLUSTER_URL")
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """The broker's secure listeners (scripts/services): SASL_SSL with a SCRAM
+    user, and SSL requiring a client certificate; certificates in ``tls_dir``."""
+
+    sasl_ssl_bootstrap: str
+    ssl_bootstrap: str
+    scram_username: str
+    scram_password: str
+    tls_dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.tls_dir / "client.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.tls_dir / "client.key"
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> SecureKafka:
+    return SecureKafka(
+        sasl_ssl_bootstrap=_required_env("KAFKA_SASL_SSL_BOOTSTRAP"),
+        ssl_bootstrap=_required_env("KAFKA_SSL_BOOTSTRAP"),
+        scram_username=_required_env("KAFKA_SCRAM_USERNAME"),
+        scram_password=_required_env("KAFKA_SCRAM_PASSWORD"),
+        tls_dir=Path(_required_env("SERVICES_TLS_DIR")),
+    )
+
+
+@dataclass(frozen=True)
+class TlsRedis:
+    """A Redis speaking only TLS (``url``, no credentials in it: the default user
+    may do anything) and an ACL user that may touch only keys under ``acl_prefix:``."""
+
+    url: str
+    acl_username: str
+    acl_password: str
+    acl_prefix: str
+    tls_dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+
+@pytest.fixture(scope="session")
+def tls_redis() -> TlsRedis:
+    return TlsRedis(
+        url=_required_env("REDIS_TLS_URL"),
+        acl_username=_required_env("REDIS_ACL_USERNAME"),
+        acl_password=_required_env("REDIS_ACL_PASSWORD"),
+        acl_prefix=_required_env("REDIS_ACL_PREFIX"),
+        tls_dir=Path(_required_env("SERVICES_TLS_DIR")),
+    )
 
 
 @pytest.fixture(params=["redis", "cluster"])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..config import ConfigError, load_config
 from ..kafka.client import KafkaAccessError
+from ..log_scrub import scrub_secrets_from_logs
 from ..source_file import LogReadError
 
 log = logging.getLogger("stream_sentinel")
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    scrub_secrets_from_logs(cfg.secrets())
     from . import commands
 
     handler = {
