@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -71,6 +72,27 @@ def redis_url() -> str:
 def redis_cluster_url() -> str:
     """URL of the real 3-master Redis Cluster, ``redis+cluster://127.0.0.1:7001/0``."""
     return _required_env("REDIS_CLUSTER_URL")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with a CA (``ca.pem``), a client certificate it signed
+    (``client.pem``, ``client.key``), an unrelated key (``other.key``) and a
+    file that is not PEM (``not-pem.txt``): for config tests, no server needed."""
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=test CA"],
+        ["req", "-new", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=c"],
+        ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "2", "-out", "client.pem"],
+        ["req", "-x509", *ec, "-keyout", "other.key", "-out", "other.pem", "-days", "2",
+         "-subj", "/CN=other"],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+    (d / "not-pem.txt").write_text("hello\n")
+    return d
 
 
 @dataclass(frozen=True)

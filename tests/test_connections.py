@@ -4,32 +4,12 @@ key), and the client arguments built from them."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from stream_sentinel.config import ConfigError, load_config
 from stream_sentinel.kafka.client import client_options
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a client certificate it signed, and a second unrelated key."""
-    d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for args in (
-        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-         "-subj", "/CN=test CA"],
-        ["req", "-new", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=c"],
-        ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-days", "2", "-out", "client.pem"],
-        ["req", "-x509", *ec, "-keyout", "other.key", "-out", "other.pem", "-days", "2",
-         "-subj", "/CN=other"],
-    ):  # fmt: skip
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
-    (d / "not-pem.txt").write_text("hello\n")
-    return d
 
 
 def _error(env: dict[str, str]) -> ConfigError:

@@ -13,6 +13,8 @@ import asyncio
 import base64
 import os
 import random
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -440,3 +442,43 @@ async def test_a_plain_sasl_password_stays_out_of_debug_logs(
     assert "produced 1 messages" in done.stdout
     assert "SaslAuthenticateRequest" in done.stderr  # the login was logged...
     assert secure_kafka.scram_password not in done.stdout + done.stderr  # ...without the password
+
+
+async def test_following_the_documented_local_sasl_ssl_example_sends_events(
+    secure_kafka: SecureKafka, secure_topics: dict[str, str]
+) -> None:
+    from test_docs_connectivity import blocks
+
+    (script,) = [b for b in blocks("sh") if "KAFKA_SASL_SSL_BOOTSTRAP" in b]
+    # what `eval "$(scripts/services start)"` exported, as the fixture read it
+    exported = {
+        "KAFKA_SASL_SSL_BOOTSTRAP": secure_kafka.sasl_ssl_bootstrap,
+        "KAFKA_SCRAM_USERNAME": secure_kafka.scram_username,
+        "KAFKA_SCRAM_PASSWORD": secure_kafka.scram_password,
+        "SERVICES_TLS_DIR": str(secure_kafka.tls_dir),
+    }
+    env: dict[str, str] = {}
+    commands = []
+    for line in script.splitlines():
+        if assignment := re.fullmatch(r"export (\w+)=(.*)", line):
+            (value,) = shlex.split(assignment[2])
+            env[assignment[1]] = re.sub(r"\$(\w+)", lambda m: exported[m[1]], value)
+        elif line.startswith("stream-sentinel "):
+            commands.append(shlex.split(line)[1:])
+    assert env["SENTINEL_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and commands
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    full |= {**env, **_topic_env(secure_topics)}  # fresh topics instead of llm.*
+    for argv in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "stream_sentinel", *argv],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+    simulated = re.search(r"simulated (\d+) events", done.stdout)
+    assert simulated, done.stdout
+    options = options_of(env)
+    ends = await end_offsets(options, [secure_topics["request"], secure_topics["response"]])
+    assert sum(ends.values()) == int(simulated[1]) > 0
