@@ -110,7 +110,8 @@ async def _diagnose(
     if isinstance(failure, errors.UnsupportedSaslMechanismError):
         return f"the broker does not enable SASL mechanism {options['sasl_mechanism']}"
     if isinstance(failure, ssl.SSLCertVerificationError):
-        if "hostname" in (failure.verify_message or ""):
+        # "Hostname mismatch" or "IP address mismatch": trusted, but not for this name
+        if "mismatch" in (failure.verify_message or ""):
             return (
                 f"TLS: {failure.verify_message}: connect by a name the certificate holds "
                 "(or set kafka.ssl_check_hostname = false)"
