@@ -82,10 +82,6 @@ class KafkaSettings:
     # TLS and SASL arguments from kafka.client.client_options; empty: plaintext
     security: Mapping[str, Any] = field(default_factory=dict)
 
-    def client_options(self) -> dict[str, Any]:
-        """What every aiokafka client of this ingest is built with."""
-        return {**self.security, "bootstrap_servers": self.bootstrap_servers}
-
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, ingest: KafkaIngest) -> None:
@@ -147,7 +143,7 @@ class KafkaIngest:
         # clients are made here, not in __init__: a service that exits before
         # starting them (store unreachable, bad config) leaves nothing unclosed
         settings = self.settings
-        options = settings.client_options()
+        options = {**settings.security, "bootstrap_servers": settings.bootstrap_servers}
         # before any client exists: a refused login or certificate exits with
         # one line, where the clients would retry it for ever
         await check_access(options)
