@@ -132,10 +132,21 @@ def escape_user(user_id: str) -> str:
 
 
 def top_users_text(top: Iterable[tuple[str, float]]) -> str:
+    """The busiest users, escaped; as many of the first ``TOP_USERS_SHOWN`` as fit
+    the annotation, then how many more there were."""
     users = list(top)
-    shown = [f"{escape_user(u)} {rps:.2f} rps" for u, rps in users[:TOP_USERS_SHOWN]]
+    shown: list[str] = []
+    used = 0
+    for user, rps in users[:TOP_USERS_SHOWN]:
+        item = f"{escape_user(user)} {rps:.2f} rps"
+        if used + len(item) + 2 > ANNOTATION_CHARS - 20:  # room for ", " and "(+N more)"
+            break
+        shown.append(item)
+        used += len(item) + 2
     more = len(users) - len(shown)
-    return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "") if shown else "none"
+    if not users:
+        return "none"
+    return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _bounded(annotations: Mapping[str, str]) -> dict[str, str]:

@@ -94,7 +94,8 @@ class AlertmanagerConfig(_Section):
     basic_auth_password: SecretStr | None = None
     """HTTP basic auth password."""
     ssl_cafile: str | None = Field(None, min_length=1)
-    """CA bundle (PEM) that signs an https Alertmanager's certificate; unset: the system's."""
+    """CA bundle (PEM; absolute, or relative to the working directory) that signs an https
+    Alertmanager's certificate; unset: the system's."""
     timeout_seconds: float = Field(5.0, gt=0, le=60)
     """Per-request timeout; a push also never outlasts the tick it belongs to."""
     status_url: HttpUrl | None = None
@@ -116,10 +117,10 @@ class AlertmanagerConfig(_Section):
         if path is not None:
             try:
                 ssl.create_default_context(cafile=path)
+            except ssl.SSLError:  # an OSError too: first
+                raise ValueError("the CA file holds no PEM certificate") from None
             except OSError as exc:
                 raise ValueError(f"cannot read the CA file: {exc.strerror or exc}") from None
-            except ssl.SSLError:
-                raise ValueError("the CA file holds no PEM certificate") from None
         return path
 
     @model_validator(mode="after")
