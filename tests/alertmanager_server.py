@@ -38,12 +38,15 @@ def free_port() -> int:
 
 
 class WebhookSink:
-    """Records every notification Alertmanager posts (one JSON body per group)."""
+    """Records every notification Alertmanager posts (one JSON body per group), by
+    path: ``/hook`` for the webhook receiver; a test may point other receivers
+    (Slack, PagerDuty) at other paths of the same server."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self._lock = threading.Lock()
         self._bodies: list[dict[str, Any]] = []
+        self._by_path: list[tuple[str, dict[str, Any]]] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -64,11 +67,14 @@ class WebhookSink:
         async def hook(request: web.Request) -> web.Response:
             body = await request.json()
             with self._lock:
-                self._bodies.append(body)
-            return web.Response(text="ok")
+                self._by_path.append((request.path, body))
+                if request.path == "/hook":
+                    self._bodies.append(body)
+            # PagerDuty's events API answers 202 with a JSON status; others take any 2xx
+            return web.json_response({"status": "success"}, status=202)
 
         app = web.Application()
-        app.router.add_post("/hook", hook)
+        app.router.add_post("/{tail:.*}", hook)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
@@ -81,6 +87,11 @@ class WebhookSink:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+    def posts(self, path: str) -> list[dict[str, Any]]:
+        """Every body posted to ``path``, in arrival order."""
+        with self._lock:
+            return [body for p, body in self._by_path if p == path]
 
     def alerts(self, service: str) -> list[dict[str, Any]]:
         """Every alert of every notification for ``service``, in arrival order."""
