@@ -25,6 +25,7 @@ from stream_sentinel.alertmanager import (
     postable_alerts,
     to_rfc3339,
 )
+from stream_sentinel.alertmanager_config import AlertSeverities
 from stream_sentinel.config import ConfigError, load_config
 from stream_sentinel.model import SIGNALS, SignalName, SignalReading, Status, Tick
 
@@ -302,3 +303,29 @@ def test_target_names_must_be_unique(tmp_path: Path) -> None:
             '[[alertmanager]]\nname = "a"\nurl = "http://x"\n'
             '[[alertmanager]]\nname = "a"\nurl = "http://y"\n',
         )
+
+
+# -- docs/alerting.md says what the code does ------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs/alerting.md"
+
+
+def test_the_documented_target_loads(tmp_path: Path) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    (block,) = re.findall(r"^```toml\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/alertmanager.token").write_text("t0ken\n", encoding="utf-8")
+    cfg = _load(tmp_path, block)
+    (target,) = cfg.alertmanager  # type: ignore[attr-defined]
+    assert target.bearer_token.get_secret_value() == "t0ken"
+    assert target.severity == type(target.severity)()  # "the defaults" in the comment
+
+
+def test_the_documented_alert_table_is_the_code() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| [^|]*\|([^|]*)\| `(\w+)` \|$", text, re.MULTILINE)
+    documented = {name: severity for name, _, severity in rows}
+    defaults = AlertSeverities()
+    assert documented == {name: getattr(defaults, kind) for kind, name in ALERTNAMES.items()}
+    for name, labels, _ in rows:
+        assert ("`signal`" in labels) == (name == ALERTNAMES["signal_red"])
