@@ -146,8 +146,8 @@ class AlertmanagerPusher:
             generator_url=target.generator_url,
             now_firing=now_firing,
         )
-        if not alerts:
-            return "ok"  # nothing to say: no request, so an idle Alertmanager costs nothing
+        # sent even when empty: every tick proves the path (auth, TLS, network), so a
+        # broken target shows in the metric before the first attack needs it
         headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
         if target.authorization is not None:
             headers["Authorization"] = target.authorization
