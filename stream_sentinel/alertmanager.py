@@ -242,7 +242,7 @@ def advance(
         if old.kind in now_firing.unknown:
             out[key] = old
         elif not old.resolved:
-            summary = "resolved: " + old.annotations.get("summary", "")
+            summary = "resolved, was: " + old.annotations.get("summary", "")
             notes = {**old.annotations, "summary": summary[:ANNOTATION_CHARS]}
             out[key] = replace(old, annotations=notes, ends_at=now, resolved=True)
         elif now - old.ends_at < RESOLVED_RESEND_S:

@@ -151,7 +151,7 @@ def test_starts_at_is_the_first_red_tick_and_resolution_is_re_sent_for_five_minu
         (alert,) = alerts
         assert alert["endsAt"] == to_rfc3339(cleared_at)  # resolved: endsAt in the past
         assert alert["startsAt"] == to_rfc3339(AT)
-        assert str(alert["annotations"]["summary"]).startswith("resolved: spend_hour is red")  # type: ignore[index]
+        assert str(alert["annotations"]["summary"]).startswith("resolved, was: spend_hour is red")  # type: ignore[index]
         now += TICK_S
         episodes = step(episodes, t, now)
     assert len(sent) == RESOLVED_RESEND_S // TICK_S
