@@ -11,6 +11,7 @@ own ``*_VISIBLE_S`` seconds later (as in test_e2e_service.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from alertmanager_server import by_name
 from conftest import AlertmanagerUnderTest
 
@@ -376,3 +378,57 @@ async def test_prometheus_rule_alerts_reach_the_same_alertmanager(
     assert rule["generatorURL"].startswith("http")
     direct = both[(CRITICAL_ALERT, "")]
     assert direct["labels"]["severity"] == "page" and "job" not in direct["labels"]
+
+
+async def test_a_hanging_alertmanager_delays_no_tick(
+    kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
+) -> None:
+    # an Alertmanager that accepts connections and never answers, with a target
+    # timeout far longer than a tick: ticks must keep their cadence regardless
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    topics = await _topics(make_topic)
+    env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, f"http://127.0.0.1:{port}",
+               "hang")  # fmt: skip
+    env["SENTINEL_ALERTMANAGER_0_TIMEOUT_SECONDS"] = "60"
+    async with aiohttp.ClientSession() as session:
+        replica = Replica(session, env, "am-hang")
+        try:
+            await produce(kafka_bootstrap, topics, _normal(time.time()))
+            ticks: list[int] = []
+
+            async def five_ticks() -> list[int] | None:
+                status = await replica.status()
+                at = (status or {}).get("at")
+                if at is not None:
+                    stamp = int(_ts(at))
+                    if not ticks or ticks[-1] != stamp:
+                        ticks.append(stamp)
+                return ticks if len(ticks) >= 6 else None
+
+            await replica.until(five_ticks, "six ticks")
+            async with session.get(f"http://127.0.0.1:{replica.port}/metrics") as response:
+                metrics = await response.text()
+        finally:
+            replica.svc.close()
+            server.close()
+            for writer in held:
+                writer.close()
+    # every tick in turn, none skipped while the pushes hung
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [TICK_S] * (len(ticks) - 1)
+    timeouts = sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "stream_sentinel_alertmanager_pushes_total"
+        and sample.labels == {"target": "am", "result": "timeout"}
+    )
+    assert timeouts >= 4, metrics
+    log = replica.svc.log.read_text(errors="replace")
+    assert log.count("alertmanager am: push timeout") == 1, log[-3000:]
