@@ -26,9 +26,9 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from alertmanager_server import by_name
 from conftest import AlertmanagerUnderTest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .harness import Service, free_port, produce, service_env
 
