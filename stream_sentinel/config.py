@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from stream_sentinel.alertmanager_config import AlertmanagerTargets
 from stream_sentinel.config_env import (
     CONFIG_PATH_ENV,
     ConfigError,
@@ -227,6 +228,7 @@ class Config(Section):
     learning: LearningConfig = Field(default_factory=LearningConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
 
     @field_validator("heartbeat", mode="before")
@@ -263,6 +265,7 @@ class Config(Section):
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged."""
         found = [t for hb in self.heartbeat for t in hb.tokens.secret_values().values()]
+        found += [s for am in self.alertmanager for s in am.secret_values()]
         if self.http.status_token is not None:
             found.append(self.http.status_token.get_secret_value())
         for password in (self.kafka.sasl_password, self.redis.password):
