@@ -30,7 +30,7 @@ from .model import Tick
 from .rules import heartbeat_message
 from .store.base import PartitionId, Store, StoreUnavailable
 from .store.lease import Lease, LocalLease, RedisLease
-from .store.redis_client import connect
+from .store.redis_client import connect, refusal
 from .ticker import TickLoop
 from .wiring import (
     build_alertmanager_targets,
@@ -43,7 +43,13 @@ from .wiring import (
 log = logging.getLogger(__name__)
 
 EXIT_UNAVAILABLE = 3
+# the servers refuse the configured credentials or TLS settings: a config problem
+EXIT_REFUSED = 2
 STARTUP_STORE_WAIT_S = 10.0
+
+
+class StoreRefused(Exception):
+    """Redis refuses this client for good: wrong credentials, an untrusted certificate."""
 
 
 class MetricsObserver:
@@ -218,10 +224,10 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self._wait_for_store()
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreRefused) as exc:
             log.error("cannot start: %s", exc)
             await self.store.close()
-            return EXIT_UNAVAILABLE
+            return EXIT_REFUSED if isinstance(exc, StoreRefused) else EXIT_UNAVAILABLE
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
             [
@@ -297,7 +303,13 @@ class Service:
                 await self.store.ping()
                 return
             except StoreUnavailable as exc:
-                # the reason names a type (AuthenticationError, SSLError...), never a secret
+                refused = refusal(exc.__cause__)
+                if refused is not None:  # waiting will not change the server's mind
+                    raise StoreRefused(
+                        f"redis refused the connection: {refused} "
+                        f"(redis.url = {_redacted_url(self.cfg)})"
+                    ) from None
+                # the reason names a type (ConnectionError, TimeoutError...), never a secret
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(
                         f"redis unreachable after {STARTUP_STORE_WAIT_S:.0f}s "

@@ -8,12 +8,18 @@ the client learns the others from it.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+)
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
@@ -60,3 +66,26 @@ def connect(url: str, **kwargs: Any) -> RedisClient:
 # Cluster that cannot be reached at all raises RedisClusterException, which is
 # not a RedisError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+
+
+def refusal(exc: BaseException | None) -> str | None:
+    """Why the server refuses this client for good (credentials, TLS, ACL), or
+    None for what may pass (down, loading, a failover). Never quotes a secret."""
+    if isinstance(exc, AuthenticationError):
+        return "authentication failed: check redis.username and redis.password (or the URL's)"
+    if isinstance(exc, NoPermissionError):
+        # the server's text names the command or key, e.g. "...to run the 'ping' command"
+        return f"the ACL user may not do what the store needs ({exc})"
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            message = exc.verify_message or "verification failed"
+            if "mismatch" in message:
+                return f"TLS: {message}: connect by a name the server's certificate holds"
+            return (
+                f"TLS: the server's certificate is not trusted ({message}): "
+                "set redis.ssl_cafile to the CA that signed it"
+            )
+        if isinstance(exc, ssl.SSLError) and "CERTIFICATE" in str(exc.reason):
+            return "TLS: the server refused the client certificate: check redis.ssl_certfile"
+        exc = exc.__cause__ or exc.__context__
+    return None

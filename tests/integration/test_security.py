@@ -482,3 +482,40 @@ async def test_following_the_documented_local_sasl_ssl_example_sends_events(
     options = options_of(env)
     ends = await end_offsets(options, [secure_topics["request"], secure_topics["response"]])
     assert sum(ends.values()) == int(simulated[1]) > 0
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "unknown-ca"])
+def test_redis_refusals_exit_2_at_once_naming_the_problem(
+    case: str, tls_redis: TlsRedis, tmp_path: Path
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    env = {
+        "SENTINEL_REDIS_URL": tls_redis.url,
+        "SENTINEL_REDIS_USERNAME": tls_redis.acl_username,
+        "SENTINEL_REDIS_PASSWORD": wrong if case == "wrong-password" else tls_redis.acl_password,
+        "SENTINEL_REDIS_SSL_CAFILE": str(
+            _other_ca(tmp_path) if case == "unknown-ca" else tls_redis.ca
+        ),
+        "SENTINEL_HTTP_PORT": "0",
+    }
+    expected = {
+        "wrong-password": "authentication failed: check redis.username and redis.password",
+        "unknown-ca": "the server's certificate is not trusted",
+    }[case]
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "stream_sentinel", "run"],
+        env={**full, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert "Traceback" not in done.stderr
+    problems = [line for line in done.stderr.splitlines() if " INFO " not in line]
+    assert len(problems) == 1 and "cannot start: redis refused the connection: " in problems[0]
+    assert expected in problems[0], problems[0]
+    # not the unreachable server's wait: refused settings do not get better with time
+    assert "unreachable after" not in done.stderr
+    for secret in (tls_redis.acl_password, wrong):
+        assert secret not in done.stdout + done.stderr
