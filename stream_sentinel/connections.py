@@ -51,7 +51,9 @@ def check_tls_files(cafile: str | None, certfile: str | None, keyfile: str | Non
         raise ValueError("ssl_cafile: no PEM CA certificate in it") from None
     if certfile:
         try:
-            context.load_cert_chain(certfile, keyfile)
+            # an empty password: without one, OpenSSL would prompt on the terminal
+            # for an encrypted key's passphrase
+            context.load_cert_chain(certfile, keyfile, password="")
         except (ssl.SSLError, OSError):
             # never the exception's text: it could quote a key's bytes
             raise ValueError(

@@ -78,7 +78,8 @@ def redis_cluster_url() -> str:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory with a CA (``ca.pem``), a client certificate it signed
-    (``client.pem``, ``client.key``), an unrelated key (``other.key``) and a
+    (``client.pem``, ``client.key``, also encrypted: ``client-encrypted.key``), an
+    unrelated key (``other.key``) and a
     file that is not PEM (``not-pem.txt``): for config tests, no server needed."""
     d = tmp_path_factory.mktemp("pki")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -90,6 +91,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "-CAcreateserial", "-days", "2", "-out", "client.pem"],
         ["req", "-x509", *ec, "-keyout", "other.key", "-out", "other.pem", "-days", "2",
          "-subj", "/CN=other"],
+        ["pkcs8", "-topk8", "-in", "client.key", "-out", "client-encrypted.key",
+         "-passout", "pass:secret", "-v2", "aes-256-cbc"],
     ):  # fmt: skip
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
     (d / "not-pem.txt").write_text("hello\n")

@@ -64,6 +64,9 @@ def test_tls_files_must_exist_and_hold_pem(pki: Path, tmp_path: Path) -> None:
         "SENTINEL_KAFKA_SSL_KEYFILE": str(pki / "other.key"),
     }
     assert "not a PEM certificate with its unencrypted key" in _error(mismatched).problem
+    # refused, not a passphrase prompt on the terminal
+    encrypted = {**mismatched, "SENTINEL_KAFKA_SSL_KEYFILE": str(pki / "client-encrypted.key")}
+    assert "not a PEM certificate with its unencrypted key" in _error(encrypted).problem
     err = _error({**ssl_env, "SENTINEL_KAFKA_SSL_KEYFILE": str(pki / "client.key")})
     assert "ssl_keyfile needs ssl_certfile" in err.problem
 
