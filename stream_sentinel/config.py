@@ -37,6 +37,7 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.redis_client import check_url
 
@@ -277,6 +278,7 @@ class Config(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
     http: HttpConfig = Field(default_factory=HttpConfig)
+    litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod
