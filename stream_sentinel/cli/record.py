@@ -26,6 +26,7 @@ from typing import IO, Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ..config import Config
 from ..kafka.clients import client_kwargs
@@ -119,16 +120,14 @@ async def record_topics(
     cfg: Config, out: Path, *, since: float | None, until: float, margin_s: float
 ) -> tuple[int, int]:
     """Writes the log; returns (events written, messages read)."""
+    types = {cfg.kafka.request_topic: "request", cfg.kafka.response_topic: "response"}
+    partitions = await _partitions(cfg, list(types))
+    tps = [TopicPartition(t, p) for t in types for p in sorted(partitions[t])]
     consumer = AIOKafkaConsumer(
         **client_kwargs(cfg), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    types = {cfg.kafka.request_topic: "request", cfg.kafka.response_topic: "response"}
     try:
-        tps: list[TopicPartition] = []
-        for topic in types:
-            parts = await _partitions(consumer, topic)
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if since is None:
@@ -163,15 +162,24 @@ async def record_topics(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    # topics() asks the cluster for fresh metadata: a consumer with nothing
-    # assigned yet knows of no topic
-    parts = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
-    if not parts:
-        raise RecordError(
-            f"topic {topic} does not exist (create it with `stream-sentinel topics create`)"
-        )
-    return set(parts)
+async def _partitions(cfg: Config, topics: list[str]) -> dict[str, set[int]]:
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    found: dict[str, set[int]] = {}
+    for topic in described:
+        parts = {p["partition"] for p in topic["partitions"]}
+        if topic["error_code"] == 0 and parts:
+            found[topic["topic"]] = parts
+    for name in topics:
+        if name not in found:
+            raise RecordError(
+                f"topic {name} does not exist (create it with `stream-sentinel topics create`)"
+            )
+    return found
 
 
 def _write(out: Path, lines: Iterator[bytes]) -> None:
