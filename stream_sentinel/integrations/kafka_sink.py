@@ -94,6 +94,9 @@ class EventSink:
         self._flush_timeout_s = flush_timeout_s
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._flushed = False
+        self._producer: Producer | None = None
+        self._unsent: list[_Message] = []
         self.stats = SinkStats()
         self._warn = RateLimitedLog(log)
 
@@ -134,6 +137,8 @@ class EventSink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # a task cancelled before its first step never ran its own shutdown
+        await self._final_flush()
 
     def _message(self, event: Mapping[str, Any]) -> _Message:
         value = orjson.dumps(event)
@@ -151,23 +156,19 @@ class EventSink:
         return self._queue
 
     async def _drain(self, queue: asyncio.Queue[_Message]) -> None:
-        producer: Producer | None = None
-        unsent: list[_Message] = []
         try:
-            producer = await self._start(self._make_producer)
+            self._producer = await self._start(self._make_producer)
             while True:
-                if not unsent:
-                    unsent.append(await queue.get())
-                while len(unsent) < _BATCH and not queue.empty():
-                    unsent.append(queue.get_nowait())
-                unsent = await self._send(producer, unsent)
-                if unsent:
+                if not self._unsent:
+                    self._unsent.append(await queue.get())
+                while len(self._unsent) < _BATCH and not queue.empty():
+                    self._unsent.append(queue.get_nowait())
+                self._unsent = await self._send(self._producer, self._unsent)
+                if self._unsent:
                     await asyncio.sleep(_BACKOFF_S[min(self.stats.send_failures, 4)])
         except asyncio.CancelledError:
             # the host is shutting down (asyncio.run cancels leftover tasks): last flush
-            while not queue.empty():
-                unsent.append(queue.get_nowait())
-            await self._final_flush(producer, unsent)
+            await self._final_flush()
             raise
 
     async def _start(self, make: Callable[[], Producer]) -> Producer:
@@ -210,18 +211,27 @@ class EventSink:
         self.stats.send_failures += 1
         self._warn.warning("send", f"Kafka send failed ({type(exc).__name__}); retrying")
 
-    async def _final_flush(self, producer: Producer | None, unsent: list[_Message]) -> None:
+    async def _final_flush(self) -> None:
+        if self._flushed:
+            return
+        self._flushed = True
+        unsent = self._unsent
+        if self._queue is not None:
+            while not self._queue.empty():
+                unsent.append(self._queue.get_nowait())
+        producer = self._producer
         try:
             async with asyncio.timeout(self._flush_timeout_s):
-                if producer is None:
+                if producer is None and unsent:
                     producer = await self._start(self._make_producer)
-                while unsent:
+                while unsent and producer is not None:
                     unsent = await self._send(producer, unsent)
                     if unsent:
                         await asyncio.sleep(_BACKOFF_S[0])
         except TimeoutError:
             pass
         finally:
+            self._unsent = []
             if unsent:
                 self.stats.lost_at_shutdown += len(unsent)
                 log.error("shutdown: %d accepted events could not be sent to Kafka", len(unsent))
