@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from stream_sentinel.config import load_config
-from stream_sentinel.kafka.client import client_options
+from stream_sentinel.kafka.clients import client_options
 
 SECURITY_PREFIXES = ("SENTINEL_KAFKA_SECURITY_", "SENTINEL_KAFKA_SASL_", "SENTINEL_KAFKA_SSL_")
 

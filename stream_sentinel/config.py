@@ -39,6 +39,7 @@ from stream_sentinel.config_env import (
 )
 from stream_sentinel.config_section import Section
 from stream_sentinel.connections import KafkaConfig, RedisConfig
+from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
@@ -230,6 +231,7 @@ class Config(Section):
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
     alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .decode import Decoder
 from .ingest import BatchProcessor
-from .kafka.client import client_options
+from .kafka.clients import client_options
 from .kafka.source import KafkaSettings
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream_sentinel.config import ConfigError, load_config
-from stream_sentinel.kafka.client import client_options
+from stream_sentinel.kafka.clients import client_options
 
 
 def _error(env: dict[str, str]) -> ConfigError:

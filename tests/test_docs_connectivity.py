@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from stream_sentinel.config import load_config
-from stream_sentinel.kafka.client import client_options
+from stream_sentinel.kafka.clients import client_options
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "## Connecting to a managed Kafka / Redis"

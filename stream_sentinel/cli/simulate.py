@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from ..config import Config
-from ..kafka.client import start_producer
+from ..kafka.clients import start_producer
 from ..sim.simulate import EXPECTED_SIGNALS, Scenario, default_suite, simulate, write_log
 from ..sim.truth import write_truth
 

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from ..events import EventType
 from ..ingest import BatchProcessor, Processed
 from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
-from .client import check_access
+from .clients import check_access
 from .partitions import Assigned, Partitions, part_of
 from .records import Fetched, use_lean_records
 

@@ -35,7 +35,7 @@ from redis.exceptions import NoPermissionError
 
 from stream_sentinel.cli.main import EXIT_CONFIG
 from stream_sentinel.config import load_config
-from stream_sentinel.kafka.client import client_options
+from stream_sentinel.kafka.clients import client_options
 from stream_sentinel.store.base import PartitionId
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import connect

@@ -1,8 +1,8 @@
 """The one place Kafka connection settings become aiokafka client arguments.
 
 Every client the project makes (the service's consumer and producer, `produce`,
-`simulate`, benches) is built from ``client_options``, so TLS and SASL settings
-cannot be forgotten by one of them.
+`simulate`, `record`, `bridge`, the LiteLLM callback, benches) is built from
+``client_options``, so TLS and SASL settings cannot be forgotten by one of them.
 
 ``check_access`` connects once to the bootstrap servers before the clients
 start. A refused login, an untrusted certificate or a plaintext client on a TLS
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, errors
@@ -193,3 +194,9 @@ async def start_producer(kafka: KafkaConfig, **settings: Any) -> AIOKafkaProduce
     producer = AIOKafkaProducer(**options, **settings)
     await producer.start()
     return producer
+
+
+def producer_factory(kafka: KafkaConfig, **options: Any) -> Callable[[], AIOKafkaProducer]:
+    """A maker of producers with the connection settings plus ``options``."""
+    kwargs = {**client_options(kafka), "acks": "all", **options}
+    return lambda: AIOKafkaProducer(**kwargs)
