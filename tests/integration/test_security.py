@@ -519,3 +519,26 @@ def test_redis_refusals_exit_2_at_once_naming_the_problem(
     assert "unreachable after" not in done.stderr
     for secret in (tls_redis.acl_password, wrong):
         assert secret not in done.stdout + done.stderr
+
+
+async def test_record_reads_back_over_mutual_tls_what_produce_sent_over_sasl_ssl(
+    secure_kafka: SecureKafka, secure_topics: dict[str, str], tmp_path: Path
+) -> None:
+    events = traffic(time.time())[:40]
+    log = tmp_path / "sent.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    sent = produce_cli({**scram_env(secure_kafka), **_topic_env(secure_topics)}, log)
+    assert sent.returncode == 0, sent.stderr
+    out = tmp_path / "recorded.jsonl"
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "stream_sentinel", "record", "--out", str(out)],
+        env={**full, **mtls_env(secure_kafka), **_topic_env(secure_topics)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    key = lambda e: str(e["event_id"])  # noqa: E731
+    assert sorted(recorded, key=key) == sorted(events, key=key)
