@@ -425,14 +425,15 @@ def test_refused_settings_exit_2_with_one_line_naming_the_problem(
         assert env["SENTINEL_KAFKA_SASL_PASSWORD"] not in done.stdout + done.stderr
 
 
-async def test_a_plain_sasl_password_stays_out_of_debug_logs(
-    secure_kafka: SecureKafka, secure_topics: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+async def test_the_other_mechanisms_work_and_keep_the_password_out_of_debug_logs(
+    mechanism: str, secure_kafka: SecureKafka, secure_topics: dict[str, str], tmp_path: Path
 ) -> None:
     # SASL PLAIN sends the password itself, and aiokafka logs what it sends at DEBUG
     env = {
         **scram_env(secure_kafka),
         **_topic_env(secure_topics),
-        "SENTINEL_KAFKA_SASL_MECHANISM": "PLAIN",
+        "SENTINEL_KAFKA_SASL_MECHANISM": mechanism,
         "STREAM_SENTINEL_LOG_LEVEL": "DEBUG",
     }
     log = tmp_path / "one.jsonl"
