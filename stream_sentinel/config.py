@@ -38,7 +38,7 @@ from stream_sentinel.config_env import (
     resolve_files,
 )
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.store.redis_client import check_url
+from stream_sentinel.store.build import check_url
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
 

@@ -187,12 +187,13 @@ async def test_dead_letters_leave_with_their_block_not_at_the_next_tick() -> Non
     from stream_sentinel.config import load_config
     from stream_sentinel.evaluate import Evaluator
     from stream_sentinel.replay import _Run
+    from stream_sentinel.store.history import MemoryHistory
     from stream_sentinel.store.memory import MemoryStore
     from stream_sentinel.wiring import build_rules, retention_s
 
     cfg = load_config(None, {"SENTINEL_BASELINES_BLOCKED_PCT": "0.1"})
     store = MemoryStore(retention_s=retention_s(cfg))
-    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, store))
+    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, MemoryHistory(3600)))
     dead: list[object] = []
     run = _Run(cfg, store, evaluator, lambda tick: None, dead.append)
     first = [orjson.dumps(req(0, T0 + 1, "u1")) + b"\n"]
