@@ -208,8 +208,10 @@ class _Counter:
     def lag(self, part: PartitionId, lag: int) -> None:
         pass
 
-    def assigned(self, count: int) -> None:
-        if count and not self.result.started:
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        if assigned and not self.result.started:
             self.result.started = time.perf_counter()
 
 

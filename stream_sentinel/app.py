@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -63,8 +63,14 @@ class MetricsObserver:
     def lag(self, part: PartitionId, lag: int) -> None:
         self._m.set_consumer_lag(part.topic, part.partition, lag)
 
-    def assigned(self, count: int) -> None:
-        self._m.partitions_assigned.set(count)
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        self._m.partitions_assigned.set(len(assigned))
+        # a revoked partition's lag is its new owner's to report: left here at
+        # its last value, sum(lag) over replicas would count it twice
+        for part in revoked:
+            self._m.forget_partition(part.topic, part.partition)
 
 
 class Service:

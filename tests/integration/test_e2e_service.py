@@ -591,6 +591,56 @@ async def test_sigterm_drains_exits_0_and_hands_leadership_over_at_once(
     assert last.at is not None and taken.at == last.at + TICK_S
 
 
+async def _lag_series(probe: Probe) -> set[tuple[str, str]]:
+    """The (topic, partition) of every consumer-lag series the replica exports."""
+    _, body = await probe.get("/metrics")
+    return {
+        (s.labels["topic"], s.labels["partition"])
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "stream_sentinel_consumer_lag"
+    }
+
+
+async def test_a_rebalance_moves_each_partitions_lag_to_its_new_owner(
+    kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
+) -> None:
+    """A replica exports lag only for the partitions it holds: after a second
+    replica joins, the first one's series of the partitions it gave up go, or
+    sum(lag) over replicas would count those twice (and the lag alert fire)."""
+    topics = await _topics(make_topic)
+    every = {(topics[kind], str(p)) for kind in ("request", "response") for p in range(2)}
+    async with aiohttp.ClientSession() as session:
+        replicas = Replicas(session, _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, 0))
+        try:
+            a = replicas.start("lag-a")
+            await a.ready()
+            # counted on every partition, so each has a stored offset and a lag
+            await produce(kafka_bootstrap, topics, _normal_traffic(time.time()))
+
+            async def a_reports_every_partition() -> bool | None:
+                return True if await _lag_series(a) == every else None
+
+            await a.until(a_reports_every_partition, "a's lag for all four partitions")
+            b = replicas.start("lag-b")
+            await b.ready()  # b holds partitions: the group rebalanced
+            await produce(kafka_bootstrap, topics, _normal_traffic(time.time()))
+
+            async def split() -> tuple[set[tuple[str, str]], ...] | None:
+                held = [await p.metric("stream_sentinel_partitions_assigned") for p in (a, b)]
+                series = [await _lag_series(p) for p in (a, b)]
+                whole = sum(held) == len(every) and series[0] | series[1] == every
+                settled = all(len(s) == n for s, n in zip(series, held, strict=True))
+                return tuple(series) if whole and settled and all(held) else None
+
+            left, right = await _until(
+                split, "one lag series per partition", b.svc.proc, b.tail, timeout=120
+            )
+        finally:
+            replicas.close()
+    assert left and right and not left & right
+
+
 # -- 4. refusing to start ---------------------------------------------------------
 
 
