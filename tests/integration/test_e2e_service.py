@@ -35,7 +35,7 @@ from stream_sentinel.heartbeat import COMPOSITE, TOKEN_KEYS
 from stream_sentinel.metrics import STATUS_CODES
 
 from .fakes import HealthchecksFake, Ping, PingLog, UptimeKumaFake, WebhookFake
-from .harness import Service, free_port, produce, service_env
+from .harness import ServiceProcess, free_port, produce, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ def _env(
 class Probe:
     """HTTP access to one service replica on its own port."""
 
-    def __init__(self, session: aiohttp.ClientSession, svc: Service, port: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, svc: ServiceProcess, port: int) -> None:
         self.session, self.svc, self.port = session, svc, port
 
     async def get(self, path: str) -> tuple[int, bytes]:
@@ -156,7 +156,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
     )
 
 
-async def _signal_and_wait(svc: Service, sig: signal.Signals, timeout: float = 30) -> int:
+async def _signal_and_wait(svc: ServiceProcess, sig: signal.Signals, timeout: float = 30) -> int:
     # waited for in a thread: the loopback monitors live on this event loop
     svc.proc.send_signal(sig)
     return await asyncio.to_thread(svc.proc.wait, timeout)
@@ -298,7 +298,7 @@ async def test_attack_turns_heartbeats_critical_then_back_to_ok(
             SENTINEL_CONFIG=str(config),
             SENTINEL_HEARTBEAT_1_TOKENS_COMPOSITE_FILE=str(token_file),
         )
-        svc = Service(env, "attack")
+        svc = ServiceProcess(env, "attack")
         try:
             probe = Probe(session, svc, port)
             await probe.ready()
@@ -392,7 +392,7 @@ async def test_prometheus_scrapes_the_service_and_promtool_accepts_its_metrics(
 ) -> None:
     topics = await _topics(make_topic)
     port, prom_port = free_port(), free_port()
-    svc = Service(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, port), "prom")
+    svc = ServiceProcess(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, port), "prom")
     prom_log = tmp_path / "prometheus.log"
     prom: subprocess.Popen[bytes] | None = None
     try:
@@ -483,7 +483,7 @@ class Replicas:
 
     def start(self, name: str) -> Probe:
         port = free_port()
-        svc = Service({**self.env, "SENTINEL_HTTP_PORT": str(port)}, name)
+        svc = ServiceProcess({**self.env, "SENTINEL_HTTP_PORT": str(port)}, name)
         self.started.append(Probe(self.session, svc, port))
         return self.started[-1]
 
