@@ -36,6 +36,7 @@ NEW_DOCS = (
     "heartbeats.md",
     "reliability.md",
     "architecture.md",
+    "alerting.md",
 )
 
 
