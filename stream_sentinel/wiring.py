@@ -82,8 +82,12 @@ def build_rules(cfg: Config) -> RulesConfig:
 def storage_settings(
     cfg: Config, *, redis_url: str | None = None, prefix: str | None = None
 ) -> StorageSettings:
-    """Redis when a URL is configured (or given), else the embedded store;
-    ``prefix`` replaces the configured key prefix (a backtest's private one)."""
+    """Redis when a URL is configured, else the embedded store.
+
+    ``redis_url`` overrides the config: a URL (``replay --redis``), or "" for
+    the embedded store whatever the config says (a private backtest).
+    ``prefix`` replaces the configured key prefix (a backtest's own).
+    """
     url = redis_url
     if url is None and cfg.redis.url is not None:
         url = cfg.redis.url.get_secret_value()
