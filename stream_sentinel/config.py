@@ -124,7 +124,7 @@ class LearningConfig(Section):
         return self
 
 
-class ModelPrice(Section):
+class PriceConfig(Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
@@ -144,7 +144,7 @@ class IngestConfig(Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[str, PriceConfig] = Field(default_factory=dict)  # model -> USD per 1k tokens
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 

@@ -15,9 +15,10 @@ because a Cluster pipeline cannot load a script the node does not know yet.
 
 Reads run one script per partition (``redis_scripts.POSITION``) that answers
 from the partition's running totals of the window, moved there first if they
-cover another one. ``prepare`` moves them ahead of the next tick, so the tick
-itself only reads totals. User ids are only ever hash fields and sorted set
-members, never key names: they cannot change a slot or collide.
+cover another one. ``prepare`` (the ``ReadAhead`` hint) moves them ahead of
+the next tick, so the tick itself only reads totals. User ids are only ever
+hash fields and sorted set members, never key names: they cannot change a
+slot or collide.
 
 Top users merged across partitions are exact when producers key by user id
 (each user counted in one partition): every partition's first k then hold the
@@ -42,8 +43,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..aggregate import Delta
 from ..model import WindowCounts
-from .base import ApplyResult, Outcome, PartitionId, StoreUnavailable, top_k
-from .redis_client import RedisClient, connect
+from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavailable, top_k
+from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
 
 PAGE_S = 300
@@ -91,12 +92,9 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        """The connection pool, for other keys of this deployment (baseline history)."""
+        """The connection pool, for tests and benchmarks that inspect Redis itself.
+        Production code gets its clients from ``store.build`` only."""
         return self._r
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
 
     def _tag(self, part: PartitionId) -> str:
         return f"{self._prefix}:{{{part.topic}:{part.partition}}}"
@@ -107,15 +105,11 @@ class RedisStore:
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
-        except RedisClusterException as exc:
-            # raised when no node of the cluster answers (not a RedisError);
-            # the type only: its message lists the nodes tried
-            raise StoreUnavailable(f"redis cluster: {type(exc).__name__}") from exc
-        except RedisError as exc:
-            # LOADING, BUSY, READONLY after a failover: all transient for us
-            raise StoreUnavailable(f"redis error: {type(exc).__name__}: {exc}") from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            problem = refusal(exc)
+            if problem is not None:
+                raise StoreRefused(f"redis refused the connection: {problem}") from exc
+            raise _unavailable(exc) from exc
 
     async def load_offset(self, part: PartitionId) -> int | None:
         return (await self.load_offsets([part]))[part]
@@ -274,8 +268,29 @@ class RedisStore:
             totals.update(part)
         return top_k(totals, k)
 
+    async def drop_all(self) -> None:
+        # SCAN, not KEYS: a shared Redis must not stall for a scratch run's
+        # clean-up; on a Cluster both visit every primary and split by slot
+        keys = await self._call(self._scan(f"{self._prefix}:*"))
+        for i in range(0, len(keys), 500):
+            await self._call(self._r.delete(*keys[i : i + 500]))
+
+    async def _scan(self, match: str) -> list[bytes]:
+        return [key async for key in self._r.scan_iter(match=match, count=1000)]
+
     async def ping(self) -> None:
         await self._call(self._r.ping())
 
     async def close(self) -> None:
         await self._r.aclose()
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    if isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailable(f"redis unreachable: {type(exc).__name__}")
+    if isinstance(exc, RedisClusterException):
+        # raised when no node of the cluster answers (not a RedisError);
+        # the type only: its message lists the nodes tried
+        return StoreUnavailable(f"redis cluster: {type(exc).__name__}")
+    # LOADING, BUSY, READONLY after a failover: all transient for us
+    return StoreUnavailable(f"redis error: {type(exc).__name__}: {exc}")

@@ -40,7 +40,7 @@ from stream_sentinel.store.base import PartitionId
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import connect
 
-from .harness import WIDTH, Service, assert_exact, expected_of, free_port, service_env
+from .harness import WIDTH, ServiceProcess, assert_exact, expected_of, free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -198,7 +198,9 @@ async def http_get(session: aiohttp.ClientSession, port: int, path: str) -> tupl
         return response.status, await response.text()
 
 
-async def wait_stored(store: RedisStore, ends: Mapping[PartitionId, int], svc: Service) -> None:
+async def wait_stored(
+    store: RedisStore, ends: Mapping[PartitionId, int], svc: ServiceProcess
+) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while await store.load_offsets(list(ends)) != dict(ends):
         assert svc.proc.poll() is None, f"service exited:\n{svc.log_tail()}"
@@ -283,7 +285,7 @@ async def test_service_ingests_dead_letters_and_alerts_over_secure_kafka_and_tls
         counter_ttl_s=4000,
         user_ttl_s=700,
     )
-    svc = Service(env, f"secure-{kafka_mode}")
+    svc = ServiceProcess(env, f"secure-{kafka_mode}")
     try:
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + DEADLINE_S
