@@ -85,7 +85,7 @@ class KafkaSettings:
     commit_interval_s: float = 1.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
-    # TLS and SASL arguments from kafka.client.client_options; empty: plaintext
+    # TLS and SASL arguments from kafka.clients.client_options; empty: plaintext
     security: Mapping[str, Any] = field(default_factory=dict)
 
 
