@@ -2,7 +2,7 @@
 
 The brokers a bench is pointed at, plus the TLS/SASL settings of the
 ``SENTINEL_KAFKA_*`` environment, through the service's own builder
-(``stream_sentinel.kafka.client.client_options``): a bench runs against a
+(``stream_sentinel.kafka.clients.client_options``): a bench runs against a
 SASL_SSL cluster exactly as the service would.
 """
 
