@@ -19,9 +19,6 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -37,6 +34,9 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.config_types import Section as _Section
+from stream_sentinel.config_types import Token
+from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.redis_client import check_url
 
@@ -54,34 +54,6 @@ Positive = Annotated[float, Field(gt=0)]
 Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 # Printable text without spaces: ends up in logs, client ids and connection strings.
 Plain = Annotated[str, Field(pattern=r"^[!-~]{1,255}$")]
-# A name or an IP address to bind, never a URL, list or path.
-BindHost = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%-]{1,253}$")]
-
-
-def _check_token(value: SecretStr) -> SecretStr:
-    # Tokens end up in URL paths and query strings; the message must not echo them.
-    text = value.get_secret_value()
-    if not text or any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("must be non-empty, without spaces or control characters")
-    if text in (".", ".."):
-        # quoted or not, a path segment "." or ".." is resolved away by servers
-        raise ValueError("must not be '.' or '..'")
-    return value
-
-
-Token = Annotated[SecretStr, AfterValidator(_check_token)]
-
-
-class _Section(BaseModel):
-    # strict: a quoted number or a boolean where a number belongs is a mistake to report.
-    # Attribute docstrings become field descriptions: docs/config.md is generated from them.
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        use_attribute_docstrings=True,
-    )
 
 
 class KafkaConfig(_Section):
@@ -256,16 +228,6 @@ class HeartbeatConfig(_Section):
         if kind in ("healthchecks", "uptime-kuma") and parts.query:
             raise ValueError(f"a {kind} url is a base URL without a query")
         return url
-
-
-class HttpConfig(_Section):
-    # loopback unless asked: /metrics and /readyz are open to whoever can connect
-    host: BindHost = "127.0.0.1"
-    """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
-    port: int = Field(9464, ge=0, le=65535)
-    """Port of the HTTP server."""
-    status_token: Token | None = None  # bearer token required by /status when set
-    """When set, /status requires `Authorization: Bearer <token>`."""
 
 
 class Config(_Section):

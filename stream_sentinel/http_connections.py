@@ -1,0 +1,256 @@
+"""Per-connection limits the HTTP server enforces below aiohttp.
+
+aiohttp (3.14) has no header or body read timeout and no connection cap: a
+client that opens connections and sends nothing, or a byte at a time, holds
+them for its keep-alive (an hour by default). :class:`ConnectionGuard` sees
+every connection through :class:`GuardedProtocol`, a thin wrapper around the
+protocol aiohttp's public ``web.Server`` factory makes, and closes those that
+are too slow, too idle, or the oldest idle ones when there are too many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger(__name__)
+
+# Descriptors kept free for what the process itself opens (Kafka, Redis, files).
+RESERVED_FDS: Final = 64
+_ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 15.0
+    max_connections: int = 256
+
+
+def fd_bounded(max_connections: int) -> int:
+    """``max_connections`` lowered so connections alone cannot exhaust the open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(8, min(max_connections, soft - RESERVED_FDS))
+
+
+class RateLimitedLog:
+    """At most one line per ``interval_s``; the next line says how many were held back."""
+
+    __slots__ = ("_clock", "_held", "_interval_s", "_next_at")
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next_at = float("-inf")
+        self._held = 0
+
+    def emit(self, logger: logging.Logger, level: int, message: str, *args: object) -> bool:
+        now = self._clock()
+        if now < self._next_at:
+            self._held += 1
+            return False
+        held, self._held = self._held, 0
+        self._next_at = now + self._interval_s
+        suffix = f" ({held} more like it since the last line)" if held else ""
+        logger.log(level, message + suffix, *args)
+        return True
+
+
+@dataclass(slots=True)
+class _Connection:
+    transport: asyncio.BaseTransport
+    idle_since: float  # opened, or the last response
+    served: int = 0
+    busy: bool = False  # a request is in the app
+    head_started: float | None = None  # first byte of a request not yet in the app
+
+
+class ConnectionGuard:
+    """Tracks the server's connections and closes the ones over a limit."""
+
+    def __init__(self, limits: ConnectionLimits, clock: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self.max_connections = fd_bounded(limits.max_connections)
+        self._clock = clock
+        self._open: dict[asyncio.BaseTransport, _Connection] = {}  # oldest first
+        self._shed_log = RateLimitedLog(10.0)
+        self.shed_total = 0
+        self.timed_out_total = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    # -- events from GuardedProtocol and the request middleware -------------------
+
+    def opened(self, transport: asyncio.BaseTransport) -> None:
+        self._open[transport] = _Connection(transport, self._clock())
+        excess = len(self._open) - self.max_connections
+        if excess > 0 and self.shed(excess, keep=transport) < excess:
+            self._close(self._open[transport])  # every other one is mid-request
+
+    def data(self, transport: asyncio.BaseTransport) -> None:
+        conn = self._open.get(transport)
+        if conn is not None and not conn.busy and conn.head_started is None:
+            conn.head_started = self._clock()
+
+    def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+        conn = self._open.get(transport) if transport is not None else None
+        if conn is not None:
+            conn.busy, conn.head_started = True, None
+
+    def request_done(self, transport: asyncio.BaseTransport | None) -> None:
+        conn = self._open.get(transport) if transport is not None else None
+        if conn is not None:
+            conn.busy, conn.served, conn.idle_since = False, conn.served + 1, self._clock()
+
+    def closed(self, transport: asyncio.BaseTransport) -> None:
+        self._open.pop(transport, None)
+
+    # -- enforcement ---------------------------------------------------------------
+
+    def shed(self, count: int, keep: asyncio.BaseTransport | None = None) -> int:
+        """Close up to ``count`` connections not in a request: idle ones oldest first, then
+        those still sending a head; returns how many were closed."""
+        idle = [c for c in self._open.values() if not c.busy and c.transport is not keep]
+        # never-used and idle connections before half-sent heads, oldest first
+        idle.sort(key=lambda c: (c.head_started is not None, c.head_started or c.idle_since))
+        victims = idle[:count]
+        for conn in victims:
+            self._close(conn)
+        if victims:
+            self.shed_total += len(victims)
+            self._shed_log.emit(
+                log, logging.WARNING, "http: %d connections open, closed the oldest idle", len(self)
+            )
+        return len(victims)
+
+    def sweep(self) -> int:
+        """Close connections past their head or keep-alive deadline; returns how many."""
+        now, lim = self._clock(), self.limits
+        expired = []
+        for conn in self._open.values():
+            if conn.busy:
+                continue  # body reads have their own timeout, handlers are bounded
+            if conn.head_started is not None:
+                late = now - conn.head_started > lim.header_timeout_s
+            else:  # never used: as long as a head may take; used: the keep-alive
+                wait = lim.keepalive_timeout_s if conn.served else lim.header_timeout_s
+                late = now - conn.idle_since > wait
+            if late:
+                expired.append(conn)
+        for conn in expired:
+            self._close(conn)
+        self.timed_out_total += len(expired)
+        return len(expired)
+
+    async def run(self) -> None:
+        lim = self.limits
+        period = max(0.05, min(1.0, lim.header_timeout_s / 4, lim.keepalive_timeout_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.sweep()
+
+    def _close(self, conn: _Connection) -> None:
+        # abort, not close: the descriptor is freed now, not after a TLS goodbye
+        self._open.pop(conn.transport, None)
+        transport = conn.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
+        else:
+            transport.close()
+
+    def close_all(self) -> None:
+        for conn in list(self._open.values()):
+            self._close(conn)
+
+    # -- the event loop's accept errors --------------------------------------------
+
+    def install_accept_guard(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Answer "out of descriptors" on accept by shedding idle connections, with one
+        rate-limited line instead of a traceback per attempt; returns the uninstaller."""
+        previous = loop.get_exception_handler()
+        said = RateLimitedLog(10.0)
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if (
+                isinstance(exc, OSError)
+                and exc.errno in _ACCEPT_EXHAUSTED
+                and "accept" in str(context.get("message", ""))
+            ):
+                self.shed(max(1, len(self) // 10))
+                said.emit(
+                    log,
+                    logging.WARNING,
+                    "http: cannot accept a connection (%s); %d open, shedding idle ones",
+                    errno.errorcode.get(exc.errno or 0, "?"),
+                    len(self),
+                )
+                return
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        return lambda: loop.set_exception_handler(previous)
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """Forwards every protocol event to aiohttp's handler, telling the guard first."""
+
+    __slots__ = ("_guard", "_inner", "_transport")
+
+    def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._guard.opened(transport)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._guard.data(self._transport)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._guard.closed(self._transport)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+GUARD_KEY: Final = web.AppKey("connections", ConnectionGuard)
+
+
+@web.middleware
+async def track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guard = request.app[GUARD_KEY]
+    guard.request_started(request.transport)
+    try:
+        return await handler(request)
+    finally:
+        guard.request_done(request.transport)
