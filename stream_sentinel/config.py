@@ -40,7 +40,14 @@ from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.redis_client import check_url
 
-__all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HeartbeatConfig",
+    "HeartbeatTokens",
+    "HttpConfig",
+    "load_config",
+]
 
 DEFAULT_PATH = Path("sentinel.toml")
 REDACTED = "***"
@@ -52,6 +59,13 @@ NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 # Kafka's own rule for topic names.
 Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+# Bounds on what a config may hold: a huge file or table is a mistake (or an attack
+# through a templated value) long before it is a real deployment.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_PRICES = 10_000
+MAX_HEARTBEATS = 100
+MAX_URL_CHARS = 4096
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
 # Printable text without spaces: ends up in logs, client ids and connection strings.
 Plain = Annotated[str, Field(pattern=r"^[!-~]{1,255}$")]
 
@@ -72,7 +86,7 @@ class KafkaConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: SecretStr | None = None
+    url: Annotated[SecretStr, Field(max_length=MAX_URL_CHARS)] | None = None
     """Redis URL (redis://, rediss:// or unix://; redis+cluster:// or rediss+cluster:// with
     any node of a Redis Cluster); unset: the embedded in-memory store (one process, state lost
     on exit)."""
@@ -163,7 +177,7 @@ class IngestConfig(_Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[ModelName, ModelPrice] = Field(default_factory=dict, max_length=MAX_PRICES)
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
@@ -196,7 +210,7 @@ class HeartbeatConfig(_Section):
     """Name in metrics and logs; unset: `<kind>-<N>` (kind and position in the list)."""
     kind: HeartbeatKind = "generic"
     """Wire format of the monitor (see docs/heartbeats.md)."""
-    url: str
+    url: str = Field(max_length=MAX_URL_CHARS)
     """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
     it."""
     tokens: HeartbeatTokens
@@ -237,7 +251,9 @@ class Config(_Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     learning: LearningConfig = Field(default_factory=LearningConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    heartbeat: tuple[HeartbeatConfig, ...] = Field(
+        default=(), strict=False, max_length=MAX_HEARTBEATS
+    )  # TOML gives a list
     http: HttpConfig = Field(default_factory=HttpConfig)
 
     @field_validator("heartbeat", mode="before")
@@ -337,7 +353,10 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
+        return tomllib.loads(data.decode("utf-8"))
     except OSError as exc:
         problem = f"cannot read the config file: {exc.strerror}"
     except tomllib.TOMLDecodeError as exc:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Descriptors kept free for what the process itself opens (Kafka, Redis, files).
 RESERVED_FDS: Final = 64
+EOF_GRACE_S: Final = 1.0
 _ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -75,6 +76,8 @@ class _Connection:
     served: int = 0
     busy: bool = False  # a request is in the app
     head_started: float | None = None  # first byte of a request not yet in the app
+    eof: bool = False  # the client will send nothing more (half-closed)
+    on_eof: Callable[[], None] | None = None  # tells the request in the app
 
 
 class ConnectionGuard:
@@ -105,15 +108,30 @@ class ConnectionGuard:
         if conn is not None and not conn.busy and conn.head_started is None:
             conn.head_started = self._clock()
 
-    def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+    def eof(self, transport: asyncio.BaseTransport) -> bool:
+        """The client half-closed; returns whether a request is in flight (keep writing)."""
+        conn = self._open.get(transport)
+        if conn is None:
+            return False
+        conn.eof = True
+        if conn.on_eof is not None:
+            conn.on_eof()
+        return conn.busy or conn.head_started is not None
+
+    def request_started(
+        self, transport: asyncio.BaseTransport | None, on_eof: Callable[[], None]
+    ) -> None:
         conn = self._open.get(transport) if transport is not None else None
         if conn is not None:
-            conn.busy, conn.head_started = True, None
+            conn.busy, conn.head_started, conn.on_eof = True, None, on_eof
+            if conn.eof:
+                on_eof()
 
     def request_done(self, transport: asyncio.BaseTransport | None) -> None:
         conn = self._open.get(transport) if transport is not None else None
         if conn is not None:
-            conn.busy, conn.served, conn.idle_since = False, conn.served + 1, self._clock()
+            conn.busy, conn.on_eof = False, None
+            conn.served, conn.idle_since = conn.served + 1, self._clock()
 
     def closed(self, transport: asyncio.BaseTransport) -> None:
         self._open.pop(transport, None)
@@ -143,7 +161,9 @@ class ConnectionGuard:
         for conn in self._open.values():
             if conn.busy:
                 continue  # body reads have their own timeout, handlers are bounded
-            if conn.head_started is not None:
+            if conn.eof:  # nothing more will come; a moment for the last answer to leave
+                late = conn.head_started is not None or now - conn.idle_since > EOF_GRACE_S
+            elif conn.head_started is not None:
                 late = now - conn.head_started > lim.header_timeout_s
             else:  # never used: as long as a head may take; used: the keep-alive
                 wait = lim.keepalive_timeout_s if conn.served else lim.header_timeout_s
@@ -229,7 +249,13 @@ class GuardedProtocol(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        in_flight = self._transport is not None and self._guard.eof(self._transport)
+        inner = self._inner.eof_received()
+        # Half-closed mid-request: keep the sending side open for the 400 (TLS cannot).
+        transport = self._transport
+        if in_flight and transport is not None and transport.get_extra_info("sslcontext") is None:
+            return True
+        return inner
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -249,7 +275,13 @@ GUARD_KEY: Final = web.AppKey("connections", ConnectionGuard)
 @web.middleware
 async def track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[GUARD_KEY]
-    guard.request_started(request.transport)
+
+    def cut_off() -> None:
+        # only a body still expected: an empty payload is a shared object
+        if request.body_exists and not request.content.is_eof():
+            request.content.set_exception(ConnectionResetError("the client closed mid-body"))
+
+    guard.request_started(request.transport, cut_off)
     try:
         return await handler(request)
     finally:

@@ -11,8 +11,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
+import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler, Middleware
 
 from stream_sentinel.http_connections import RateLimitedLog
@@ -54,6 +56,29 @@ def host_check(names: Collection[str] | None) -> Middleware:
         return await handler(request)
 
     return check_host
+
+
+@web.middleware
+async def version_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.version.major == 1 and request.version.minor in (0, 1):
+        return await handler(request)
+    # HTTP/0.9 and HTTP/2.0 request lines parse, and aiohttp would answer in the
+    # same version; our status line names the one version spoken. aiohttp has no
+    # public setter (aiohttp pinned below 3.15, tests/test_http_internals.py).
+    request._version = HttpVersion11
+    request._cache.pop("version", None)  # `version` is cached once read
+    raise web.HTTPVersionNotSupported(headers={"Connection": "close"})
+
+
+async def expect_handler(request: web.Request) -> None:
+    """Like aiohttp's default, but a refusal does not quote the client's header back."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return
+    raise web.HTTPExpectationFailed(
+        body=orjson.dumps({"error": "Expectation Failed"}), content_type="application/json"
+    )
 
 
 def _is_ip(text: str) -> bool:

@@ -19,7 +19,6 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
@@ -36,7 +35,9 @@ from stream_sentinel.http_guard import (
     BearerAuth,
     access_log,
     access_logger_with,
+    expect_handler,
     host_check,
+    version_check,
 )
 from stream_sentinel.http_tls import ReloadingTls
 from stream_sentinel.metrics import CONTENT_TYPE, Metrics
@@ -124,29 +125,6 @@ def _limit_body(body_timeout_s: float) -> Middleware:
         return await handler(request)
 
     return limit_body
-
-
-@web.middleware
-async def _check_version(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.version.major == 1 and request.version.minor in (0, 1):
-        return await handler(request)
-    # HTTP/0.9 and HTTP/2.0 request lines parse, and aiohttp would answer in the
-    # same version; our status line names the one version spoken. aiohttp has no
-    # public setter (aiohttp pinned below 3.15, tests/test_http_internals.py).
-    request._version = HttpVersion11
-    request._cache.pop("version", None)  # `version` is cached once read
-    raise web.HTTPVersionNotSupported(headers={"Connection": "close"})
-
-
-async def _expect(request: web.Request) -> None:
-    """Like aiohttp's default, but a refusal does not quote the client's header back."""
-    if request.headers.get("Expect", "").lower() == "100-continue":
-        if request.version == HttpVersion11:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return
-    raise web.HTTPExpectationFailed(
-        body=orjson.dumps({"error": "Expectation Failed"}), content_type=JSON
-    )
 
 
 class _GuardedHandler(web.RequestHandler):
@@ -301,7 +279,7 @@ def build_http_app(
         middlewares=[
             track_requests,
             _errors_as_json,
-            _check_version,
+            version_check,
             host_check(allowed_hosts),
             _limit_body(limits.body_timeout_s),
         ],
@@ -318,7 +296,7 @@ def build_http_app(
         ("/readyz", h.readyz),
         ("/status", h.status),
     ):
-        app.router.add_get(path, handler, expect_handler=_expect)
+        app.router.add_get(path, handler, expect_handler=expect_handler)
     return app
 
 
