@@ -139,11 +139,11 @@ class ConnectionGuard:
     # -- enforcement ---------------------------------------------------------------
 
     def shed(self, count: int, keep: asyncio.BaseTransport | None = None) -> int:
-        """Close up to ``count`` connections not in a request: idle ones oldest first, then
-        those still sending a head; returns how many were closed."""
+        """Close up to ``count`` connections not in a request, the longest waiting first
+        (idle since their last answer, or since the first byte of an unfinished head);
+        returns how many were closed."""
         idle = [c for c in self._open.values() if not c.busy and c.transport is not keep]
-        # never-used and idle connections before half-sent heads, oldest first
-        idle.sort(key=lambda c: (c.head_started is not None, c.head_started or c.idle_since))
+        idle.sort(key=lambda c: c.idle_since if c.head_started is None else c.head_started)
         victims = idle[:count]
         for conn in victims:
             self._close(conn)
@@ -202,15 +202,23 @@ class ConnectionGuard:
         rate-limited line instead of a traceback per attempt; returns the uninstaller."""
         previous = loop.get_exception_handler()
         said = RateLimitedLog(10.0)
+        # asyncio keeps calling accept() after the first EMFILE of a wake-up (up to the
+        # backlog) and retries a second later; one shed per wake-up is enough, and
+        # closed descriptors are only freed on the next loop turn anyway.
+        next_shed_at = float("-inf")
 
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            nonlocal next_shed_at
             exc = context.get("exception")
             if (
                 isinstance(exc, OSError)
                 and exc.errno in _ACCEPT_EXHAUSTED
                 and "accept" in str(context.get("message", ""))
             ):
-                self.shed(max(1, len(self) // 10))
+                if self._clock() >= next_shed_at:
+                    next_shed_at = self._clock() + 0.5
+                    # half: the kernel's queue refills what is freed, oldest caller first
+                    self.shed(max(1, len(self) // 2))
                 said.emit(
                     log,
                     logging.WARNING,
