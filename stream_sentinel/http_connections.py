@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Descriptors kept free for what the process itself opens (Kafka, Redis, files).
 RESERVED_FDS: Final = 64
+# The listen queue, and also how many sockets asyncio accepts per wake-up before
+# any of them reaches connection_made: they hold descriptors the cap cannot see.
+ACCEPT_BACKLOG: Final = 128
 EOF_GRACE_S: Final = 1.0
 _ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -43,7 +46,7 @@ def fd_bounded(max_connections: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return max_connections
-    return max(8, min(max_connections, soft - RESERVED_FDS))
+    return max(8, min(max_connections, soft - RESERVED_FDS - ACCEPT_BACKLOG))
 
 
 class RateLimitedLog:

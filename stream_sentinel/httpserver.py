@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
 from stream_sentinel.http_connections import (
+    ACCEPT_BACKLOG,
     GUARD_KEY,
     ConnectionGuard,
     ConnectionLimits,
@@ -374,7 +375,7 @@ async def start_http(
             port,
             ssl=tls.context if tls is not None else None,
             reuse_address=True,
-            backlog=128,
+            backlog=ACCEPT_BACKLOG,
         )
     except BaseException:
         restore()
