@@ -92,8 +92,6 @@ class ConnectionGuard:
         self._clock = clock
         self._open: dict[asyncio.BaseTransport, _Connection] = {}  # oldest first
         self._shed_log = RateLimitedLog(10.0)
-        self.shed_total = 0
-        self.timed_out_total = 0
 
     def __len__(self) -> int:
         return len(self._open)
@@ -107,6 +105,8 @@ class ConnectionGuard:
             self._close(self._open[transport])  # every other one is mid-request
 
     def data(self, transport: asyncio.BaseTransport) -> None:
+        # Bytes during a request are its body or a pipelined next one: a pipelined
+        # head left unfinished then gets the keep-alive deadline, not the head one.
         conn = self._open.get(transport)
         if conn is not None and not conn.busy and conn.head_started is None:
             conn.head_started = self._clock()
@@ -151,7 +151,6 @@ class ConnectionGuard:
         for conn in victims:
             self._close(conn)
         if victims:
-            self.shed_total += len(victims)
             self._shed_log.emit(
                 log, logging.WARNING, "http: %d connections open, closed the oldest idle", len(self)
             )
@@ -175,7 +174,6 @@ class ConnectionGuard:
                 expired.append(conn)
         for conn in expired:
             self._close(conn)
-        self.timed_out_total += len(expired)
         return len(expired)
 
     async def run(self) -> None:

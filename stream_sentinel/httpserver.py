@@ -374,6 +374,8 @@ async def start_http(
             host,
             port,
             ssl=tls.context if tls is not None else None,
+            # a TLS connection reaches the guard only once its handshake is done
+            ssl_handshake_timeout=guard.limits.header_timeout_s if tls is not None else None,
             reuse_address=True,
             backlog=ACCEPT_BACKLOG,
         )

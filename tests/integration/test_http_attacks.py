@@ -388,6 +388,12 @@ async def test_tls_with_hsts_and_a_certificate_reloaded_on_sighup(
         exchange, svc.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=5
     )
     assert not plain.startswith(b"HTTP/")
+    # a connection that never starts its handshake is dropped like a slow head
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as silent:
+        deadline = time.monotonic() + HEADER_TIMEOUT_S + 10
+        while not closed_by_server(silent):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
     # a renewed certificate is served after SIGHUP, without a restart
     shutil.copy(second[0], live_cert)
     shutil.copy(second[1], live_key)
