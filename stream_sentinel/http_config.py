@@ -61,8 +61,8 @@ class HttpConfig(Section):
     keepalive_timeout_seconds: float = Field(15.0, gt=0, le=3600)
     """An idle kept-alive connection is closed after this long."""
     max_connections: int = Field(256, ge=8, le=100_000)
-    """Open connections at most (lowered to fit the open-file limit); past it the oldest idle
-    ones are closed first."""
+    """Open connections at most (lowered to the open-file limit minus 192); past it the ones
+    waiting longest for a request (idle, or a head begun long ago) are closed first."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpConfig:

@@ -296,3 +296,32 @@ def test_out_of_descriptors_sheds_idle_connections_quietly() -> None:
     assert "Traceback" not in log and "out of system resource" not in log, log[-2000:]
     lines = [line for line in log.splitlines() if "cannot accept a connection" in line]
     assert 1 <= len(lines) <= 3, log[-2000:]  # one line per 10 s, however many accept() fail
+
+
+# -- TLS files ----------------------------------------------------------------------------
+
+
+def test_tls_files_that_cannot_be_used_name_the_key_and_a_bad_renewal_keeps_the_old(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stream_sentinel.http_tls import ReloadingTls, TlsError
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    with pytest.raises(TlsError, match=r"^http\.tls_certfile: cannot read"):
+        ReloadingTls(str(cert), str(key))
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls = ReloadingTls(str(cert), str(key))
+    assert tls.reload() is True
+    good = cert.read_bytes()
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    caplog.set_level(logging.WARNING)
+    assert tls.reload() is False
+    assert "kept the previous certificate" in caplog.text and "not base64" not in caplog.text
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(good[:100])
+    with pytest.raises(TlsError, match="unusable certificate or key"):
+        ReloadingTls(str(garbage), str(key))
