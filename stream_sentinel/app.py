@@ -214,7 +214,7 @@ class Service:
             await self.store.close()
             return EXIT_UNAVAILABLE
         try:
-            http = await self._start_http()
+            http, port = await self._start_http()
         except (OSError, TlsError) as exc:
             # one line: a port taken or privileged, or an unusable certificate
             log.error("cannot start: %s", exc)
@@ -224,7 +224,7 @@ class Service:
         log.info(
             "http listening on %s:%d%s; replica %s (host %s, pid %d)",
             self.cfg.http.host,
-            http.port,
+            port,
             " (TLS)" if http.tls else "",
             self.replica,
             socket.gethostname(),
@@ -258,13 +258,13 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await self.ingest.stop()
-            await http.close()
+            await http.cleanup()
             await self.session.close()
             await self.store.close()
         log.info("stopped")
         return 0
 
-    async def _start_http(self) -> HttpServer:
+    async def _start_http(self) -> tuple[HttpServer, int]:
         web = self.cfg.http
         tls = None
         if web.tls_certfile is not None and web.tls_keyfile is not None:

@@ -302,7 +302,8 @@ def build_http_app(
 
 
 class HttpServer:
-    """A running server: its port, its connections, and how to stop it."""
+    """A running server: its port, its connections, and ``cleanup()`` to stop it (the
+    name aiohttp's runners use)."""
 
     def __init__(
         self,
@@ -323,7 +324,7 @@ class HttpServer:
         if self.tls is not None:
             self.tls.reload()
 
-    async def close(self) -> None:
+    async def cleanup(self) -> None:
         """Stop accepting, give in-flight requests the shutdown timeout, close the rest."""
         for task in self._tasks:
             task.cancel()
@@ -343,8 +344,9 @@ async def start_http(
     *,
     shutdown_timeout: float = 5.0,
     tls: ReloadingTls | None = None,
-) -> HttpServer:
-    """Serve ``app`` on ``host:port`` (0: an ephemeral port); stop with ``close()``.
+) -> tuple[HttpServer, int]:
+    """Serve ``app`` on ``host:port`` (0: an ephemeral port); returns the server and the
+    bound port. Stop with ``await server.cleanup()``.
 
     Raises OSError when the port cannot be bound (taken, privileged).
     """
@@ -383,4 +385,5 @@ async def start_http(
         restore()
         await runner.cleanup()
         raise
-    return HttpServer(runner, server, guard, tls, restore)
+    http = HttpServer(runner, server, guard, tls, restore)
+    return http, http.port

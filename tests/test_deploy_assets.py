@@ -399,8 +399,7 @@ async def test_a_real_prometheus_loads_the_rules_and_the_dashboard_finds_data(
     app = build_http_app(
         metrics=m, status_provider=lambda: None, ready_checks=ready, status_token=None
     )
-    server = await start_http(app, "127.0.0.1", 0)
-    port = server.port
+    runner, port = await start_http(app, "127.0.0.1", 0)
     prom_port = _free_port()
     shutil.copy(RULES, tmp_path / "alerts.yml")
     (tmp_path / "prometheus.yml").write_text(
@@ -468,7 +467,7 @@ async def test_a_real_prometheus_loads_the_rules_and_the_dashboard_finds_data(
     finally:
         prom.terminate()
         await asyncio.to_thread(prom.wait, 30)
-        await server.close()
+        await runner.cleanup()
     by_name = {a["labels"]["alertname"]: a for a in alerts}
     assert by_name["StreamSentinelCompositeCritical"]["labels"] == {
         "alertname": "StreamSentinelCompositeCritical",

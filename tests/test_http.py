@@ -67,13 +67,13 @@ async def start() -> AsyncIterator[Start]:
     servers: list[HttpServer] = []
 
     async def _start(**over: Any) -> str:
-        server = await start_http(build_http_app(**app_kwargs(**over)), "127.0.0.1", 0)
+        server, port = await start_http(build_http_app(**app_kwargs(**over)), "127.0.0.1", 0)
         servers.append(server)
-        return f"http://127.0.0.1:{server.port}"
+        return f"http://127.0.0.1:{port}"
 
     yield _start
     for server in servers:
-        await server.close()
+        await server.cleanup()
 
 
 @pytest.fixture
@@ -101,12 +101,11 @@ def assert_safe_headers(headers: CIMultiDictProxy[str]) -> None:
 async def test_start_http_binds_an_ephemeral_port_and_cleanup_closes_it(
     client: aiohttp.ClientSession,
 ) -> None:
-    server = await start_http(build_http_app(**app_kwargs()), "127.0.0.1", 0)
-    port = server.port
+    server, port = await start_http(build_http_app(**app_kwargs()), "127.0.0.1", 0)
     assert port > 0
     status, _, _ = await fetch(client, "GET", f"http://127.0.0.1:{port}/healthz")
     assert status == 200
-    await server.close()
+    await server.cleanup()
     with pytest.raises(aiohttp.ClientConnectionError):
         await fetch(client, "GET", f"http://127.0.0.1:{port}/healthz")
 

@@ -251,10 +251,10 @@ async def main():
     app = build_http_app(metrics=Metrics(), status_provider=lambda: None,
                          ready_checks=ready, status_token=None)
     app[GUARD_KEY].max_connections = 100_000  # no cap: the accept guard alone
-    server = await start_http(app, "127.0.0.1", 0)
-    print(server.port, flush=True)
+    server, port = await start_http(app, "127.0.0.1", 0)
+    print(port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    await server.close()
+    await server.cleanup()
 
 asyncio.run(main())
 """

@@ -44,9 +44,9 @@ async def port() -> AsyncIterator[int]:
         status_token=TOKEN,
     )
     # the configured default host, so the loopback test below tests the default
-    server = await start_http(app, Config().http.host, 0)
-    yield server.port
-    await server.close()
+    runner, bound = await start_http(app, Config().http.host, 0)
+    yield bound
+    await runner.cleanup()
 
 
 async def raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:

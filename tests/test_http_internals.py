@@ -71,14 +71,14 @@ async def test_http2_and_http09_request_lines_get_an_http11_status_line() -> Non
     app = build_http_app(
         metrics=Metrics(), status_provider=lambda: None, ready_checks=ready, status_token=None
     )
-    server = await start_http(app, "127.0.0.1", 0)
+    server, port = await start_http(app, "127.0.0.1", 0)
     try:
         for version in (b"HTTP/2.0", b"HTTP/0.9"):
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /healthz " + version + b"\r\nHost: localhost\r\n\r\n")
             async with asyncio.timeout(10):
                 line = await reader.readline()
             writer.close()
             assert line.startswith(b"HTTP/1.1 505 "), line
     finally:
-        await server.close()
+        await server.cleanup()
