@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from stream_sentinel.alertmanager_config import AlertmanagerTargets
 from stream_sentinel.config_env import (
     CONFIG_PATH_ENV,
     ConfigError,
@@ -37,6 +38,7 @@ from stream_sentinel.config_env import (
 from stream_sentinel.config_types import Section as _Section
 from stream_sentinel.config_types import Token
 from stream_sentinel.http_config import HttpConfig
+from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.redis_client import check_url
 
@@ -254,7 +256,9 @@ class Config(_Section):
     heartbeat: tuple[HeartbeatConfig, ...] = Field(
         default=(), strict=False, max_length=MAX_HEARTBEATS
     )  # TOML gives a list
+    alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod
@@ -290,6 +294,7 @@ class Config(_Section):
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged."""
         found = [t for hb in self.heartbeat for t in hb.tokens.secret_values().values()]
+        found += [s for am in self.alertmanager for s in am.secret_values()]
         if self.http.status_token is not None:
             found.append(self.http.status_token.get_secret_value())
         if self.redis.url is not None:
