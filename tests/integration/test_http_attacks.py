@@ -439,7 +439,24 @@ def test_a_taken_port_is_one_line_and_an_exit_code(kafka_bootstrap: str) -> None
     assert proc.returncode == 3, proc.stderr
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output and "Unclosed" not in output, output
-    assert [line for line in output.splitlines() if "cannot start" in line], output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "cannot start" in lines[0] and "address already in use" in lines[0]
+
+
+def test_a_privileged_port_is_one_line_and_an_exit_code(kafka_bootstrap: str) -> None:
+    # root may bind port 80: drop to nobody first (setpriv is util-linux, in every Debian)
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    full.update({"SENTINEL_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SENTINEL_HTTP_PORT": "80"})
+    proc = subprocess.run(
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-m", "stream_sentinel", "run"],
+        env=full, capture_output=True, text=True, timeout=60, check=False, cwd="/",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 3, output
+    assert "Traceback" not in output and "Unclosed" not in output, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "cannot start" in lines[0] and "permission denied" in lines[0]
 
 
 # -- 6. Host, /status and /readyz contents --------------------------------------------------
