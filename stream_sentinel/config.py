@@ -88,7 +88,7 @@ class KafkaConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: Annotated[SecretStr, Field(max_length=MAX_URL_CHARS)] | None = None
+    url: SecretStr | None = None
     """Redis URL (redis://, rediss:// or unix://; redis+cluster:// or rediss+cluster:// with
     any node of a Redis Cluster); unset: the embedded in-memory store (one process, state lost
     on exit)."""
@@ -99,6 +99,8 @@ class RedisConfig(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) > MAX_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_URL_CHARS} characters")
         problem = None if value is None else check_url(value.get_secret_value())
         if problem:
             raise ValueError(problem)

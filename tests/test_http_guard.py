@@ -325,3 +325,16 @@ def test_tls_files_that_cannot_be_used_name_the_key_and_a_bad_renewal_keeps_the_
     garbage.write_bytes(good[:100])
     with pytest.raises(TlsError, match="unusable certificate or key"):
         ReloadingTls(str(garbage), str(key))
+
+
+def test_config_tables_and_strings_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "sentinel.toml"
+    rows = (f"m{i} = {{ prompt_per_1k = 1.0, completion_per_1k = 1.0 }}" for i in range(10_001))
+    path.write_text("[ingest.prices]\n" + "\n".join(rows) + "\n")  # under 1 MiB: the count
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {})
+    assert err.value.key == "ingest.prices"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {"SENTINEL_REDIS_URL": "redis://h/0?x=" + "a" * 5000})
+    assert err.value.key == "redis.url" and "4096" in err.value.problem
+    assert "aaaa" not in str(err.value)
