@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from .alertmanager_push import AlertmanagerPusher
 from .alerts import TransitionTracker, alert_event
+from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
 from .heartbeat import HeartbeatSender, HeartbeatTarget
@@ -31,15 +32,15 @@ from .metrics import Metrics
 from .model import Tick
 from .rules import heartbeat_message
 from .store.base import PartitionId, Store, StoreUnavailable
-from .store.lease import Lease, LocalLease, RedisLease
-from .store.redis_client import connect
+from .store.build import Storage, open_storage
+from .store.lease import Lease
 from .ticker import TickLoop
 from .wiring import (
     build_alertmanager_targets,
     build_kafka_settings,
     build_processor,
     build_rules,
-    build_store,
+    storage_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -72,19 +73,27 @@ class MetricsObserver:
     def lag(self, part: PartitionId, lag: int) -> None:
         self._m.set_consumer_lag(part.topic, part.partition, lag)
 
-    def assigned(self, count: int) -> None:
-        self._m.partitions_assigned.set(count)
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        self._m.partitions_assigned.set(len(assigned))
+        # a revoked partition's lag is its new owner's to report: left here at
+        # its last value, sum(lag) over replicas would count it twice
+        for part in revoked:
+            self._m.forget_partition(part.topic, part.partition)
 
 
 class Service:
-    def __init__(self, cfg: Config) -> None:
+    """The live service on an open ``Storage``; whoever opened it closes it."""
+
+    def __init__(self, cfg: Config, storage: Storage) -> None:
         self.cfg = cfg
         # random, not host and PID: it is shown in /status, which must not map the pod
         self.replica = uuid.uuid4().hex[:12]
         self.latest: Tick | None = None
         self.latest_at_wall = 0.0
         self.metrics = Metrics()
-        self.store: Store = build_store(cfg)
+        self.store: Store = storage.store
         self.ingest = KafkaIngest(
             build_kafka_settings(cfg),
             self.store,
@@ -93,10 +102,15 @@ class Service:
         )
         tick_s = cfg.alerting.tick_seconds
         self.lease_ttl_s = max(1.0, 1.5 * tick_s)
-        self.lease: Lease = self._lease()
-        from .baselines import build_baselines
-
-        self.evaluator = Evaluator(self.store, build_rules(cfg), build_baselines(cfg, self.store))
+        self.lease: Lease = storage.lease(
+            replica_id=self.replica, ttl_ms=int(self.lease_ttl_s * 1000)
+        )
+        self.evaluator = Evaluator(
+            self.store,
+            build_rules(cfg),
+            build_baselines(cfg, storage.history),
+            read_ahead=storage.read_ahead,
+        )
         self.tracker = TransitionTracker()
         self.session: aiohttp.ClientSession | None = None
         self.sender: HeartbeatSender | None = None
@@ -112,18 +126,6 @@ class Service:
             on_tick=self.on_tick,
         )
         self.metrics.bind_state(lambda: self.latest, lambda: self.loop.reporting)
-
-    def _lease(self) -> Lease:
-        url = self.cfg.redis.url
-        if url is None or not url.get_secret_value():
-            return LocalLease()
-        client = connect(url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0)
-        return RedisLease(
-            client,
-            prefix=self.cfg.redis.key_prefix,
-            replica_id=self.replica,
-            ttl_ms=int(self.lease_ttl_s * 1000),
-        )
 
     # -- health --------------------------------------------------------------
 
@@ -221,14 +223,12 @@ class Service:
             await self._wait_for_store()
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
-            await self.store.close()
             return EXIT_UNAVAILABLE
         try:
             http, port = await self._start_http()
         except (OSError, TlsError) as exc:
             # one line: a port taken or privileged, or an unusable certificate
             log.error("cannot start: %s", exc)
-            await self.store.close()
             return EXIT_CONFIG if isinstance(exc, TlsError) else EXIT_UNAVAILABLE
         loop.add_signal_handler(signal.SIGHUP, http.reload_tls)
         log.info(
@@ -278,7 +278,6 @@ class Service:
             await self.ingest.stop()
             await http.cleanup()
             await self.session.close()
-            await self.store.close()
         log.info("stopped")
         return 0
 
@@ -353,4 +352,5 @@ def _redacted_url(cfg: Config) -> str:
 
 
 async def run_service(cfg: Config) -> int:
-    return await Service(cfg).run()
+    async with open_storage(storage_settings(cfg)) as storage:
+        return await Service(cfg, storage).run()

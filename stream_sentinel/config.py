@@ -40,7 +40,7 @@ from stream_sentinel.config_types import Token
 from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.store.redis_client import check_url
+from stream_sentinel.store.build import check_url
 
 __all__ = [
     "Config",
@@ -161,7 +161,7 @@ class LearningConfig(_Section):
         return self
 
 
-class ModelPrice(_Section):
+class PriceConfig(_Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
@@ -181,7 +181,7 @@ class IngestConfig(_Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[ModelName, ModelPrice] = Field(default_factory=dict, max_length=MAX_PRICES)
+    prices: Mapping[ModelName, PriceConfig] = Field(default_factory=dict, max_length=MAX_PRICES)
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
