@@ -102,12 +102,12 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers["Server"] = SERVER_NAME
 
 
-def _limit_body(body_timeout_s: float) -> Middleware:
+def _limit_body(body_timeout_s: float, max_body_bytes: int) -> Middleware:
     @web.middleware
     async def limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
         length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, length)
+        if length is not None and length > max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_body_bytes, length)
         if request.body_exists:
             try:
                 # chunked, or a small declared body: read() stops at client_max_size with a 413
@@ -273,24 +273,9 @@ def build_http_app(
     names a Host header may give (None: any); ``secrets`` are scrubbed from the
     access log; ``tls`` adds HSTS (serve with a matching ``tls`` in start_http).
     """
-    limits = limits or ConnectionLimits()
     auth = BearerAuth(status_token) if status_token is not None else None
     h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s)
-    app = web.Application(
-        middlewares=[
-            track_requests,
-            _errors_as_json,
-            version_check,
-            host_check(allowed_hosts),
-            _limit_body(limits.body_timeout_s),
-        ],
-        client_max_size=MAX_BODY_BYTES,
-        handler_args={**HANDLER_LIMITS, "keepalive_timeout": limits.keepalive_timeout_s},
-    )
-    app[GUARD_KEY] = ConnectionGuard(limits)
-    app[ACCESS_LOG_KEY] = access_logger_with(secrets)
-    app[TLS_KEY] = tls
-    app.on_response_prepare.append(_security_headers)
+    app = guarded_app(limits=limits, allowed_hosts=allowed_hosts, secrets=secrets, tls=tls)
     for path, handler in (
         ("/metrics", h.metrics),
         ("/healthz", h.healthz),
@@ -298,6 +283,37 @@ def build_http_app(
         ("/status", h.status),
     ):
         app.router.add_get(path, handler, expect_handler=expect_handler)
+    return app
+
+
+def guarded_app(
+    *,
+    limits: ConnectionLimits | None = None,
+    allowed_hosts: Collection[str] | None = None,
+    secrets: Sequence[str] = (),
+    tls: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> web.Application:
+    """An app with every defence of this module and no routes: timeouts and a
+    connection cap (with :func:`start_http`), the Host check, body limits, JSON
+    error pages, security headers and the scrubbed access log. The service's app
+    and other listeners (``bridge litellm``) add their routes to it."""
+    limits = limits or ConnectionLimits()
+    app = web.Application(
+        middlewares=[
+            track_requests,
+            _errors_as_json,
+            version_check,
+            host_check(allowed_hosts),
+            _limit_body(limits.body_timeout_s, max_body_bytes),
+        ],
+        client_max_size=max_body_bytes,
+        handler_args={**HANDLER_LIMITS, "keepalive_timeout": limits.keepalive_timeout_s},
+    )
+    app[GUARD_KEY] = ConnectionGuard(limits)
+    app[ACCESS_LOG_KEY] = access_logger_with(secrets)
+    app[TLS_KEY] = tls
+    app.on_response_prepare.append(_security_headers)
     return app
 
 
