@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
-    AfterValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -37,12 +36,21 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
-from stream_sentinel.config_section import Section
+from stream_sentinel.config_types import MAX_URL_CHARS, Token
+from stream_sentinel.config_types import Section as _Section
 from stream_sentinel.connections import KafkaConfig, RedisConfig
+from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
 
-__all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HeartbeatConfig",
+    "HeartbeatTokens",
+    "HttpConfig",
+    "load_config",
+]
 
 DEFAULT_PATH = Path("sentinel.toml")
 REDACTED = "***"
@@ -52,25 +60,15 @@ COMPOSITE = "composite"
 
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
-# A name or an IP address to bind, never a URL, list or path.
-BindHost = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%-]{1,253}$")]
+# Bounds on what a config may hold: a huge file or table is a mistake (or an attack
+# through a templated value) long before it is a real deployment.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_PRICES = 10_000
+MAX_HEARTBEATS = 100
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
 
 
-def _check_token(value: SecretStr) -> SecretStr:
-    # Tokens end up in URL paths and query strings; the message must not echo them.
-    text = value.get_secret_value()
-    if not text or any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("must be non-empty, without spaces or control characters")
-    if text in (".", ".."):
-        # quoted or not, a path segment "." or ".." is resolved away by servers
-        raise ValueError("must not be '.' or '..'")
-    return value
-
-
-Token = Annotated[SecretStr, AfterValidator(_check_token)]
-
-
-class AlertingConfig(Section):
+class AlertingConfig(_Section):
     tick_seconds: int = Field(60, ge=1, le=3600)
     """Evaluation interval; ticks fall on whole multiples of it."""
     multiplier: float = Field(2.0, gt=0)
@@ -96,7 +94,7 @@ class AlertingConfig(Section):
     """Busiest users reported per tick in /status and the timeline."""
 
 
-class BaselinesConfig(Section):
+class BaselinesConfig(_Section):
     """Static baselines; a signal left unset is learned."""
 
     blocked_pct: float | None = Field(None, ge=0, le=100)
@@ -109,7 +107,7 @@ class BaselinesConfig(Section):
     """Static baseline, USD spent per hour; unset: learned."""
 
 
-class LearningConfig(Section):
+class LearningConfig(_Section):
     days: int = Field(7, ge=1, le=365)
     """Learning period of a fresh deployment (alerts suppressed, heartbeats still sent)."""
     seasonality: Literal["none", "hour_of_day"] = "none"
@@ -124,14 +122,14 @@ class LearningConfig(Section):
         return self
 
 
-class PriceConfig(Section):
+class PriceConfig(_Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
     """USD per 1,000 completion tokens."""
 
 
-class IngestConfig(Section):
+class IngestConfig(_Section):
     max_event_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
     """Larger events are dead-lettered."""
     safety_threshold: float = Field(0.5, ge=0, le=1)
@@ -144,11 +142,11 @@ class IngestConfig(Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, PriceConfig] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[ModelName, PriceConfig] = Field(default_factory=dict, max_length=MAX_PRICES)
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
-class HeartbeatTokens(Section):
+class HeartbeatTokens(_Section):
     composite: Token | None = None
     """Token of the composite status check."""
     blocked_pct: Token | None = None
@@ -172,12 +170,12 @@ class HeartbeatTokens(Section):
         return {k: v.get_secret_value() for k, v in tokens.items() if v is not None}
 
 
-class HeartbeatConfig(Section):
+class HeartbeatConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a metric label value
     """Name in metrics and logs; unset: `<kind>-<N>` (kind and position in the list)."""
     kind: HeartbeatKind = "generic"
     """Wire format of the monitor (see docs/heartbeats.md)."""
-    url: str
+    url: str = Field(max_length=MAX_URL_CHARS)
     """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
     it."""
     tokens: HeartbeatTokens
@@ -211,24 +209,16 @@ class HeartbeatConfig(Section):
         return url
 
 
-class HttpConfig(Section):
-    # loopback unless asked: /metrics and /readyz are open to whoever can connect
-    host: BindHost = "127.0.0.1"
-    """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
-    port: int = Field(9464, ge=0, le=65535)
-    """Port of the HTTP server."""
-    status_token: Token | None = None  # bearer token required by /status when set
-    """When set, /status requires `Authorization: Bearer <token>`."""
-
-
-class Config(Section):
+class Config(_Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     learning: LearningConfig = Field(default_factory=LearningConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    heartbeat: tuple[HeartbeatConfig, ...] = Field(
+        default=(), strict=False, max_length=MAX_HEARTBEATS
+    )  # TOML gives a list
     alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
     litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
@@ -334,7 +324,10 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
+        return tomllib.loads(data.decode("utf-8"))
     except OSError as exc:
         problem = f"cannot read the config file: {exc.strerror}"
     except tomllib.TOMLDecodeError as exc:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
-from .config_section import Plain, Section, Topic
+from .config_types import MAX_URL_CHARS, Plain, Section, Topic
 from .store.build import check_url
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -147,6 +147,8 @@ class RedisConfig(Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) > MAX_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_URL_CHARS} characters")
         problem = None if value is None else check_url(value.get_secret_value())
         if problem:
             raise ValueError(problem)
