@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
-from .aggregate import BatchAggregator, ModelPrice
+from .aggregate import BatchAggregator
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
+from .contract import ModelPrice
 from .decode import Decoder
 from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings
