@@ -1,6 +1,7 @@
 """Replay speed against a bare read-and-parse loop over the same log.
 
     .venv/bin/python bench/replay.py [--events N] [--rounds R] [--config FILE]
+                                     [--shape contract|producer]
 
 Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
 ``stream_sentinel.sim.simulate``, then times, alternating for R rounds:
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from shapes import SHAPES, shaped
 
 from stream_sentinel.baselines import build_baselines
 from stream_sentinel.config import Config, load_config
@@ -67,9 +69,10 @@ def cache_dir() -> Path:
     return path
 
 
-def ensure_log(events: int) -> Path:
+def ensure_log(events: int, shape: str) -> Path:
     """The cached log of ``events`` simulated events, generated when missing."""
-    path = cache_dir() / f"replay-{events}-seed{SEED}-rps{BASE_RPS:g}.jsonl.gz"
+    kind = "" if shape == "contract" else f"-{shape}"
+    path = cache_dir() / f"replay-{events}-seed{SEED}-rps{BASE_RPS:g}{kind}.jsonl.gz"
     if path.exists():
         return path
     print(f"generating {events:,} events into {path} (once) ...", file=sys.stderr)
@@ -82,7 +85,7 @@ def ensure_log(events: int) -> Path:
         scenarios=default_suite(START, days),
     )
     partial = path.with_name(f"partial-{path.name}")  # still .gz: write_log compresses
-    written = write_log(itertools.islice(stream, events), partial)
+    written = write_log(shaped(itertools.islice(stream, events), shape, SEED), partial)
     if written != events:
         raise SystemExit(f"simulate gave {written} events, wanted {events}")
     partial.replace(path)  # an interrupted run leaves no truncated cache behind
@@ -177,10 +180,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_500_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", help="TOML config (default: static baselines of DESIGN.md)")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="contract",
+        help="producer: RFC 3339 ts and five extra fields per event (bench/shapes.py)",
+    )
     args = parser.parse_args()
 
     cfg = load_config(args.config, {} if args.config else STATIC)
-    path = ensure_log(args.events)
+    path = ensure_log(args.events, args.shape)
     sys.stderr.flush()
     size = path.stat().st_size / 2**20
     print(f"log: {path} ({args.events:,} events, {size:.1f} MiB gzipped)")

@@ -11,13 +11,14 @@ import base64
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, not_
 
 import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import RequestRow, ResponseRow, RowDecoder
+from .decode_rows import REQUEST_ROWS, RequestRow, ResponseRow, RowDecoder
 from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .store.base import PartitionId
 
@@ -27,7 +28,7 @@ _COUNTED_RESPONSE = ("response", "")
 _TS = attrgetter("ts")
 # what ``count`` takes: decoded events and rows, of either type
 Counted = RequestEvent | ResponseEvent | RequestRow | ResponseRow
-_REQUESTS = frozenset((RequestEvent, RequestRow))
+_REQUESTS = frozenset((RequestEvent, *REQUEST_ROWS))
 _TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
 # A dead letter keeps at most this much of the value. Base64 adds a third, and a
 # value near the broker's message.max.bytes (1 MiB) kept whole would make a DLQ
@@ -158,13 +159,12 @@ class BatchProcessor:
     def count(self, out: Processed, counted: Sequence[Counted]) -> None:
         """Count decoded events or rows of either type into ``out``; its max ts
         is the caller's to set."""
-        requests = [one for one in counted if type(one) in _REQUESTS]
-        responses = (
-            []
-            if len(requests) == len(counted)
-            else [one for one in counted if type(one) not in _REQUESTS]
+        is_request = list(map(_REQUESTS.__contains__, map(type, counted)))
+        requests: list[RequestEvent | RequestRow] = list(compress(counted, is_request))  # type: ignore[arg-type]
+        responses: list[ResponseEvent | ResponseRow] = (
+            [] if len(requests) == len(counted) else list(compress(counted, map(not_, is_request)))  # type: ignore[arg-type]
         )
-        self.count_typed(out, requests, responses)  # type: ignore[arg-type]
+        self.count_typed(out, requests, responses)
 
     def count_typed(
         self,

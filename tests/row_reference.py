@@ -30,7 +30,7 @@ def assert_rows_agree(
         f"rows took what the decoder refused ({want}): {raw[:300]!r}"
     )
     fields = _REQUEST if isinstance(want, RequestEvent) else _RESPONSE
-    assert isinstance(want, RequestEvent if type(row) is RequestRow else ResponseEvent)
+    assert isinstance(want, RequestEvent if isinstance(row, RequestRow) else ResponseEvent)
     for name in fields:
         mine, theirs = getattr(row, name), getattr(want, name)
         assert mine == theirs and type(mine) is type(theirs), (name, mine, theirs, raw[:300])

@@ -105,6 +105,13 @@ VALUES: dict[str, list[Any]] = {
         True,
         "2026-11-02T09:00:00Z",
         "2026-11-02T09:00:00",
+        "2026-11-02T08:59:58.019Z",
+        "2026-11-02T08:59:58.0191234567Z",
+        "2026-11-02 08:59:58Z",
+        "2026-11-02T08:59:58+0100",
+        "2026-11-02T09:05:00.000001Z",
+        "2026-11-02T07:58:29.999Z",
+        "1969-12-31T23:59:59.5Z",
         [],
     ],
     "model": _STR,
@@ -116,6 +123,8 @@ VALUES: dict[str, list[Any]] = {
     "completion_tokens": _COUNT,
     "safety_score": _NUMBER,
     "cost_usd": _NUMBER,
+    # extra fields: what msgspec skips unchecked must still be what orjson takes
+    "note": [ABSENT, "x", "\u00e9", 1e-300, -1.5e300, {"a": [1, {"b": None}]}, []],
 }
 TOPICS: list[EventType | None] = [None, "request", "response"]
 CLOCKS = [None, NOW]
@@ -153,16 +162,33 @@ def test_combined_changes_get_the_same_answer(
     check(doc, topic, now)
 
 
+PRODUCER_EXTRAS: dict[str, Any] = {
+    "env": "prod",
+    "region": "eu-west-1",
+    "latency_ms": 412.5,
+    "client": {"name": "sdk-python", "version": "1.2.3"},
+    "trace_id": "7fe001e123e4567e89b0",
+}
+
+
 def test_common_shapes_are_taken_by_the_row_decoder() -> None:
-    # the batch path's performance guard, as above: contract-only events with
-    # numeric ts (optional fields present, absent or null) must be taken
+    # the performance guard: rows that refused these would pass the tests
+    # above and send every such message down the per-record path. Common
+    # shapes: numeric or RFC 3339 ts, optional fields present, absent or null,
+    # extra fields as producers add them.
     full = decoder()
     shapes = [
         *BASES,
         common_request(ts=int(NOW), model=None, prompt_tokens=ABSENT),
         common_response(cost_usd=3, request_id=None, completion_tokens=0),
         common_response(safe=None, safety_score=0.2),
+        common_request(ts="2026-11-02T08:59:58.019Z"),
+        common_response(ts="2026-11-02T10:59:58+02:00"),
+        common_request(**PRODUCER_EXTRAS),
+        common_response(ts="2026-11-02T08:59:59.5Z", **PRODUCER_EXTRAS),
+        common_response(ts="2026-11-02t08:59:59z", note="caf\u00e9"),
     ]
     for doc in shapes:
-        row = assert_rows_agree(full, orjson.dumps(doc), doc["type"], NOW)
-        assert row is not None, doc
+        for topic in (doc["type"], None):
+            row = assert_rows_agree(full, orjson.dumps(doc), topic, NOW)
+            assert row is not None, doc
