@@ -2,7 +2,7 @@
 
     eval "$(scripts/services start)"
     .venv/bin/python bench/ingest.py [--events N] [--rounds R] [--partitions P]
-                                     [--shape contract|producer]
+                                     [--shape contract|producer] [--stock-records]
 
 Needs the real broker and Redis (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL). Creates
 a private request/response topic pair (P partitions each), fills it with N
@@ -219,10 +219,13 @@ class _Counter:
             self.result.started = time.perf_counter()
 
 
-def bench_config(bootstrap: str, redis_url: str, topics: dict[str, str], run_id: str) -> Config:
+def bench_config(
+    bootstrap: str, redis_url: str, topics: dict[str, str], run_id: str, *, lean: bool = True
+) -> Config:
     return load_config(
         None,
         {
+            "SENTINEL_INGEST_LEAN_RECORDS": "true" if lean else "false",
             "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "SENTINEL_KAFKA_GROUP_ID": f"bench-ours-{run_id}",
             "SENTINEL_KAFKA_REQUEST_TOPIC": topics["request"],
@@ -259,6 +262,8 @@ async def ours(cfg: Config, settings: KafkaSettings, events: int, oldest: float)
     leader = asyncio.create_task(_leader(store, stop))
     try:
         await ingest.start()
+        if ingest.lean != settings.lean_records:
+            raise SystemExit("aiokafka's record internals changed: lean records unavailable")
         try:
             await ingest.run(stop)
         finally:
@@ -306,6 +311,11 @@ async def main() -> int:
         default="contract",
         help="producer: RFC 3339 ts and five extra fields per event (bench/shapes.py)",
     )
+    parser.add_argument(
+        "--stock-records",
+        action="store_true",
+        help="ours without kafka/records.py's patch (ingest.lean_records = false)",
+    )
     args = parser.parse_args()
     bootstrap, redis_url = env("KAFKA_BOOTSTRAP_SERVERS"), env("REDIS_URL")
 
@@ -323,7 +333,9 @@ async def main() -> int:
         by_step: dict[int, tuple[list[Round], list[Round]]] = {}
         naives: list[NaiveRun] = []
         for n in range(1, args.rounds + 1):
-            cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
+            cfg = bench_config(
+                bootstrap, redis_url, topics, f"{run}-{n}", lean=not args.stock_records
+            )
             steps = args.fetch_steps or [cfg.ingest.fetch_step_records]
             for step in steps:
                 settings = dataclasses.replace(build_kafka_settings(cfg), fetch_records=step)
