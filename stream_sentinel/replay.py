@@ -145,12 +145,11 @@ async def replay(
     on_tick: Callable[[Tick], None],
     on_dead: Callable[[DeadLetter], None],
     on_bytes: Callable[[int], None] | None = None,
-    gunzip_process: bool = True,
 ) -> ReplaySummary:
     """Raises ``source_file.LogReadError`` for a log that cannot be read to its end."""
     run = _Run(cfg, store, evaluator, on_tick, on_dead)
     started = time.perf_counter()
-    for chunk in read_lines(paths, on_bytes, gunzip_process=gunzip_process):
+    for chunk in read_lines(paths, on_bytes):
         await run.feed(chunk)
     await run.finish()
     run.summary.seconds = time.perf_counter() - started

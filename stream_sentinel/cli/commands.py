@@ -128,7 +128,6 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
                 on_tick=on_tick,
                 on_dead=on_dead,
                 on_bytes=on_bytes,
-                gunzip_process=not args.inline_gunzip,
             )
         finally:
             if args.redis:
