@@ -11,8 +11,8 @@ alert rules and graphs: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -196,13 +196,7 @@ class Metrics:
         )
         self.store_write_seconds = Histogram(
             p + "store_write_seconds",
-            "Latency of store writes.",
-            buckets=_STORE_BUCKETS,
-            registry=r,
-        )
-        self.store_read_seconds = Histogram(
-            p + "store_read_seconds",
-            "Latency of store reads.",
+            "Latency of a batch's store write (counters and offset, one atomic call).",
             buckets=_STORE_BUCKETS,
             registry=r,
         )
@@ -240,6 +234,13 @@ class Metrics:
             p + "alerts",
             "Composite status transitions, by the new status.",
             ["status"],
+            registry=r,
+        )
+        self.alertmanager_pushes = Counter(
+            p + "alertmanager_pushes",
+            "Pushes of the tick's alerts to each [[alertmanager]] target, by result "
+            "(ok, error, rejected, timeout).",
+            ["target", "result"],
             registry=r,
         )
         # Zero-valued series from the start: rate() and increase() need a first
@@ -283,20 +284,6 @@ class Metrics:
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
-    @contextmanager
-    def store_call(self, op: StoreOp) -> Iterator[None]:
-        """Time a store operation; an exception counts as a store error and propagates."""
-        hist = self.store_write_seconds if op == "write" else self.store_read_seconds
-        started = time.perf_counter()
-        try:
-            yield
-        except Exception:
-            # Cancellation is not a store failure, hence not BaseException.
-            self.store_errors.labels(op).inc()
-            raise
-        finally:
-            hist.observe(time.perf_counter() - started)
-
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)
 
@@ -313,6 +300,10 @@ class Metrics:
     def count_heartbeat(self, target: str, result: str) -> None:
         """``target`` is the configured target's name (never its URL: URLs can hold tokens)."""
         self.heartbeats.labels(self._target(target), self._result(result)).inc()
+
+    def count_alertmanager(self, target: str, result: str) -> None:
+        """``target`` is the configured name, never the URL."""
+        self.alertmanager_pushes.labels(self._target(target), self._result(result)).inc()
 
     def count_alert(self, status: Status) -> None:
         self.alerts.labels(status).inc()

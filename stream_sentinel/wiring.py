@@ -7,8 +7,13 @@ decode, aggregate, store and rules code.
 from __future__ import annotations
 
 import math
+import socket
+
+from aiohttp import BasicAuth
 
 from .aggregate import BatchAggregator
+from .alertmanager_push import AlertmanagerTarget
+from .baseline_math import DAY_S
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .contract import ModelPrice
@@ -17,9 +22,7 @@ from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule
-from .store.base import Store
-from .store.memory import MemoryStore
-from .store.redis import RedisStore
+from .store.build import StorageSettings
 
 # margin on top of window + lateness before a bucket may expire: covers a
 # tick evaluated a little late and clock skew between replicas
@@ -77,19 +80,25 @@ def build_rules(cfg: Config) -> RulesConfig:
     )
 
 
-def build_store(cfg: Config, redis_url: str | None = None) -> Store:
-    """The Redis store when a URL is configured (or given), else the embedded one."""
+def storage_settings(
+    cfg: Config, *, redis_url: str | None = None, prefix: str | None = None
+) -> StorageSettings:
+    """Redis when a URL is configured, else the embedded store.
+
+    ``redis_url`` overrides the config: a URL (``replay --redis``), or "" for
+    the embedded store whatever the config says (a private backtest).
+    ``prefix`` replaces the configured key prefix (a backtest's own).
+    """
     url = redis_url
     if url is None and cfg.redis.url is not None:
         url = cfg.redis.url.get_secret_value()
-    if not url:
-        return MemoryStore(retention_s=retention_s(cfg))
-    return RedisStore.from_url(
-        url,
-        prefix=cfg.redis.key_prefix,
+    return StorageSettings(
+        url=url or None,
+        prefix=cfg.redis.key_prefix if prefix is None else prefix,
         bucket_width=bucket_width(cfg),
         counter_ttl_s=retention_s(cfg),
         user_ttl_s=TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S,
+        history_keep_s=cfg.learning.history_days * DAY_S,
     )
 
 
@@ -105,3 +114,33 @@ def build_kafka_settings(cfg: Config) -> KafkaSettings:
         lean_records=cfg.ingest.lean_records,
         rebuild_lookback_s=retention_s(cfg),
     )
+
+
+def build_alertmanager_targets(cfg: Config, http_port: int) -> list[AlertmanagerTarget]:
+    """``http_port`` is the bound port of /status, for targets without a ``status_url``."""
+    here = f"http://{socket.gethostname()}:{http_port}/status"
+    targets = []
+    for am in cfg.alertmanager:
+        authorization = None
+        if am.bearer_token is not None:
+            authorization = f"Bearer {am.bearer_token.get_secret_value()}"
+        elif am.basic_auth_username is not None and am.basic_auth_password is not None:
+            password = am.basic_auth_password.get_secret_value()
+            authorization = BasicAuth(am.basic_auth_username, password).encode()
+        targets.append(
+            AlertmanagerTarget(
+                name=am.name,
+                url=am.url,
+                labels=dict(am.labels),
+                severities={
+                    "signal_red": am.severity.signal_red,
+                    "critical": am.severity.critical,
+                    "stale": am.severity.stale,
+                },
+                authorization=authorization,
+                ssl_cafile=am.ssl_cafile,
+                timeout_s=am.timeout_seconds,
+                generator_url=am.status_url or here,
+            )
+        )
+    return targets
