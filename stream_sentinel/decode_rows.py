@@ -10,7 +10,7 @@ accept exactly what ``Decoder`` accepts, with the same values:
   client objects): msgspec skips them, checking their syntax but not two
   things orjson refuses, invalid UTF-8 and numbers that overflow a double.
   So a batch that is all ASCII and holds no exponent of three digits or run
-  of 309 digits (cheap byte searches) is taken as decoded; otherwise each
+  of 200 digits (cheap byte searches) is taken as decoded; otherwise each
   message that could hide one is parsed by orjson too before its row stands.
 - a string ``ts`` is parsed by the decoder's own RFC 3339 parser (with the
   minutes a stream shares cached), so its value is the decoder's.
@@ -105,7 +105,9 @@ _TEXT = {str}
 _SAFE = attrgetter("safe")
 _TS = attrgetter("ts")
 _NUMBER_SHAPES = bytes.maketrans(b"123456789E", b"000000000e")
-_LONG_DIGITS = b"0" * 309
+# a double overflows past 1.8e308: with an exponent of at most 2 digits that
+# needs 210 digits before the point; without one, 309
+_LONG_DIGITS = b"0" * 200
 _EXPONENT = b"0e000"  # a digit, e, three digits: signs dropped
 # what may stand before a value (b"" at the start of the block)
 _BEFORE_A_VALUE = (b"", b":", b",", b"[", b" ", b"\t", b"\r", b"\n", b"\0")
@@ -263,7 +265,7 @@ def _suspects(lines: list[bytes]) -> tuple[list[int], set[int]]:
 
     Byte searches over the whole block: digits read as 0 and signs dropped, a
     number that overflows shows as an exponent of 3+ digits (``0e000``) or a
-    run of 309+ digits. An exponent inside a string (a hex id) is not
+    run of 200+ digits. An exponent inside a string (a hex id) is not
     preceded (past its digits and dot) by what can precede a value, and is
     passed over.
     """

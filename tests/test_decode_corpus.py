@@ -321,6 +321,9 @@ _RAW: dict[str, bytes | list[bytes]] = {
     "producer 2e0308 extra": splice(RESP, '"x": 2e0308'),
     "producer 309-digit extra": splice(RESP, '"x": 9' + "0" * 308),
     "producer 308-digit extra": splice(RESP, '"x": 9' + "0" * 307),
+    "producer 301 digits e10 extra": splice(RESP, '"x": 1' + "0" * 300 + "e10"),
+    "producer 301 digits e7 extra": splice(RESP, '"x": 1' + "0" * 300 + "e7"),
+    "producer 251 digits e60 extra": splice(RESP, '"x": [1' + "0" * 250 + "E+60]"),
     "producer 0e999 extra": splice(RESP, '"x": 0e999'),
     "producer deep 1025 in object": splice(RESP, '"x": {"y": ' + _nested(1023) + "}"),
     "producer bad utf-8 in nested": dumps({**RESP, "c": {"n": "al_ice"}}).replace(
