@@ -12,6 +12,7 @@ rows must leave to the per-record decoder.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -219,3 +220,34 @@ def test_buckets_split_where_the_per_event_path_splits_them() -> None:
     got = batch_of(proc, "request", raws)
     assert sorted(got.delta) == [edge - 10, edge, edge + 10]
     assert_same(got, per_record(proc, "request", raws))
+
+
+def producer_shaped(raw: bytes | None, extra: dict[str, Any]) -> bytes:
+    """``raw`` as a logger writes it: RFC 3339 ts in milliseconds, extra fields."""
+    doc = orjson.loads(raw or b"{}")
+    when = datetime.fromtimestamp(doc["ts"], UTC)
+    doc["ts"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps({**doc, **extra})
+
+
+EXTRAS = st.fixed_dictionaries(
+    {
+        "trace_id": st.integers(0, 2**128 - 1).map("{:032x}".format),
+        "latency_ms": st.floats(0, 1e4) | st.integers(-(2**70), 2**70),
+        "client": st.fixed_dictionaries({"v": st.text(max_size=5), "n": st.none() | st.booleans()}),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch(), st.lists(EXTRAS, min_size=1, max_size=3))
+def test_a_batch_as_producers_write_it_is_taken_and_counted_exactly(
+    sample: tuple[EventType, list[bytes | None]], extras: list[dict[str, Any]]
+) -> None:
+    kind, raws = sample
+    shaped: list[bytes | None] = [
+        producer_shaped(raw, extras[i % len(extras)]) for i, raw in enumerate(raws)
+    ]
+    proc = processor()
+    assert taken(proc, kind, shaped)  # RFC 3339 ts and extra fields stay on the rows
+    assert_same(batch_of(proc, kind, shaped), per_record(proc, kind, shaped))
