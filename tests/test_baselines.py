@@ -1,10 +1,10 @@
-"""Pure median / seasonal logic (property tests) and the baseline providers."""
+"""Medians, learning days and floors (property tests) and the baseline providers."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -14,15 +14,14 @@ from stream_sentinel.baseline_math import (
     DAY_S,
     HOUR_S,
     BaselineTable,
+    Learned,
     Seasonality,
+    by_hour,
     hour_of_day,
-    is_usable,
-    learn_table,
-    learned_value,
     learning_note,
     median,
     min_points_for,
-    usable_values,
+    pick,
 )
 from stream_sentinel.baselines import FixedBaselines, LearnedBaselines, build_baselines
 from stream_sentinel.config import Config
@@ -38,7 +37,7 @@ from stream_sentinel.model import (
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
-from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
+from stream_sentinel.store.history import MemoryHistory, TickRecord
 from stream_sentinel.store.memory import MemoryStore
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
@@ -46,15 +45,6 @@ assert T0 % DAY_S == 0
 
 finite = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 states = st.sampled_from(["ok", "red", "insufficient_data"])
-points = st.builds(Point, st.none() | finite, st.integers(0, 10_000), states, st.booleans())
-records_st = st.lists(
-    st.builds(
-        TickRecord,
-        st.integers(0, 3 * DAY_S // 60).map(lambda m: T0 + 60 * m),
-        st.fixed_dictionaries({"blocked_pct": points}),
-    ),
-    max_size=80,
-)
 
 
 # -- median ------------------------------------------------------------------
@@ -80,57 +70,7 @@ def test_median_of_nothing_is_none() -> None:
     assert median([]) is None
 
 
-# -- selection ---------------------------------------------------------------
-
-
-def reference_values(records: Sequence[TickRecord], hour: int | None) -> list[float]:
-    out = []
-    for r in records:
-        p = r.points["blocked_pct"]
-        if hour is not None and ((r.at % DAY_S) // HOUR_S) != hour:
-            continue
-        if p.value is None or p.state == "insufficient_data":
-            continue
-        if p.state == "red" and p.judged:
-            continue
-        out.append(p.value)
-    return out
-
-
-@given(records_st, st.none() | st.integers(0, 23))
-def test_usable_values_match_a_brute_force_reference(
-    records: list[TickRecord], hour: int | None
-) -> None:
-    assert usable_values(records, "blocked_pct", hour=hour) == reference_values(records, hour)
-
-
-@given(points)
-def test_only_judged_reds_and_empty_points_are_unusable(p: Point) -> None:
-    expected = p.value is not None and p.state != "insufficient_data"
-    expected = expected and not (p.state == "red" and p.judged)
-    assert is_usable(p) is expected
-
-
-@given(records_st, st.integers(0, 3 * DAY_S), st.integers(1, 40))
-def test_seasonal_uses_same_hour_when_it_has_enough_else_flat(
-    records: list[TickRecord], offset: int, min_points: int
-) -> None:
-    at = T0 + offset
-    same = reference_values(records, hour_of_day(at))
-    flat = reference_values(records, None)
-    got = learned_value(
-        records, "blocked_pct", at=at, seasonality="hour_of_day", min_points=min_points
-    )
-    if len(same) >= min_points:
-        assert got == median(same)
-    elif len(flat) >= min_points:
-        assert got == median(flat)
-    else:
-        assert got is None
-    flat_got = learned_value(
-        records, "blocked_pct", at=at, seasonality="none", min_points=min_points
-    )
-    assert flat_got == (median(flat) if len(flat) >= min_points else None)
+# -- hours and learning days ------------------------------------------------
 
 
 def test_hour_of_day_is_the_utc_hour_of_the_tick() -> None:
@@ -160,19 +100,6 @@ def test_min_points_is_half_an_hour_of_ticks() -> None:
     assert min_points_for(60) == 30
     assert min_points_for(10) == 180
     assert min_points_for(3600) == 1
-
-
-def test_learn_table_flat_and_hourly() -> None:
-    records = [
-        TickRecord(T0 + 60 * m, {"spend_hour": Point(float(m // 60), 10, "ok")})
-        for m in range(3 * 60)  # hours 0, 1, 2 with values 0, 1, 2
-    ]
-    table = learn_table(records, ("spend_hour", "blocked_pct"), min_points=30)
-    assert table.flat == {"spend_hour": 1.0}
-    assert table.hourly["spend_hour"] == {0: 0.0, 1: 1.0, 2: 2.0}
-    assert table.hourly["blocked_pct"] == {}
-    assert table.usable == {"spend_hour": 180, "blocked_pct": 0}
-    assert (table.ticks, table.first_at, table.last_at) == (180, T0, T0 + 179 * 60)
 
 
 # -- a median of 0 and the floors ---------------------------------------------
@@ -323,10 +250,17 @@ def test_hourly_cache_agrees_with_a_fresh_computation(
                 base, note = await p.baselines(at)
                 start = at // HOUR_S * HOUR_S
                 window = await history.records(start - lookback, start)
-                expected = learned_value(
-                    window, "spend_hour", at=at, seasonality=seasonality, min_points=30
+                fresh = pick(
+                    by_hour(window, ("spend_hour",), None),
+                    "spend_hour",
+                    hour=hour_of_day(at),
+                    seasonality=seasonality,
+                    min_points=30,
                 )
+                expected = None if fresh is None else fresh.value
                 got = base.get("spend_hour")
+                if got is not None and got.source == "floor":
+                    got = None
                 assert (got.value if got else None) == expected
                 found += expected is not None
                 v = None if value is None else value + i % 7
@@ -378,7 +312,7 @@ async def test_history_outage_keeps_cached_medians_and_never_loses_the_tick() ->
         await fresh.baselines(T0)
 
 
-async def test_no_usable_history_after_learning_keeps_the_floor(
+async def test_too_thin_a_history_after_learning_falls_back_to_the_floor(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     p = provider(MemoryHistory(14 * DAY_S), days=1)
@@ -387,10 +321,14 @@ async def test_no_usable_history_after_learning_keeps_the_floor(
         reading = SignalReading("spend_hour", None, 0.0, 0.0, "insufficient_data")
         await p.record(Tick(T0 + 60 * m, "learning", (), {"spend_hour": reading}))
     base, note = await p.baselines(T0 + DAY_S)
-    assert note is None and "spend_hour" not in base
-    readings = evaluate_signals(WindowCounts(), WindowCounts(), [], base, RulesConfig())
-    assert readings["spend_hour"].baseline_source == "learning"
-    assert "no usable history for spend_hour" in caplog.text
+    assert note is None and base["spend_hour"] == Baseline(0.0, "floor")
+    hour = WindowCounts(responses=10, cost_nanousd=int(1.5e9))
+    readings = evaluate_signals(WindowCounts(), hour, [], base, RulesConfig())
+    assert readings["spend_hour"].baseline_source == "floor"
+    assert readings["spend_hour"].to_json()["baseline_source"] == "floor"
+    # the floor is in force: $1/h, threshold $2/h
+    assert readings["spend_hour"].threshold == pytest.approx(2.0)
+    assert "too little usable history for spend_hour" in caplog.text
 
 
 # -- fixed tables and the factory ---------------------------------------------
@@ -398,9 +336,11 @@ async def test_no_usable_history_after_learning_keeps_the_floor(
 
 async def test_fixed_baselines_flat_and_hourly() -> None:
     table = BaselineTable(
-        flat={"spend_hour": 4.0, "blocked_pct": 0.2},
-        hourly={"spend_hour": {3: 1.0}},
-        usable={},
+        flat={
+            "spend_hour": Learned(4.0, 100, None, "all"),
+            "blocked_pct": Learned(0.2, 100, 10**5, "all"),
+        },
+        hourly={"spend_hour": {3: Learned(1.0, 60, None, "hour")}},
         ticks=0,
         first_at=None,
         last_at=None,
@@ -410,7 +350,11 @@ async def test_fixed_baselines_flat_and_hourly() -> None:
     flat = FixedBaselines(table, static=static, learned=learned)
     base, note = await flat.baselines(T0 + 3 * HOUR_S)
     assert note is None
-    assert base == {"blocked_pct": Baseline(0.1, "static"), "spend_hour": Baseline(4.0, "learned")}
+    assert base == {
+        "blocked_pct": Baseline(0.1, "static"),
+        "spend_hour": Baseline(4.0, "learned"),
+        "top_user_rps": Baseline(0.0, "floor"),  # nothing learned for it
+    }
     seasonal = FixedBaselines(table, static=static, learned=learned, seasonality="hour_of_day")
     assert (await seasonal.baselines(T0 + 3 * HOUR_S))[0]["spend_hour"].value == 1.0
     assert (await seasonal.baselines(T0 + 4 * HOUR_S))[0]["spend_hour"].value == 4.0
