@@ -433,7 +433,7 @@ def test_baseline_verb_fails_on_a_log_without_events(tmp_path: Path) -> None:
 
 
 def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
-    logs: tuple[Path, Path, Scenario], tmp_path: Path
+    logs: tuple[Path, Path, Scenario], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     normal, attacked, attack = logs
     cfg_file = tmp_path / "sentinel.toml"
@@ -449,6 +449,11 @@ def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
         "--no-progress",
     ]
     assert main([*argv, "--learn-from", str(normal)]) == 0
+    printed = capsys.readouterr().out
+    # what each learned baseline rests on, per signal and hour, as the verb prints it
+    assert "# blocked_pct   hour      baseline  scope   windows      events" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith("#    ")]
+    assert len(rows) == 4 * 24 and all(row[1] == f"{i % 24:02d}" for i, row in enumerate(rows))
     lines = [orjson.loads(line) for line in timeline.read_bytes().splitlines()]
     assert lines and all(line["status"] != "learning" for line in lines)
     for line in lines:
