@@ -109,6 +109,7 @@ class LearnedBaselines:
         self._hour: int | None = None  # the hour the cached baselines belong to
         self._first: int | None = None
         self._since: int | None = None
+        self._since_known = False  # recorded in the history: no need to ask again
         self._current: dict[SignalName, Learned] = {}
         self._hours: ByHour = {}  # pools of whole past hours, by hour index
 
@@ -149,6 +150,8 @@ class LearnedBaselines:
         first = await self._history.first_start(at)
         since = await self._history.visible_since(None)
         fresh = first == self._first and since == self._since
+        if first != self._first:
+            self._since_known = False  # a new history (a wipe): find it again
         hours = self._hours if fresh else {}
         now = at // HOUR_S
         oldest = now - self._lookback // HOUR_S
@@ -183,8 +186,11 @@ class LearnedBaselines:
 
     async def _visible_since(self, at: int) -> None:
         """Record the earliest visible event time once, at the first tick that is not stale."""
-        if self._probe is None or await self._history.visible_since(None) is not None:
+        if self._probe is None or self._since_known:
             return  # without a probe nothing is known: no warm-up ticks are left out
+        if await self._history.visible_since(None) is not None:
+            self._since_known = True
+            return
         first = await self._history.first_start(at)
         if first < at - LONGEST_WINDOW_S:
             # a history written before warm-up was recorded: its windows were
@@ -194,6 +200,7 @@ class LearnedBaselines:
         else:
             since = await self._probe(at)
         await self._history.visible_since(since)
+        self._since_known = True
 
     async def record(self, tick: Tick) -> None:
         # A red while learning was judged against a provisional baseline and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 from collections.abc import Mapping
 
@@ -37,7 +38,7 @@ from stream_sentinel.model import (
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
-from stream_sentinel.store.history import MemoryHistory, TickRecord
+from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
 from stream_sentinel.store.memory import MemoryStore
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
@@ -379,3 +380,52 @@ def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None:
     built = build_baselines(cfg, MemoryStore(4000))
     assert isinstance(built, LearnedBaselines)
     assert isinstance(built.history, MemoryHistory)
+
+
+# -- stale ticks and the first visible event -----------------------------------
+
+
+async def test_stale_ticks_are_recorded_marked_and_the_probe_waits_for_a_good_one() -> None:
+    history = MemoryHistory(14 * DAY_S)
+    asked: list[int] = []
+
+    async def probe(at: int) -> int:
+        asked.append(at)
+        return at - 1800
+
+    p = provider(history, probe=probe)
+    stale = SignalReading("spend_hour", 0.5, 0.0, 0.0, "ok", None, 3, "learning")
+    for m in range(3):  # rebuilding at the first start
+        await p.baselines(T0 + 60 * m)
+        await p.record(Tick(T0 + 60 * m, "stale", (), {"spend_hour": stale}, (), "rebuilding"))
+    assert asked == [] and await history.visible_since(None) is None
+    await run(p, T0 + 180, 3, 4.0)
+    assert asked == [T0 + 180]  # once, at the first tick that is not stale
+    assert await history.visible_since(None) == T0 + 180 - 1800
+    recs = await history.records(T0, T0 + 600)
+    assert [r.stale for r in recs] == [True] * 3 + [False] * 3
+
+
+async def test_a_history_from_before_warm_up_tracking_keeps_its_ticks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    history = MemoryHistory(14 * DAY_S)
+    await history.first_start(T0)
+    for m in range(120):
+        await history.append(
+            TickRecord(T0 + 60 * m, {"spend_hour": Point(1.0 + 2 * (m >= 60), 10, "ok", False)})
+        )
+
+    async def probe(at: int) -> int:
+        raise AssertionError("an old history is not probed")
+
+    p = provider(history, probe=probe)
+    at = T0 + DAY_S
+    await p.baselines(at)
+    with caplog.at_level(logging.INFO):
+        await p.record(tick(at, 2.0))
+    assert await history.visible_since(None) == T0 - HOUR_S
+    base, _ = await p.baselines(at + HOUR_S)
+    # 60 ticks of 1.0, 60 of 3.0 and one of 2.0: the first hour was not taken as warm-up
+    assert base["spend_hour"] == Baseline(2.0, "learning")
+    assert "predates warm-up tracking" in caplog.text
