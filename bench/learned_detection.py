@@ -29,6 +29,7 @@ from stream_sentinel.sim.truth import read_truth
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "stream_sentinel"]
 DAY_MIN = 1440
+HOLD_S = 3 * 60  # clear_ticks x tick_seconds
 # (kind, minute of the last day, minutes): the six-attack suite, spread over the day
 LAST_DAY_ATTACKS = (
     ("injection", 90, 20),
@@ -123,15 +124,20 @@ def row(run: Run, timeline: Path) -> str:
     start = parse_at(lines[0]["at"])
     cut = start - start % 86400 + (run.days - 1) * 86400  # midnight starting the last day
     last_day = [line for line in lines if parse_at(line["at"]) >= cut]
-    report = score(read_truth(run.truth), last_day)
+    truth = read_truth(run.truth)
+    report = score(truth, last_day)
     found = sum(a.detected_at is not None for a in report.attacks)
-    delays = " ".join(
-        "miss" if a.delay_s is None else f"{a.delay_s / 60:.0f}" for a in report.attacks
+    # false alarms within clear_ticks (3) ticks after an attack's scored window:
+    # the hysteresis still holding the attack's red, not a new alarm
+    ends = [w.end + w.signal_window_s for w in truth]
+    holds = sum(
+        any(0 < parse_at(at) - end <= HOLD_S for end in ends) for at in report.false_alarm_ats
     )
+    delays = " ".join("miss" if a.delay_s is None else f"{a.delay_s:.0f}" for a in report.attacks)
     learning = "static" if run.mode == "static" else f"{run.days - 1}d {run.mode}"
     return (
         f"| {run.log.name.split('.')[0]} | {learning} | {found}/{len(report.attacks)} "
-        f"| {delays} | {report.false_critical} | {report.false_warning} "
+        f"| {delays} | {report.false_critical} | {report.false_warning} ({holds}) "
         f"| {report.normal_ticks} |"
     )
 
@@ -150,8 +156,8 @@ def main() -> int:
             log, truth = build_log(args.dir, days, seed)
             runs += [Run(log, truth, days, mode) for mode in args.modes]
     print(
-        "| log | baselines | attacks found | delay per attack (min) | false critical "
-        "| false warning | normal ticks |"
+        "| log | baselines | attacks found | delay per attack (s) | false critical "
+        "| false warning (of them holds) | normal ticks |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:
