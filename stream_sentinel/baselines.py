@@ -270,6 +270,8 @@ def build_baselines(
 
         if isinstance(store, RedisStore):
             history = RedisHistory(store.client, prefix=store.prefix, keep_s=keep_s)
+            if cfg.learning.history_file:
+                log.warning("learning.history_file is ignored: the history lives in Redis")
         else:
             path = Path(cfg.learning.history_file) if cfg.learning.history_file else None
             history = MemoryHistory(keep_s, path=path)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import statistics
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -38,8 +39,9 @@ from stream_sentinel.model import (
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
-from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
+from stream_sentinel.store.history import MemoryHistory, Point, RedisHistory, TickRecord
 from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.wiring import build_store
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
 assert T0 % DAY_S == 0
@@ -429,3 +431,25 @@ async def test_a_history_from_before_warm_up_tracking_keeps_its_ticks(
     # 60 ticks of 1.0, 60 of 3.0 and one of 2.0: the first hour was not taken as warm-up
     assert base["spend_hour"] == Baseline(2.0, "learning")
     assert "predates warm-up tracking" in caplog.text
+
+
+async def test_history_file_is_used_by_the_embedded_store_and_ignored_with_redis(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "history.jsonl"
+    cfg = Config.model_validate(
+        {"learning": {"history_file": str(path)}, "redis": {"key_prefix": f"t{T0}x{id(path)}"}}
+    )
+    built = build_baselines(cfg, MemoryStore(4000))
+    assert isinstance(built, LearnedBaselines)
+    await built.baselines(T0)
+    assert path.exists()  # the first start is already in the file
+    assert await MemoryHistory(DAY_S, path=path).first_start(T0 + 5) == T0
+    store = build_store(cfg, redis_url)
+    try:
+        on_redis = build_baselines(cfg, store)
+        assert isinstance(on_redis, LearnedBaselines)
+        assert isinstance(on_redis.history, RedisHistory)
+        assert "history_file is ignored" in caplog.text
+    finally:
+        await store.close()
