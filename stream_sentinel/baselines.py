@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 
 from .baseline_math import (
     DAY_S,
@@ -53,7 +52,7 @@ from .evaluate import BaselineProvider, StaticBaselines
 from .model import SignalName, Tick
 from .rules import Baseline
 from .store.base import Store, StoreUnavailable
-from .store.history import History, MemoryHistory, Point, RedisHistory, TickRecord, ratio_hits
+from .store.history import History, Point, TickRecord, ratio_hits
 
 log = logging.getLogger(__name__)
 
@@ -252,29 +251,15 @@ class FixedBaselines:
         return None
 
 
-def build_baselines(
-    cfg: Config, store: Store, *, history: History | None = None
-) -> BaselineProvider:
-    """Static baselines when every signal has one; otherwise learned ones.
-
-    The history lives where the counters live: in Redis next to a
-    ``RedisStore`` (shared by replicas, kept across restarts), else in memory
-    (and in ``[learning] history_file`` when set).
-    """
+def build_baselines(cfg: Config, history: History, store: Store | None = None) -> BaselineProvider:
+    """Static baselines when every signal has one; otherwise learned ones,
+    kept in ``history`` (``store.build`` puts it where the counters live:
+    Redis for the service, shared by replicas and kept across restarts; or
+    memory, and ``[learning] history_file``). ``store`` is where the earliest
+    visible event is looked for (warm-up); without it no tick is warm-up."""
     learned = cfg.learned_signals()
     if not learned:
         return StaticBaselines(cfg.static_baselines())
-    keep_s = cfg.learning.history_days * DAY_S
-    if history is None:
-        from .store.redis import RedisStore
-
-        if isinstance(store, RedisStore):
-            history = RedisHistory(store.client, prefix=store.prefix, keep_s=keep_s)
-            if cfg.learning.history_file:
-                log.warning("learning.history_file is ignored: the history lives in Redis")
-        else:
-            path = Path(cfg.learning.history_file) if cfg.learning.history_file else None
-            history = MemoryHistory(keep_s, path=path)
     return LearnedBaselines(
         history,
         static=cfg.static_baselines(),
@@ -282,6 +267,6 @@ def build_baselines(
         learning_days=cfg.learning.days,
         seasonality=cfg.learning.seasonality,
         min_points=min_points_for(cfg.alerting.tick_seconds),
-        lookback_s=min(LOOKBACK_S, keep_s),
-        probe=first_visible_probe(store),
+        lookback_s=min(LOOKBACK_S, cfg.learning.history_days * DAY_S),
+        probe=None if store is None else first_visible_probe(store),
     )

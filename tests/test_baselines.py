@@ -39,9 +39,9 @@ from stream_sentinel.model import (
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
+from stream_sentinel.store.build import open_storage
 from stream_sentinel.store.history import MemoryHistory, Point, RedisHistory, TickRecord
-from stream_sentinel.store.memory import MemoryStore
-from stream_sentinel.wiring import build_store
+from stream_sentinel.wiring import storage_settings
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
 assert T0 % DAY_S == 0
@@ -374,12 +374,13 @@ def test_build_baselines_static_when_nothing_is_learned() -> None:
             }
         }
     )
-    assert isinstance(build_baselines(cfg, MemoryStore(4000)), StaticBaselines)
+    assert isinstance(build_baselines(cfg, MemoryHistory(DAY_S)), StaticBaselines)
 
 
-def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None:
+async def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None:
     cfg = Config.model_validate({"baselines": {"blocked_pct": 0.1}, "learning": {"days": 3}})
-    built = build_baselines(cfg, MemoryStore(4000))
+    async with open_storage(storage_settings(cfg)) as storage:
+        built = build_baselines(cfg, storage.history)
     assert isinstance(built, LearnedBaselines)
     assert isinstance(built.history, MemoryHistory)
 
@@ -437,19 +438,19 @@ async def test_history_file_is_used_by_the_embedded_store_and_ignored_with_redis
     tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "history.jsonl"
-    cfg = Config.model_validate(
-        {"learning": {"history_file": str(path)}, "redis": {"key_prefix": f"t{T0}x{id(path)}"}}
-    )
-    built = build_baselines(cfg, MemoryStore(4000))
-    assert isinstance(built, LearnedBaselines)
-    await built.baselines(T0)
+    cfg = Config.model_validate({"learning": {"history_file": str(path)}})
+    async with open_storage(storage_settings(cfg, history_file=True)) as storage:
+        built = build_baselines(cfg, storage.history, storage.store)
+        assert isinstance(built, LearnedBaselines)
+        await built.baselines(T0)
     assert path.exists()  # the first start is already in the file
     assert await MemoryHistory(DAY_S, path=path).first_start(T0 + 5) == T0
-    store = build_store(cfg, redis_url)
-    try:
-        on_redis = build_baselines(cfg, store)
-        assert isinstance(on_redis, LearnedBaselines)
-        assert isinstance(on_redis.history, RedisHistory)
-        assert "history_file is ignored" in caplog.text
-    finally:
-        await store.close()
+    # a backtest (replay, baseline) never touches the deployment's file
+    async with open_storage(storage_settings(cfg, redis_url="")) as storage:
+        await storage.history.first_start(T0 + 7)
+    assert await MemoryHistory(DAY_S, path=path).first_start(T0 + 5) == T0
+    prefix = f"t{T0}x{id(path)}"
+    settings = storage_settings(cfg, redis_url=redis_url, prefix=prefix, history_file=True)
+    async with open_storage(settings) as storage:
+        assert isinstance(storage.history, RedisHistory)
+    assert "history_file is ignored" in caplog.text

@@ -35,9 +35,9 @@ from ..evaluate import Evaluator
 from ..ingest import DeadLetter
 from ..model import SIGNALS, SignalName, Tick, format_at
 from ..replay import ReplaySummary, replay
-from ..store.history import RATIO_SIGNALS, MemoryHistory
-from ..store.memory import MemoryStore
-from ..wiring import build_rules, retention_s
+from ..store.build import open_storage
+from ..store.history import RATIO_SIGNALS
+from ..wiring import build_rules, storage_settings
 
 log = logging.getLogger(__name__)
 
@@ -50,38 +50,39 @@ async def learn_from_logs(
     The same provider as the service records the history (stale ticks and the
     log's first event included), and the same rules pick the comparison set.
     """
-    keep_s = cfg.learning.history_days * DAY_S
-    lookback = min(LOOKBACK_S, keep_s)
+    lookback = min(LOOKBACK_S, cfg.learning.history_days * DAY_S)
     min_points = min_points_for(cfg.alerting.tick_seconds)
-    history = MemoryHistory(keep_s)
-    store = MemoryStore(retention_s=retention_s(cfg))
-    recorder = LearnedBaselines(
-        history,
-        static={},
-        learned=SIGNALS,
-        learning_days=None,  # always learning: nothing alerts while we record
-        seasonality=seasonality,
-        min_points=min_points,
-        lookback_s=lookback,
-        probe=first_visible_probe(store),
-    )
-    evaluator = Evaluator(store, build_rules(cfg), recorder)
     last_at: int | None = None
 
     def on_tick(tick: Tick) -> None:
         nonlocal last_at
         last_at = tick.at
 
-    try:
-        summary = await replay(
-            paths, cfg=cfg, store=store, evaluator=evaluator, on_tick=on_tick, on_dead=_ignore
+    # the embedded store, whatever the config says: learning is a private backtest
+    async with open_storage(storage_settings(cfg, redis_url="")) as storage:
+        recorder = LearnedBaselines(
+            storage.history,
+            static={},
+            learned=SIGNALS,
+            learning_days=None,  # always learning: nothing alerts while we record
+            seasonality=seasonality,
+            min_points=min_points,
+            lookback_s=lookback,
+            probe=first_visible_probe(storage.store),
         )
-    finally:
-        await store.close()
-    since = await history.visible_since(None)
-    if last_at is None:
-        return learn_table([], SIGNALS, min_points=min_points, visible_since=since), summary
-    records = await history.records(last_at + 1 - lookback, last_at + 1)
+        evaluator = Evaluator(storage.store, build_rules(cfg), recorder)
+        summary = await replay(
+            paths,
+            cfg=cfg,
+            store=storage.store,
+            evaluator=evaluator,
+            on_tick=on_tick,
+            on_dead=_ignore,
+        )
+        since = await storage.history.visible_since(None)
+        if last_at is None:
+            return learn_table([], SIGNALS, min_points=min_points, visible_since=since), summary
+        records = await storage.history.records(last_at + 1 - lookback, last_at + 1)
     table = learn_table(records, SIGNALS, min_points=min_points, visible_since=since)
     return table, summary
 
