@@ -23,7 +23,7 @@ import pytest
 from stream_sentinel.model import SIGNALS
 from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
 
-from .harness import Service, free_port, make_events, produce
+from .harness import ServiceProcess, free_port, make_events, produce
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def seed_history(path: Path, now: int) -> int:
     return first
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, svc: Service) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], what: str, svc: ServiceProcess) -> Any:
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         assert svc.proc.poll() is None, f"service exited:\n{svc.log_tail()}"
@@ -100,7 +100,7 @@ async def test_sigkill_and_restart_keep_the_learning_day_and_the_baselines(
         "SENTINEL_LEARNING_HISTORY_FILE": str(history),
     }
     async with aiohttp.ClientSession() as session:
-        svc = Service(env, name="first")
+        svc = ServiceProcess(env, name="first")
         try:
             before = await until(lambda: status(session, port), "a tick in /status", svc)
 
@@ -115,7 +115,7 @@ async def test_sigkill_and_restart_keep_the_learning_day_and_the_baselines(
         kept = MemoryHistory(14 * DAY_S, path=history)
         assert await kept.first_start(0) == first
         assert len(kept) >= seeded + 5  # nothing lost, not even the newest ticks
-        svc = Service(env, name="second")
+        svc = ServiceProcess(env, name="second")
         try:
             after = await until(lambda: status(session, port), "a tick after the restart", svc)
         finally:
