@@ -34,6 +34,7 @@ from stream_sentinel.model import (
     SignalName,
     SignalReading,
     State,
+    Status,
     Tick,
     WindowCounts,
 )
@@ -454,3 +455,62 @@ async def test_history_file_is_used_by_the_embedded_store_and_ignored_with_redis
     async with open_storage(settings) as storage:
         assert isinstance(storage.history, RedisHistory)
     assert "history_file is ignored" in caplog.text
+
+
+ratio_runs = st.lists(  # runs of one-minute ticks: (gap, length, blocked per window, stale)
+    st.tuples(st.integers(1, 300), st.integers(1, 240), st.integers(0, 20), st.booleans()),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ratio_runs, st.sampled_from(["none", "hour_of_day"]))
+def test_pooled_cache_agrees_with_a_fresh_computation(
+    steps: list[tuple[int, int, int, bool]], seasonality: Seasonality
+) -> None:
+    """The provider's hourly cache of pooled counts equals pooling the lookback from scratch."""
+
+    async def scenario() -> int:
+        history = MemoryHistory(14 * DAY_S)
+        lookback = 6 * HOUR_S
+        p = LearnedBaselines(
+            history,
+            static={},
+            learned=("blocked_pct",),
+            learning_days=1,
+            seasonality=seasonality,
+            min_points=30,
+            lookback_s=lookback,
+        )
+        at, found = T0, 0
+        for gap, length, blocked, stale in steps:
+            at += 60 * gap
+            for _ in range(length):
+                at += 60
+                base, note = await p.baselines(at)
+                start = at // HOUR_S * HOUR_S
+                fresh = pick(
+                    by_hour(await history.records(start - lookback, start), ("blocked_pct",), None),
+                    "blocked_pct",
+                    hour=hour_of_day(at),
+                    seasonality=seasonality,
+                    min_points=30,
+                )
+                got = base.get("blocked_pct")
+                if got is None or got.source == "floor":
+                    assert fresh is None
+                else:
+                    assert fresh is not None and got.value == fresh.value
+                    found += 1
+                source: BaselineSource = "learning" if note else "learned"
+                value = 100.0 * blocked / 1000
+                reading = SignalReading("blocked_pct", value, 0.0, 0.0, "ok", None, 1000, source)
+                status: Status = "stale" if stale else "ok"
+                await p.record(Tick(at, status, (), {"blocked_pct": reading}))
+        return found
+
+    found = asyncio.run(scenario())
+    # three hours without a stale tick hold a whole hour of tiles and a refresh after it
+    if any(length >= 180 and not stale for _, length, _, stale in steps):
+        assert found > 0
