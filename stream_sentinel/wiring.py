@@ -11,11 +11,12 @@ import socket
 
 from aiohttp import BasicAuth
 
-from .aggregate import BatchAggregator, ModelPrice
+from .aggregate import BatchAggregator
 from .alertmanager_push import AlertmanagerTarget
 from .baseline_math import DAY_S
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
+from .contract import ModelPrice
 from .decode import Decoder
 from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings

@@ -191,7 +191,6 @@ async def _replay_into(
                 on_tick=on_tick,
                 on_dead=on_dead,
                 on_bytes=on_bytes,
-                gunzip_process=not args.inline_gunzip,
             )
         finally:
             # a backtest's counters are scratch: nothing left behind in a shared Redis
