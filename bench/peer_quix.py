@@ -61,8 +61,14 @@ from ingest import (
     fill,
     ours,
 )
-from quixstreams import Application
-from quixstreams.dataframe.windows import Count, Sum
+
+try:
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import Count, Sum
+except ImportError:
+    raise SystemExit(
+        "bench/peer_quix.py needs the bench extra: pip install -e '.[bench]'"
+    ) from None
 
 from stream_sentinel.config import Config
 from stream_sentinel.contract import ModelPrice, Pricing, safe_from_score
