@@ -20,8 +20,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -37,6 +35,9 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.config_section import Section as _Section
+from stream_sentinel.kafka.topic_config import TopicsConfig
+from stream_sentinel.logsetup import LogConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.redis_client import check_url
 
@@ -70,18 +71,6 @@ def _check_token(value: SecretStr) -> SecretStr:
 
 
 Token = Annotated[SecretStr, AfterValidator(_check_token)]
-
-
-class _Section(BaseModel):
-    # strict: a quoted number or a boolean where a number belongs is a mistake to report.
-    # Attribute docstrings become field descriptions: docs/config.md is generated from them.
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        use_attribute_docstrings=True,
-    )
 
 
 class KafkaConfig(_Section):
@@ -277,6 +266,8 @@ class Config(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
     http: HttpConfig = Field(default_factory=HttpConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
-from stream_sentinel.cli.main import _parser, main
+from stream_sentinel.cli.args import build_parser
+from stream_sentinel.cli.main import main
 from stream_sentinel.config import load_config
 from stream_sentinel.decode import Decoder, Rejection
 from stream_sentinel.heartbeat_kinds import HeartbeatTarget, build_request
@@ -253,7 +254,7 @@ def test_documented_commands_parse_with_the_real_cli(doc: str) -> None:
     commands = _cli_commands(doc)
     assert commands
     for argv in commands:
-        args = _parser().parse_args(argv)
+        args = build_parser("test").parse_args(argv)
         assert args.verb in {"run", "replay", "score", "baseline", "simulate", "produce"}
 
 
