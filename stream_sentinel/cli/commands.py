@@ -258,9 +258,14 @@ async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
         # The service waits for the brokers itself: a broker starting up next to us is normal.
         log.warning("topics not checked: %s", exc)
         missing = []
-    if missing:
-        print(missing_message(missing, "run"), file=sys.stderr)
+    # Without the alerts topic the service still watches and alerts through its other
+    # outputs (each event not sent is logged, and /readyz names the topic).
+    needed = [name for name in missing if name != k.alerts_topic]
+    if needed:
+        print(missing_message(needed, "run"), file=sys.stderr)
         return EXIT_TOPIC_MISSING
+    if missing:
+        log.warning("alerts topic %s missing: alert events will not be sent", k.alerts_topic)
     return await run_service(cfg)
 
 
