@@ -214,8 +214,9 @@ class HeartbeatConfig(_Section):
     kind: HeartbeatKind = "generic"
     """Wire format of the monitor (see docs/heartbeats.md)."""
     url: str
-    """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
-    it."""
+    """healthchecks: the ping URL up to the UUID (https://hc-ping.com, or
+    https://hc.example.org/ping self-hosted); uptime-kuma: its base URL; generic, webhook: the
+    endpoint. Never credentials in it."""
     tokens: HeartbeatTokens
     """One token per check: composite and/or any signal; at least one."""
     timeout_seconds: float = Field(5.0, gt=0, le=60)

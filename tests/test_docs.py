@@ -176,8 +176,15 @@ def test_heartbeat_compose_example_loads_from_the_environment(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("kind", "url", "failure", "method", "expected_url"),
     [
-        ("healthchecks", "https://hc-ping.com", False, "POST", "https://hc-ping.com/ping/T"),
-        ("healthchecks", "https://hc-ping.com", True, "POST", "https://hc-ping.com/ping/T/fail"),
+        ("healthchecks", "https://hc-ping.com", False, "POST", "https://hc-ping.com/T"),
+        ("healthchecks", "https://hc-ping.com", True, "POST", "https://hc-ping.com/T/fail"),
+        (
+            "healthchecks",
+            "https://hc.example.org/ping",
+            True,
+            "POST",
+            "https://hc.example.org/ping/T/fail",
+        ),
         (
             "uptime-kuma",
             "https://kuma.example",

@@ -179,7 +179,7 @@ def all_kinds(
     m.hc.known.update(tokens["hc"].values())
     m.kuma.known.update(tokens["kuma"].values())
     targets = [
-        HeartbeatTarget("hc", "healthchecks", m.hc.base, tokens["hc"], retries=retries),
+        HeartbeatTarget("hc", "healthchecks", m.hc.base + "/ping", tokens["hc"], retries=retries),
         HeartbeatTarget("kuma", "uptime-kuma", m.kuma.base, tokens["kuma"], retries=retries),
         HeartbeatTarget("gen", "generic", m.generic.base + "/api/heartbeat", tokens["gen"]),
         HeartbeatTarget("hook", "webhook", m.hook.base + "/hook", tokens["hook"], retries=retries),
@@ -300,7 +300,7 @@ async def test_messages_have_the_seed_shape_and_state(
     tick = TICKS["warning"][0]
     hc_tokens = {"composite": str(uuid.uuid4()), "blocked_pct": str(uuid.uuid4())}
     monitors.hc.known.update(hc_tokens.values())
-    target = HeartbeatTarget("hc", "healthchecks", monitors.hc.base, hc_tokens)
+    target = HeartbeatTarget("hc", "healthchecks", monitors.hc.base + "/ping", hc_tokens)
     loop = asyncio.get_running_loop()
     await HeartbeatSender([target], session).push(tick, deadline=loop.time() + 10)
     bodies = {s.raw_path: s.body.decode() for s in monitors.hc.seen}
@@ -344,7 +344,9 @@ async def test_caller_message_function_is_used_and_quoted(
 
 
 def hc_target(m: Monitors, token: str, retries: int = 2) -> HeartbeatTarget:
-    return HeartbeatTarget("hc", "healthchecks", m.hc.base, {"composite": token}, retries=retries)
+    return HeartbeatTarget(
+        "hc", "healthchecks", m.hc.base + "/ping", {"composite": token}, retries=retries
+    )
 
 
 def fast_sender(
