@@ -9,20 +9,13 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
+from ..build import package_version
 from ..config import ConfigError, load_config
 from ..logsetup import LOG_LEVELS, configure_logging, parse_level
 from ..source_file import LogReadError
 from .args import build_parser
 from .exits import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_INPUT, EXIT_INTERRUPTED
-
-
-def package_version() -> str:
-    try:
-        return version("stream-sentinel")
-    except PackageNotFoundError:  # run from a source tree without installing
-        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
