@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from stream_sentinel.access_log import ProbeQuietAccessLogger
 from stream_sentinel.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,7 @@ async def start_http(
     runner = _GuardedRunner(
         app,
         access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=ProbeQuietAccessLogger,
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
