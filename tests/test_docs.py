@@ -262,7 +262,7 @@ def test_documented_commands_parse_with_the_real_cli(doc: str) -> None:
     assert commands
     for argv in commands:
         args = build_parser("test").parse_args(argv)
-        assert args.verb in {"run", "replay", "score", "baseline", "simulate", "produce"}
+        assert args.verb in {"run", "replay", "score", "baseline", "simulate", "produce", "topics"}
 
 
 def test_tuning_example_output_is_what_replay_and_score_print(
