@@ -7,7 +7,9 @@ within seconds, not a client retrying for 40 s and a traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,9 +84,10 @@ async def missing_topics(cfg: Config, names: Iterable[str]) -> list[str]:
     """Which of ``names`` the cluster does not have; TopicsError when it cannot tell."""
     admin = admin_client(cfg)
     try:
-        async with asyncio.timeout(ADMIN_TIMEOUT_S):
-            await admin.start()
-            existing = set(await admin.list_topics())
+        with _client_logs_quiet():
+            async with asyncio.timeout(ADMIN_TIMEOUT_S):
+                await admin.start()
+                existing = set(await admin.list_topics())
     except (KafkaError, OSError, TimeoutError) as exc:
         raise TopicsError(_unreachable(cfg, exc)) from None
     finally:
@@ -103,22 +106,12 @@ async def create_topics(
     settings = {"retention.ms": str(retention_hours * 3_600_000)}
     admin = admin_client(cfg)
     try:
-        async with asyncio.timeout(ADMIN_TIMEOUT_S * 3):
-            await admin.start()
-            replicas = replication_factor or await _default_replication(admin)
-            response = await admin.create_topics(
-                [NewTopic(p.name, p.partitions, replicas, topic_configs=settings) for p in plans],
-                timeout_ms=int(ADMIN_TIMEOUT_S * 1000),
-            )
-            errors = {t[0]: (t[1], t[2] if len(t) > 2 else None) for t in response.topic_errors}
-            refused = [
-                f"{name}: {message or f'error code {code}'}"
-                for name, (code, message) in errors.items()
-                if code not in (0, TOPIC_ALREADY_EXISTS)
-            ]
-            if refused:
-                raise TopicsError("error: topics create: the broker refused " + "; ".join(refused))
-            described = await admin.describe_topics([p.name for p in plans])
+        with _client_logs_quiet():
+            async with asyncio.timeout(ADMIN_TIMEOUT_S * 3):
+                await admin.start()
+                replicas = replication_factor or await _default_replication(admin)
+                created = await _create(admin, plans, replicas, settings)
+                described = await admin.describe_topics([p.name for p in plans])
     except (KafkaConnectionError, OSError, TimeoutError) as exc:
         raise TopicsError(_unreachable(cfg, exc)) from None
     except KafkaError as exc:
@@ -126,9 +119,27 @@ async def create_topics(
     finally:
         await admin.close()
     counts = {d["topic"]: len(d["partitions"]) for d in described}
-    return [
-        TopicOutcome(p, errors.get(p.name, (0, None))[0] == 0, counts.get(p.name, 0)) for p in plans
+    return [TopicOutcome(p, p.name in created, counts.get(p.name, 0)) for p in plans]
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, plans: Sequence[TopicPlan], replicas: int, settings: dict[str, str]
+) -> set[str]:
+    """The names created now; TopicsError when the broker refuses one (other than "exists")."""
+    response = await admin.create_topics(
+        [NewTopic(p.name, p.partitions, replicas, topic_configs=settings) for p in plans],
+        timeout_ms=int(ADMIN_TIMEOUT_S * 1000),
+    )
+    # (name, error code, error message); the message is there from CreateTopics v1 on
+    outcomes = {t[0]: (t[1], t[2] if len(t) > 2 else None) for t in response.topic_errors}
+    refused = [
+        f"{name}: {message or f'error code {code}'}"
+        for name, (code, message) in outcomes.items()
+        if code not in (0, TOPIC_ALREADY_EXISTS)
     ]
+    if refused:
+        raise TopicsError("error: topics create: the broker refused " + "; ".join(refused))
+    return {name for name, (code, _) in outcomes.items() if code == 0}
 
 
 async def _default_replication(admin: AIOKafkaAdminClient) -> int:
@@ -145,9 +156,22 @@ async def _default_replication(admin: AIOKafkaAdminClient) -> int:
     return 1  # Kafka's own default
 
 
+@contextmanager
+def _client_logs_quiet() -> Iterator[None]:
+    """aiokafka logs every failed connection at ERROR; here the caller prints one line
+    saying the broker is unreachable, so those would only repeat it."""
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
 def _unreachable(cfg: Config, exc: BaseException) -> str:
     # The class name only: messages of connection errors may carry credentials.
+    why = f"no answer within {ADMIN_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError) else None
     return (
-        f"error: Kafka at {cfg.kafka.bootstrap_servers} unreachable "
-        f"({type(exc).__name__}) within {ADMIN_TIMEOUT_S:.0f} s"
+        f"error: Kafka at {cfg.kafka.bootstrap_servers} unreachable ({why or type(exc).__name__})"
     )

@@ -203,3 +203,32 @@ def test_readme_lists_every_exit_code() -> None:
     codes = {v for k, v in vars(exits).items() if k.startswith("EXIT_")}
     listed = {int(c) for c in re.findall(r"^\| `?(\d+)`? \|", section, re.M)}
     assert listed == codes
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("topics", "create"),
+        ("simulate", "--out", "kafka:", "--hours", "0.01"),
+        ("produce", "examples/demo.jsonl.gz"),
+    ],
+)
+def test_an_unreachable_broker_is_one_line(argv: tuple[str, ...]) -> None:
+    # port 1: nothing listens there, so the connection is refused at once
+    result = cli(*argv, env={"SENTINEL_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert result.returncode == exits.EXIT_UNAVAILABLE
+    assert (
+        one_line_error(result) == "error: Kafka at 127.0.0.1:1 unreachable (KafkaConnectionError)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--partitions", "0"), ("--replication-factor", "0"), ("--retention-hours", "1")],
+)
+def test_topics_create_flags_are_checked_before_connecting(flag: str, value: str) -> None:
+    result = cli(
+        "topics", "create", flag, value, env={"SENTINEL_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    )
+    assert result.returncode == exits.EXIT_CONFIG
+    assert one_line_error(result).startswith(f"error: {flag}: ")
