@@ -237,7 +237,7 @@ async def require_topics(cfg: Config, names: list[str], verb: str) -> int | None
     try:
         missing = await missing_topics(cfg, names)
     except TopicsError as exc:
-        print(exc, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     if missing:
         print(missing_message(missing, verb), file=sys.stderr)
@@ -296,7 +296,7 @@ async def cmd_topics(args: argparse.Namespace, cfg: Config) -> int:
             retention_hours=topics.retention_hours,
         )
     except TopicsError as exc:
-        print(exc, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     for outcome in outcomes:
         print(outcome.describe())

@@ -27,7 +27,8 @@ Role = Literal["requests", "responses", "dead letters", "alerts"]
 
 
 class TopicsError(Exception):
-    """The broker refused or could not be reached; the message is one line for the user."""
+    """The broker refused or could not be reached; the message is one line for the user
+    (without the "error: " the CLI puts before it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ async def create_topics(
     except (KafkaConnectionError, OSError, TimeoutError) as exc:
         raise TopicsError(_unreachable(cfg, exc)) from None
     except KafkaError as exc:
-        raise TopicsError(f"error: topics create: {type(exc).__name__}") from None
+        raise TopicsError(f"topics create: {type(exc).__name__}") from None
     finally:
         await admin.close()
     counts = {d["topic"]: len(d["partitions"]) for d in described}
@@ -138,7 +139,7 @@ async def _create(
         if code not in (0, TOPIC_ALREADY_EXISTS)
     ]
     if refused:
-        raise TopicsError("error: topics create: the broker refused " + "; ".join(refused))
+        raise TopicsError("topics create: the broker refused " + "; ".join(refused))
     return {name for name, (code, _) in outcomes.items() if code == 0}
 
 
@@ -172,6 +173,4 @@ def _client_logs_quiet() -> Iterator[None]:
 def _unreachable(cfg: Config, exc: BaseException) -> str:
     # The class name only: messages of connection errors may carry credentials.
     why = f"no answer within {ADMIN_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError) else None
-    return (
-        f"error: Kafka at {cfg.kafka.bootstrap_servers} unreachable ({why or type(exc).__name__})"
-    )
+    return f"Kafka at {cfg.kafka.bootstrap_servers} unreachable ({why or type(exc).__name__})"
