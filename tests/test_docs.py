@@ -36,6 +36,7 @@ NEW_DOCS = (
     "tuning.md",
     "heartbeats.md",
     "reliability.md",
+    "alerting.md",
 )
 
 
