@@ -312,6 +312,20 @@ async def test_messages_have_the_seed_shape_and_state(
     )
 
 
+async def test_healthchecks_hosted_url_shape_over_http(
+    monitors: Monitors, session: ClientSession
+) -> None:
+    """Hosted Healthchecks pings are https://hc-ping.com/<uuid>: no /ping segment.
+    (The self-hosted shape, {url}/ping/<uuid>, is what the other tests push to.)"""
+    tick = TICKS["critical"][0]
+    token = str(uuid.uuid4())
+    target = HeartbeatTarget("hosted", "healthchecks", monitors.generic.base, {"composite": token})
+    loop = asyncio.get_running_loop()
+    [result] = await HeartbeatSender([target], session).push(tick, deadline=loop.time() + 10)
+    assert result.result == "ok"
+    assert [(s.method, s.raw_path) for s in monitors.generic.seen] == [("POST", f"/{token}/fail")]
+
+
 async def test_caller_message_function_is_used_and_quoted(
     monitors: Monitors, session: ClientSession
 ) -> None:
