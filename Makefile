@@ -22,7 +22,7 @@ SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:promet
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	amtool:prometheus-alertmanager chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
-.PHONY: test demo venv system-deps lint services-start services-stop
+.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop
 
 # The stamp is newer than pyproject.toml once the install for its current
 # contents succeeded, so an edited dependency list reinstalls and a failed
@@ -33,6 +33,18 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# A real LiteLLM proxy for tests/integration/test_litellm_proxy.py, in a virtualenv
+# of its own: its proxy extra is large and pins versions of its own. 1.108.7 is
+# the newest whose proxy extra installs from the registries here.
+LITELLM_VENV := .venv-litellm
+LITELLM_VERSION := 1.108.7
+$(LITELLM_VENV)/.installed: pyproject.toml
+	@test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)' -e '.[litellm]'
+	@touch $@
+
+litellm-venv: $(LITELLM_VENV)/.installed
 
 # One apt-get update, and only when something is missing: a machine that has
 # everything installs nothing and needs no network.
@@ -55,7 +67,7 @@ lint: venv
 # The gates run before the services start: they need neither, and a lint error
 # should not cost a broker start-up. The exports are captured before eval, since
 # `eval "$$(cmd)"` would hide a failing start behind eval's own success.
-test: venv system-deps lint
+test: venv system-deps lint litellm-venv
 	exports="$$(scripts/services start)"; \
 	eval "$$exports"; \
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -37,6 +37,7 @@ from stream_sentinel.config_env import (
     resolve_files,
 )
 from stream_sentinel.config_section import Section as _Section
+from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.kafka.topic_config import TopicsConfig
 from stream_sentinel.logsetup import LogConfig
 from stream_sentinel.model import SIGNALS, SignalName
@@ -271,6 +272,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod

@@ -86,6 +86,15 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     )
     bl.add_argument("--write", metavar="FILE", help="write the [baselines] section here")
 
+    from . import bridge, record
+
+    record.describe(
+        verbs.add_parser("record", help="copy the live topics' events, by event time, into a log")
+    )
+    br = verbs.add_parser("bridge", help="receive a gateway's HTTP log posts and produce events")
+    sources = br.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    bridge.describe(sources.add_parser("litellm", help="LiteLLM's generic_api logger posts"))
+
     tp = verbs.add_parser("topics", help="manage the Kafka topics the service uses")
     tp_verbs = tp.add_subparsers(dest="topics_verb", required=True, metavar="ACTION")
     create = tp_verbs.add_parser(

@@ -319,3 +319,15 @@ async def cmd_baseline(args: argparse.Namespace, cfg: Config) -> int:
     from .baseline import baseline_command
 
     return await baseline_command(args, cfg)
+
+
+async def cmd_record(args: argparse.Namespace, cfg: Config) -> int:
+    from .record import record_command
+
+    return await record_command(args, cfg)
+
+
+async def cmd_bridge(args: argparse.Namespace, cfg: Config) -> int:
+    from .bridge import bridge_command
+
+    return await bridge_command(args, cfg)

@@ -60,6 +60,8 @@ def _main(argv: Sequence[str] | None) -> int:
         "simulate": commands.cmd_simulate,
         "baseline": commands.cmd_baseline,
         "topics": commands.cmd_topics,
+        "record": commands.cmd_record,
+        "bridge": commands.cmd_bridge,
     }[args.verb]
     try:
         return asyncio.run(handler(args, cfg))

@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_sentinel.config import Config
+from stream_sentinel.kafka.clients import client_kwargs
 
 CREATE_COMMAND = "stream-sentinel topics create"
 TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
@@ -66,7 +67,7 @@ def plan_topics(cfg: Config, partitions: int | None = None) -> list[TopicPlan]:
 
 def admin_client(cfg: Config) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        **client_kwargs(cfg),
         request_timeout_ms=int(ADMIN_TIMEOUT_S * 1000),
         client_id="stream-sentinel-admin",
     )
