@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,23 @@ def test_image_runs_as_the_non_root_user_the_pods_expect() -> None:
     assert (int(uid), int(gid)) == (pod["runAsUser"], pod["runAsGroup"])
     last_from = max(i for i, (op, _) in enumerate(_instructions()) if op == "FROM")
     assert all(i > last_from for i, (op, _) in enumerate(_instructions()) if op == "USER")
+
+
+def test_constraints_pin_every_runtime_dependency_within_its_range() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} unpinned: run scripts/constraints"
+        assert requirement.specifier.contains(pinned), (
+            f"{requirement.name}=={pinned} is outside {requirement.specifier}: "
+            "run scripts/constraints"
+        )
