@@ -96,6 +96,10 @@ def test_probes_resources_and_a_locked_down_container() -> None:
     assert locked["allowPrivilegeEscalation"] is False
     assert locked["capabilities"]["drop"] == ["ALL"]
     assert pod["automountServiceAccountToken"] is False
+    (secrets,) = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    # readable by the non-root process through its group, by nobody else
+    assert secrets["defaultMode"] & 0o040 and not secrets["defaultMode"] & 0o007
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
 
 
 def test_service_pdb_and_monitor_select_the_pods() -> None:
