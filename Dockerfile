@@ -6,9 +6,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only what the package needs, so a local .venv or test output never reaches the image.
-# Dependencies at the versions the tests ran (constraints.txt, from scripts/constraints);
-# no extras, so no dev tools and no report charts in the image.
+# Only what the package needs, so a local .venv or test output never reaches the image;
+# no extras: the report's matplotlib is for `replay --report`, the service never draws.
+# Dependencies at the versions the tests ran (constraints.txt, from scripts/constraints).
 COPY constraints.txt pyproject.toml README.md /tmp/src/
 COPY stream_sentinel /tmp/src/stream_sentinel
 RUN pip install --constraint /tmp/src/constraints.txt /tmp/src && rm -rf /tmp/src

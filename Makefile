@@ -26,10 +26,11 @@ SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:promet
 
 # The stamp is newer than pyproject.toml once the install for its current
 # contents succeeded, so an edited dependency list reinstalls and a failed
-# install is retried.
+# install is retried. The report extra (matplotlib) is for `make demo` and the
+# report tests; the service image leaves it out.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,report]'
 	@touch $@
 
 venv: $(VENV)/.installed

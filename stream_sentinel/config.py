@@ -41,7 +41,7 @@ from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.kafka.topic_config import TopicsConfig
 from stream_sentinel.logsetup import LogConfig
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.store.redis_client import check_url
+from stream_sentinel.store.build import check_url
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
 
@@ -162,7 +162,7 @@ class LearningConfig(_Section):
         return self
 
 
-class ModelPrice(_Section):
+class PriceConfig(_Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
@@ -182,7 +182,7 @@ class IngestConfig(_Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[str, PriceConfig] = Field(default_factory=dict)  # model -> USD per 1k tokens
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 

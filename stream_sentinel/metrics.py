@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -24,8 +24,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from stream_sentinel.build import package_version
 from stream_sentinel.model import State, Status, Tick
+from stream_sentinel.version import package_version
 
 # generate_latest writes the classic text format; announce that version rather
 # than prometheus_client's newest default so older Prometheus servers agree.
@@ -200,13 +200,7 @@ class Metrics:
         )
         self.store_write_seconds = Histogram(
             p + "store_write_seconds",
-            "Latency of store writes.",
-            buckets=_STORE_BUCKETS,
-            registry=r,
-        )
-        self.store_read_seconds = Histogram(
-            p + "store_read_seconds",
-            "Latency of store reads.",
+            "Latency of a batch's store write (counters and offset, one atomic call).",
             buckets=_STORE_BUCKETS,
             registry=r,
         )
@@ -304,20 +298,6 @@ class Metrics:
 
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
-
-    @contextmanager
-    def store_call(self, op: StoreOp) -> Iterator[None]:
-        """Time a store operation; an exception counts as a store error and propagates."""
-        hist = self.store_write_seconds if op == "write" else self.store_read_seconds
-        started = time.perf_counter()
-        try:
-            yield
-        except Exception:
-            # Cancellation is not a store failure, hence not BaseException.
-            self.store_errors.labels(op).inc()
-            raise
-        finally:
-            hist.observe(time.perf_counter() - started)
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)

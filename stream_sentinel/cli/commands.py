@@ -20,10 +20,9 @@ from ..ingest import DeadLetter
 from ..model import Tick
 from ..replay import ReplaySummary, replay
 from ..source_file import total_bytes
-from ..store.base import Store
-from ..store.memory import MemoryStore
-from ..store.redis_client import check_url
-from ..wiring import build_rules, build_store, retention_s
+from ..store.base import StoreUnavailable
+from ..store.build import Storage, check_url, open_storage
+from ..wiring import build_rules, storage_settings
 from .exits import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_TOPIC_MISSING, EXIT_UNAVAILABLE
 
 log = logging.getLogger("stream_sentinel")
@@ -73,14 +72,30 @@ def format_summary(s: ReplaySummary) -> str:
     return "\n".join(lines)
 
 
-async def _baselines(cfg: Config, store: Store, learn_from: list[str] | None) -> BaselineProvider:
+async def _baselines(
+    cfg: Config, storage: Storage, learn_from: list[str] | None
+) -> BaselineProvider:
     if learn_from:
         from .baseline import learned_provider
 
         return await learned_provider(learn_from, cfg)
     from ..baselines import build_baselines
 
-    return build_baselines(cfg, store)
+    return build_baselines(cfg, storage.history)
+
+
+# matplotlib is an optional extra (pyproject.toml): the service never draws
+REPORT_INSTALL = "pip install 'stream-sentinel[report]'"
+
+
+def _report_unavailable() -> str | None:
+    """Why ``--report`` cannot be drawn here, or None. Asked before the replay
+    starts, so a long backtest does not fail at its very end."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return f"--report needs the report extra (matplotlib): {REPORT_INSTALL}"
+    return None
 
 
 async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
@@ -88,58 +103,24 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
         # checked like redis.url in the config; the URL is not echoed (a password)
         print(f"config error: --redis: {problem}", file=sys.stderr)
         return 2
-    if args.redis:
-        # a private prefix: a backtest must never mix with live counters
-        run_prefix = f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}"
-        cfg = cfg.model_copy(
-            update={"redis": cfg.redis.model_copy(update={"key_prefix": run_prefix})}
-        )
-        store: Store = build_store(cfg, args.redis)
-    else:
-        store = MemoryStore(retention_s=retention_s(cfg))
-    baselines = await _baselines(cfg, store, args.learn_from)
-    evaluator = Evaluator(store, build_rules(cfg), baselines)
+    if args.report and (problem := _report_unavailable()):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    # without --redis the embedded store, whatever the config says: a replay
+    # is a private backtest; with it, a private prefix, so a backtest never
+    # mixes with live counters
+    settings = storage_settings(
+        cfg,
+        redis_url=args.redis or "",
+        prefix=f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}",
+    )
     ticks: list[dict[str, Any]] = []
-    with ExitStack() as stack:
-        timeline: IO[bytes] | None = None
-        dead_out: IO[bytes] | None = None
-        try:
-            if args.timeline:
-                timeline = stack.enter_context(_open_out(args.timeline, "--timeline"))
-            if args.dead_letters:
-                dead_out = stack.enter_context(_open_out(args.dead_letters, "--dead-letters"))
-        except OutputError as exc:
-            await store.close()
-            print(exc, file=sys.stderr)
-            return EXIT_INPUT
-
-        def on_tick(tick: Tick) -> None:
-            line = tick.to_json()
-            if args.report:
-                ticks.append(line)
-            if timeline is not None:
-                timeline.write(orjson.dumps(line) + b"\n")
-
-        def on_dead(dead: DeadLetter) -> None:
-            if dead_out is not None:
-                dead_out.write(dead.to_json() + b"\n")
-
-        on_bytes = _progress(args.logs, not args.no_progress, stack)
-        try:
-            summary = await replay(
-                args.logs,
-                cfg=cfg,
-                store=store,
-                evaluator=evaluator,
-                on_tick=on_tick,
-                on_dead=on_dead,
-                on_bytes=on_bytes,
-                gunzip_process=not args.inline_gunzip,
-            )
-        finally:
-            if args.redis:
-                await _drop_replay_keys(store)
-            await store.close()
+    try:
+        async with open_storage(settings) as storage:
+            summary = await _replay_into(args, cfg, storage, ticks)
+    except OutputError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INPUT
     print(format_summary(summary))
     if args.report:
         from ..report import render_report
@@ -161,18 +142,51 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-async def _drop_replay_keys(store: Store) -> None:
-    """A backtest's counters are scratch: leave nothing behind in a shared Redis."""
-    from ..store.redis import RedisStore
+async def _replay_into(
+    args: argparse.Namespace, cfg: Config, storage: Storage, ticks: list[dict[str, Any]]
+) -> ReplaySummary:
+    """Run the replay on ``storage``, writing the timeline and dead letters;
+    ``ticks`` collects the ticks for the report."""
+    store = storage.store
+    baselines = await _baselines(cfg, storage, args.learn_from)
+    evaluator = Evaluator(store, build_rules(cfg), baselines)
+    with ExitStack() as stack:
+        timeline: IO[bytes] | None = None
+        dead_out: IO[bytes] | None = None
+        if args.timeline:
+            timeline = stack.enter_context(_open_out(args.timeline, "--timeline"))
+        if args.dead_letters:
+            dead_out = stack.enter_context(_open_out(args.dead_letters, "--dead-letters"))
 
-    if not isinstance(store, RedisStore):
-        return
-    try:
-        keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await store.client.delete(*keys[i : i + 500])
-    except Exception as exc:  # scratch keys expire by themselves anyway
-        log.warning("could not delete replay keys: %s", type(exc).__name__)
+        def on_tick(tick: Tick) -> None:
+            line = tick.to_json()
+            if args.report:
+                ticks.append(line)
+            if timeline is not None:
+                timeline.write(orjson.dumps(line) + b"\n")
+
+        def on_dead(dead: DeadLetter) -> None:
+            if dead_out is not None:
+                dead_out.write(dead.to_json() + b"\n")
+
+        on_bytes = _progress(args.logs, not args.no_progress, stack)
+        try:
+            return await replay(
+                args.logs,
+                cfg=cfg,
+                store=store,
+                evaluator=evaluator,
+                on_tick=on_tick,
+                on_dead=on_dead,
+                on_bytes=on_bytes,
+                gunzip_process=not args.inline_gunzip,
+            )
+        finally:
+            # a backtest's counters are scratch: nothing left behind in a shared Redis
+            try:
+                await store.drop_all()
+            except StoreUnavailable as exc:  # scratch keys expire by themselves anyway
+                log.warning("could not delete replay keys: %s", exc)
 
 
 class OutputError(Exception):

@@ -10,10 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..build import package_version
 from ..config import ConfigError, load_config
 from ..logsetup import LOG_LEVELS, configure_logging, parse_level
 from ..source_file import LogReadError
+from ..version import package_version
 from .args import build_parser
 from .exits import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_INPUT, EXIT_INTERRUPTED
 

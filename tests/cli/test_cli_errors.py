@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_sentinel.build import package_version
 from stream_sentinel.cli import exits
 from stream_sentinel.cli.args import build_parser
 from stream_sentinel.cli.main import main
+from stream_sentinel.version import package_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
