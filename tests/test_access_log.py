@@ -102,16 +102,20 @@ def test_exceptions_stay_on_one_line() -> None:
 
 def test_configure_logging_replaces_only_its_own_handler() -> None:
     root = logging.getLogger()
-    before = list(root.handlers)
     level = root.level
+    foreign = logging.NullHandler()  # stands for a host's own handler (pytest has some too)
+    root.addHandler(foreign)
+    before = list(root.handlers)
     try:
         configure_logging("DEBUG", "text")
+        (first,) = [h for h in root.handlers if h not in before]
         configure_logging("WARNING", "json")
-        added = [h for h in root.handlers if h not in before]
-        assert len(added) == 1 and isinstance(added[0].formatter, JsonFormatter)
+        (second,) = [h for h in root.handlers if h not in before]
+        assert first not in root.handlers
+        assert isinstance(second.formatter, JsonFormatter)
         assert root.level == logging.WARNING
-        assert all(h in root.handlers for h in before)
+        assert foreign in root.handlers
     finally:
-        for handler in [h for h in root.handlers if h not in before]:
+        for handler in [h for h in root.handlers if h not in before or h is foreign]:
             root.removeHandler(handler)
         root.setLevel(level)

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from .harness import Service, free_port, service_env
+from .harness import ServiceProcess, free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ async def test_json_log_lines_of_the_live_service(
             "SENTINEL_LOG_LEVEL": "info",
         },
     )
-    svc = Service(env, "json")
+    svc = ServiceProcess(env, "json")
     try:
         await svc.wait_log('"message":"tick ')
         async with aiohttp.ClientSession() as session:

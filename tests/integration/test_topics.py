@@ -19,7 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream_sentinel.cli import exits
 
-from .harness import Service, free_port, service_env
+from .harness import ServiceProcess, free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ async def test_readyz_names_a_missing_topic(
         dlq=names["DLQ"],
         extra={"SENTINEL_KAFKA_ALERTS_TOPIC": names["ALERTS"], "SENTINEL_HTTP_PORT": str(port)},
     )
-    svc = Service(svc_env, "topics")
+    svc = ServiceProcess(svc_env, "topics")
     try:
         await svc.wait_log(f"alerts topic {names['ALERTS']} missing")
         body = await _ready_body(port, svc)
@@ -187,7 +187,7 @@ async def test_readyz_names_a_missing_topic(
         svc.close()
 
 
-async def _ready_body(port: int, svc: Service) -> dict[str, object]:
+async def _ready_body(port: int, svc: ServiceProcess) -> dict[str, object]:
     """The first /readyz answer once Kafka is reachable (the consumer starts after HTTP)."""
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as session:
