@@ -50,7 +50,7 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
         from .commands import require_topics
 
         topics = [cfg.kafka.request_topic, cfg.kafka.response_topic]
-        if (code := await require_topics(cfg, topics, "simulate --out kafka:")) is not None:
+        if (code := await require_topics(cfg, topics, "simulate")) is not None:
             return code
     start = args.start if args.start is not None else DEFAULT_START
     events, truth = simulate(
