@@ -15,7 +15,7 @@ from typing import IO, Any, Literal, get_args
 import orjson
 from pydantic import field_validator
 
-from stream_sentinel.config_section import Section
+from stream_sentinel.config_types import Section
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)

@@ -9,9 +9,12 @@ import aiohttp
 import orjson
 import pytest
 
+from stream_sentinel.http_guard import access_log
 from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.logsetup import JsonFormatter, configure_logging
 from stream_sentinel.metrics import Metrics
+
+ACCESS_LOGGER = access_log.name
 
 
 async def _ready() -> Mapping[str, bool | str]:
@@ -25,28 +28,28 @@ async def _requests(paths: list[str]) -> None:
         ready_checks=_ready,
         status_token=None,
     )
-    runner, port = await start_http(app, "127.0.0.1", 0)
+    server, port = await start_http(app, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
             for path in paths:
                 async with session.get(f"http://127.0.0.1:{port}{path}") as response:
                     await response.read()
     finally:
-        await runner.cleanup()
+        await server.cleanup()
 
 
 def _access(caplog: pytest.LogCaptureFixture) -> dict[str, int]:
     """Path -> level of its access line."""
     found = {}
     for record in caplog.records:
-        if record.name == "aiohttp.access":
+        if record.name == ACCESS_LOGGER:
             path = record.getMessage().split('"')[1].split()[1]
             found[path] = record.levelno
     return found
 
 
 async def test_scrapes_and_probes_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    caplog.set_level(logging.DEBUG, logger=ACCESS_LOGGER)
     await _requests(["/metrics", "/healthz", "/readyz", "/status", "/nowhere"])
     assert _access(caplog) == {
         "/metrics": logging.DEBUG,
@@ -58,7 +61,7 @@ async def test_scrapes_and_probes_are_logged_at_debug(caplog: pytest.LogCaptureF
 
 
 async def test_at_info_only_peoples_requests_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     await _requests(["/metrics", "/readyz", "/status"])
     assert _access(caplog) == {"/status": logging.INFO}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from stream_sentinel.config_section import Section
+from stream_sentinel.config_types import Section
 
 
 class TopicsConfig(Section):

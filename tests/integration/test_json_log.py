@@ -61,5 +61,5 @@ async def test_json_log_lines_of_the_live_service(
         assert tick["message"].startswith(f"tick {tick['at']} status={tick['status']}")
         assert set(tick["signals"]) == {"blocked_pct", "safety_pct", "top_user_rps", "spend_hour"}
         assert "top_users" not in tick  # user ids never reach a log line
-    access = [line["message"] for line in lines if line["logger"] == "aiohttp.access"]
-    assert len(access) == 1 and '"GET /status ' in access[0], access
+    access = [line["message"] for line in lines if line["logger"] == "stream_sentinel.http.access"]
+    assert len(access) == 1 and '"GET /status"' in access[0], access
