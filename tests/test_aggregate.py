@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +77,43 @@ def test_window_alignment_and_tick_floor() -> None:
         assert "aligned" in str(exc)
     else:
         raise AssertionError("misaligned window accepted")
+
+
+def test_buckets_in_checks_both_ends_at_any_aligned_start() -> None:
+    # starts past the first width: a check of `start / width` instead of
+    # `start % width` would refuse these aligned windows
+    assert list(buckets_in(120, 300, 60)) == [120, 180, 240]
+    assert list(buckets_in(3600, 3620, 10)) == [3600, 3610]
+    assert list(buckets_in(300, 300, 60)) == []
+    with pytest.raises(ValueError) as misaligned_end:
+        buckets_in(120, 301, 60)
+    assert str(misaligned_end.value) == "window [120, 301) is not aligned to 60 s buckets"
+    with pytest.raises(ValueError, match=r"^window \[61, 120\) is not aligned to 60 s buckets$"):
+        buckets_in(61, 120, 60)
+
+
+def test_bucket_width_of_usual_ticks() -> None:
+    assert [bucket_seconds_for(t) for t in (1, 15, 45, 60, 90, 120, 300)] == [
+        1,
+        15,
+        15,
+        60,
+        30,
+        60,
+        60,
+    ]
+
+
+@pytest.mark.parametrize("tick", [0, -60])
+def test_tick_width_must_be_positive(tick: int) -> None:
+    with pytest.raises(ValueError) as refused:
+        bucket_seconds_for(tick)
+    assert str(refused.value) == "tick_seconds must be positive"
+
+
+def test_tick_floor_of_negative_and_exact_times() -> None:
+    assert tick_floor(120.0, 60) == 120
+    assert tick_floor(-0.5, 60) == -60
+    assert tick_floor(59.999, 30) == 30
+    assert bucket_of(-0.5, 60) == -60
+    assert bucket_of(-1e-300, 10) == -10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -414,6 +415,39 @@ def test_rfc3339_matches_datetime(moment: datetime, offset_min: int) -> None:
     zone = timezone(timedelta(minutes=offset_min))
     text = moment.astimezone(zone).isoformat()  # RFC 3339 shape, microseconds when non-zero
     assert parse_rfc3339(text) == moment.timestamp()
+
+
+@pytest.mark.parametrize("year", [2024, 2000, 1996, 2026, 2100, 1900])
+def test_rfc3339_month_lengths(year: int) -> None:
+    # the last day of every month is a date, the day after it is not
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    lengths = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    for month, days in enumerate(lengths, start=1):
+        last = f"{year:04d}-{month:02d}-{days:02d}T12:00:00Z"
+        assert parse_rfc3339(last) == datetime.fromisoformat(last).timestamp(), last
+        assert parse_rfc3339(f"{year:04d}-{month:02d}-{days + 1:02d}T12:00:00Z") is None
+    assert parse_rfc3339(f"{year:04d}-02-30T00:00:00Z") is None
+
+
+def test_rfc3339_edges_of_the_clock_and_offset() -> None:
+    # the largest offsets and the last second of a day
+    assert parse_rfc3339("2026-11-02T23:59:59+23:59") == 1793577659.0
+    assert parse_rfc3339("2026-11-02T09:00:00-23:59") == NOW + 23 * 3600 + 59 * 60
+    assert parse_rfc3339("2026-12-31T00:00:00Z") == 1798675200.0
+    assert parse_rfc3339("2026-01-01T00:00:00Z") == 1767225600.0
+    assert parse_rfc3339("2026-03-01T00:00:00Z") == 1772323200.0
+    assert parse_rfc3339("1600-03-01T00:00:00Z") == -11670912000.0
+    assert parse_rfc3339("1600-02-29T00:00:00Z") == -11670998400.0
+
+
+def test_rfc3339_fractions_before_1970_keep_every_digit() -> None:
+    # negative seconds: the fraction is added exactly, then rounded once
+    assert parse_rfc3339("1969-12-31T23:59:59.5Z") == -0.5
+    tiny = parse_rfc3339("1969-12-31T23:59:59.999999999999999999999999Z")
+    assert tiny == -1e-24
+    deep = parse_rfc3339("1900-01-01T00:00:00.123456789012345678Z")
+    assert deep == float(Decimal(-2208988800) + Decimal("0.123456789012345678"))
+    assert parse_rfc3339("1969-12-31T23:59:00.25+00:00") == -59.75
 
 
 def test_string_ts_reaches_the_event() -> None:
