@@ -88,8 +88,10 @@ class MemoryStore:
                 totals[user] = get(user, 0) + n
         return top_k(totals, k)
 
-    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
-        return None  # every read sums its buckets: nothing to move
+    async def drop_all(self) -> None:
+        self._offsets.clear()
+        self._buckets.clear()
+        self._newest = self._oldest_kept = 0
 
     async def ping(self) -> None:
         return None

@@ -249,7 +249,10 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> list[dict]:  # t
 
 
 async def wait_caught_up(
-    store: RedisStore, ends: Mapping[PartitionId, int], timeout: float, proc: Service | None = None
+    store: RedisStore,
+    ends: Mapping[PartitionId, int],
+    timeout: float,
+    proc: ServiceProcess | None = None,
 ) -> None:
     """Poll the store's offsets until every partition reached its end offset."""
     loop = asyncio.get_running_loop()
@@ -289,8 +292,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Service:
-    """``stream-sentinel run`` as a real subprocess, configured by environment."""
+class ServiceProcess:
+    """``stream-sentinel run`` as a real subprocess, configured by environment
+    (the service inside it is ``app.Service``)."""
 
     def __init__(self, env: Mapping[str, str], name: str = "svc") -> None:
         self.log = Path(tempfile.mkdtemp(prefix="ss-svc-")) / f"{name}.log"

@@ -30,7 +30,7 @@ from alertmanager_server import by_name
 from conftest import AlertmanagerUnderTest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import Service, free_port, produce, service_env
+from .harness import ServiceProcess, free_port, produce, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ class Replica:
     def __init__(self, session: aiohttp.ClientSession, env: Mapping[str, str], name: str) -> None:
         self.port = free_port()
         self.session = session
-        self.svc = Service({**env, "SENTINEL_HTTP_PORT": str(self.port)}, name)
+        self.svc = ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(self.port)}, name)
 
     async def status(self) -> dict[str, Any] | None:
         try:

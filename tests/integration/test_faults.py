@@ -41,7 +41,7 @@ from .fakes import Ping, PingLog, WebhookFake
 from .harness import (
     PrivateKafka,
     PrivateRedis,
-    Service,
+    ServiceProcess,
     assert_exact,
     end_offsets,
     expected_of,
@@ -122,7 +122,7 @@ async def _wait_stored(
     store: RedisStore,
     parts: Sequence[PartitionId],
     minimum: int,
-    svc: Service,
+    svc: ServiceProcess,
     timeout: float = 180,
 ) -> int:
     """Poll the store (another process writes it) until ``minimum`` offsets are stored."""
@@ -138,7 +138,7 @@ async def _wait_stored(
 class Probe:
     """HTTP access to one service process on its own port."""
 
-    def __init__(self, session: aiohttp.ClientSession, svc: Service, port: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, svc: ServiceProcess, port: int) -> None:
         self.session, self.svc, self.port = session, svc, port
 
     async def get(self, path: str) -> tuple[int, bytes]:
@@ -227,7 +227,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
     # the stream is produced while the service is killed and restarted
     producing = asyncio.create_task(produce(kafka_bootstrap, topics, events))
     started = time.monotonic()
-    svc = Service(env, "svc0")
+    svc = ServiceProcess(env, "svc0")
     kill_points: list[int] = []
     try:
         for k in range(kills):
@@ -239,7 +239,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
             svc.kill()
             kill_points.append(reached)
             svc.close()
-            svc = Service(env, f"svc{k + 1}")
+            svc = ServiceProcess(env, f"svc{k + 1}")
         await producing
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
         assert sum(ends.values()) == n_events
@@ -276,7 +276,7 @@ async def test_redis_unreachable_30s_reports_stale_loses_nothing_and_recovers(
             SENTINEL_HTTP_PORT=str(port), SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
             **_webhook(0, "hook", hook.url, token, retries="0"),
         )  # fmt: skip
-        svc = Service(env, "outage")
+        svc = ServiceProcess(env, "outage")
         probe = Probe(session, svc, port)
         try:
             await probe.ready()
@@ -377,7 +377,7 @@ async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_ex
             SENTINEL_HTTP_PORT=str(port), SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
             **_webhook(0, "hook", hook.url, token, retries="0"),
         )  # fmt: skip
-        svc = Service(env, "wiped")
+        svc = ServiceProcess(env, "wiped")
         probe = Probe(session, svc, port)
         try:
             await probe.ready()
@@ -472,14 +472,14 @@ async def test_kafka_broker_restarted_mid_stream_consumer_resumes_without_loss(
 ) -> None:
     broker = PrivateKafka()
     store = reader_store(redis_url, redis_ns.prefix)
-    svc: Service | None = None
+    svc: ServiceProcess | None = None
     try:
         await broker.start()
         topics = await _private_topics(broker.bootstrap)
         events = make_events(60_000, now=time.time(), seed=41)
         expected = expected_of(events)
         env = _env(broker.bootstrap, redis_url, redis_ns.prefix, topics)
-        svc = Service(env, "broker")
+        svc = ServiceProcess(env, "broker")
         await produce(broker.bootstrap, topics, events[:30_000])
         await _wait_stored(store, _parts(topics), 5_000, svc)
         started = time.monotonic()
@@ -551,7 +551,7 @@ async def test_three_replicas_one_killed_and_restarted_one_leader_per_tick_exact
 
         def start(name: str) -> Probe:
             port = free_port()
-            svc = Service({**env, "SENTINEL_HTTP_PORT": str(port)}, name)
+            svc = ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name)
             replicas[name] = Probe(session, svc, port)
             return replicas[name]
 
@@ -670,7 +670,7 @@ async def test_monitors_that_hang_fail_or_refuse_never_delay_ticks_and_recover(
             **_webhook(2, "error", error.url, token),
             **_webhook(3, "refused", f"http://127.0.0.1:{refused_port}/hook", token),
         )  # fmt: skip
-        svc = Service(env, "monitors")
+        svc = ServiceProcess(env, "monitors")
         probe = Probe(session, svc, port)
         # loop time -> wall time, to set arrivals against each tick's `at`
         offset = time.time() - asyncio.get_running_loop().time()

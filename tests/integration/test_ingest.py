@@ -25,7 +25,7 @@ from stream_sentinel.store.redis import RedisStore
 from .harness import (
     Expected,
     PrivateRedis,
-    Service,
+    ServiceProcess,
     assert_exact,
     end_offsets,
     expected_of,
@@ -75,7 +75,7 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
     expected = expected_of(events)
     await produce(kafka_bootstrap, topics, events)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    svc = Service(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
+    svc = ServiceProcess(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
@@ -117,7 +117,7 @@ async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
     # small batches so a kill lands between many store writes
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     chunks = [events[i : i + 15_000] for i in range(0, len(events), 15_000)]
-    svc = Service(env, "svc0")
+    svc = ServiceProcess(env, "svc0")
     try:
         for n, chunk in enumerate(chunks):
             await produce(kafka_bootstrap, topics, chunk)
@@ -126,7 +126,7 @@ async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
             await asyncio.sleep(rng.uniform(0.0, 1.5))
             svc.kill()
             svc.close()
-            svc = Service(env, f"svc{n + 1}")
+            svc = ServiceProcess(env, f"svc{n + 1}")
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
         await wait_caught_up(store, ends, timeout=240, proc=svc)
         await assert_exact(store, expected)
@@ -161,7 +161,7 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     store = reader_store(redis_url, redis_ns.prefix)
-    a, b = Service(env, "a"), Service(env, "b")
+    a, b = ServiceProcess(env, "a"), ServiceProcess(env, "b")
     try:
         # both members of the group hold partitions before the first one stops
         await a.wait_log("Setting newly assigned partitions {TopicPartition")
@@ -192,7 +192,7 @@ async def test_redis_paused_mid_stream_then_back(
     env = _env(kafka_bootstrap, redis.url, "p", topics)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     store = reader_store(redis.url, "p")
-    svc = Service(env)
+    svc = ServiceProcess(env)
     try:
         await produce(kafka_bootstrap, topics, events[:10_000])
         await _wait_some_progress(store, topics, minimum=1_000)
@@ -224,7 +224,7 @@ async def test_redis_restarted_empty_mid_stream_is_rebuilt_from_kafka(
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis.url, "p", topics)
     store = reader_store(redis.url, "p")
-    svc = Service(env)
+    svc = ServiceProcess(env)
     try:
         await produce(kafka_bootstrap, topics, events[:15_000])
         await _wait_some_progress(store, topics, minimum=5_000)
@@ -283,7 +283,7 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
     port = free_port()
     env["SENTINEL_HTTP_PORT"] = str(port)
-    svc = Service(env)
+    svc = ServiceProcess(env)
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])
