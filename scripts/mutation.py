@@ -139,8 +139,23 @@ def mutmut_run(module: str, names: list[str]) -> int:
     narrowed.only_mutate = [f"stream_sentinel/{module}.py"]
     narrowed.pytest_add_cli_args_test_selection = list(UNIT_TESTS[module])
     from mutmut.__main__ import cli
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    return int(cli.main(["run", "--max-children", "1", *names], standalone_mode=False) or 0)
+    cli.main(["run", "--max-children", "1", *names], standalone_mode=False)
+    # the mutated copy is overwritten by the next module's run: keep the diffs
+    # of what survived now, for the report
+    result = read_results(module, equivalent_mutants())
+    path = f"stream_sentinel/{module}.py"
+    survivors = result.survivors if result is not None else []
+    diffs = {name: get_diff_for_mutant(name, path=path) for name in survivors}
+    (MUTANTS / f"{module}.diffs.json").write_text(json.dumps(diffs, indent=1))
+    return 0
+
+
+def _saved_diffs(module: str) -> dict[str, str]:
+    saved = MUTANTS / f"{module}.diffs.json"
+    diffs: dict[str, str] = json.loads(saved.read_text()) if saved.exists() else {}
+    return diffs
 
 
 def print_report(modules: list[str], equivalents: set[str]) -> bool:
@@ -155,9 +170,13 @@ def print_report(modules: list[str], equivalents: set[str]) -> bool:
         )
     for r in results:
         if r.survivors:
-            print(f"\nsurvivors in {r.module} (`.venv/bin/mutmut show NAME` for the diff):")
+            print(f"\nsurvivors in {r.module}:")
+            diffs = _saved_diffs(r.module)
             for name in r.survivors:
                 print(f"  {name}")
+                for line in diffs.get(name, "").splitlines():
+                    if line[:1] in "-+" and line[:3] not in ("---", "+++"):
+                        print(f"      {line.strip()}")
         if r.unchecked:
             print(f"\n{r.module}: {r.unchecked} mutants not checked (interrupted run?)")
     absent = [m for m in modules if m not in {r.module for r in results}]

@@ -60,6 +60,7 @@ def test_values_follow_the_definitions() -> None:
     assert r["top_user_rps"].value == pytest.approx(3.2)
     assert r["spend_hour"].value == pytest.approx(4.10)
     assert list(r) == list(SIGNALS)
+    assert [r[n].name for n in SIGNALS] == list(SIGNALS)
     assert [r[n].volume for n in SIGNALS] == [10_000, 10_000, 10_000, 100]
     assert all(r[n].state == "ok" for n in SIGNALS)
 
@@ -401,6 +402,7 @@ def test_boundary_settings_are_accepted() -> None:
     assert (edge.min_events, edge.clear_ticks, edge.top_k, edge.red_needed) == (0, 0, 0, 1)
     assert Baseline(0.0).value == 0.0
     assert SignalRule(absolute_limit=-5.0, floor=1e-9).floor == 1e-9
+    assert SignalRule(multiplier=0.5).multiplier == 0.5  # a limit tighter than the baseline
 
 
 def test_partial_signal_rules_are_completed_with_defaults() -> None:
