@@ -23,7 +23,9 @@ from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
 from .heartbeat import HeartbeatSender, HeartbeatTarget
-from .httpserver import build_http_app, start_http
+from .http_connections import ConnectionLimits
+from .http_tls import ReloadingTls, TlsError
+from .httpserver import HttpServer, build_http_app, start_http
 from .ingest import Processed
 from .kafka.source import KafkaIngest
 from .metrics import Metrics
@@ -43,6 +45,7 @@ from .wiring import (
 
 log = logging.getLogger(__name__)
 
+EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 STARTUP_STORE_WAIT_S = 10.0
 
@@ -85,7 +88,8 @@ class Service:
 
     def __init__(self, cfg: Config, storage: Storage) -> None:
         self.cfg = cfg
-        self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # random, not host and PID: it is shown in /status, which must not map the pod
+        self.replica = uuid.uuid4().hex[:12]
         self.latest: Tick | None = None
         self.latest_at_wall = 0.0
         self.metrics = Metrics()
@@ -136,12 +140,14 @@ class Service:
         )
 
     async def ready_checks(self) -> dict[str, bool]:
-        checks = {"kafka": False, "redis": False, "partitions_assigned": False}
-        try:
-            await asyncio.wait_for(self.store.ping(), 2.0)
-            checks["redis"] = True
-        except (StoreUnavailable, TimeoutError):
-            pass
+        checks = {"kafka": False, "partitions_assigned": False}
+        if self.cfg.redis.url is not None:  # the embedded store has nothing to check
+            checks["redis"] = False
+            try:
+                await asyncio.wait_for(self.store.ping(), 2.0)
+                checks["redis"] = True
+            except (StoreUnavailable, TimeoutError):
+                pass
         try:
             parts = await asyncio.wait_for(
                 self.ingest.producer.partitions_for(self.cfg.kafka.request_topic), 2.0
@@ -218,6 +224,22 @@ class Service:
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
             return EXIT_UNAVAILABLE
+        try:
+            http, port = await self._start_http()
+        except (OSError, TlsError) as exc:
+            # one line: a port taken or privileged, or an unusable certificate
+            log.error("cannot start: %s", exc)
+            return EXIT_CONFIG if isinstance(exc, TlsError) else EXIT_UNAVAILABLE
+        loop.add_signal_handler(signal.SIGHUP, http.reload_tls)
+        log.info(
+            "http listening on %s:%d%s; replica %s (host %s, pid %d)",
+            self.cfg.http.host,
+            port,
+            " (TLS)" if http.tls else "",
+            self.replica,
+            socket.gethostname(),
+            os.getpid(),
+        )
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
             [
@@ -234,18 +256,6 @@ class Service:
             self.session,
             on_result=self.metrics.count_heartbeat,
         )
-        app = build_http_app(
-            metrics=self.metrics,
-            status_provider=self.status,
-            ready_checks=self.ready_checks,
-            status_token=(
-                self.cfg.http.status_token.get_secret_value()
-                if self.cfg.http.status_token
-                else None
-            ),
-        )
-        runner, port = await start_http(app, self.cfg.http.host, self.cfg.http.port)
-        log.info("http listening on %s:%d; replica %s", self.cfg.http.host, port, self.replica)
         self.alertmanager = AlertmanagerPusher(
             build_alertmanager_targets(self.cfg, port),
             self.session,
@@ -266,10 +276,32 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await self.ingest.stop()
-            await runner.cleanup()
+            await http.cleanup()
             await self.session.close()
         log.info("stopped")
         return 0
+
+    async def _start_http(self) -> tuple[HttpServer, int]:
+        web = self.cfg.http
+        tls = None
+        if web.tls_certfile is not None and web.tls_keyfile is not None:
+            tls = ReloadingTls(web.tls_certfile, web.tls_keyfile)
+        app = build_http_app(
+            metrics=self.metrics,
+            status_provider=self.status,
+            ready_checks=self.ready_checks,
+            status_token=web.status_token.get_secret_value() if web.status_token else None,
+            limits=ConnectionLimits(
+                header_timeout_s=web.header_timeout_seconds,
+                body_timeout_s=web.body_timeout_seconds,
+                keepalive_timeout_s=web.keepalive_timeout_seconds,
+                max_connections=web.max_connections,
+            ),
+            allowed_hosts=web.host_names(),
+            secrets=self.cfg.secrets(),
+            tls=tls is not None,
+        )
+        return await start_http(app, web.host, web.port, tls=tls)
 
     async def _start_kafka(self, stop: asyncio.Event) -> bool:
         """Start the Kafka clients, retrying while the broker is unreachable."""

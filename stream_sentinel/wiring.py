@@ -11,11 +11,12 @@ import socket
 
 from aiohttp import BasicAuth
 
-from .aggregate import BatchAggregator, ModelPrice
+from .aggregate import BatchAggregator
 from .alertmanager_push import AlertmanagerTarget
 from .baseline_math import DAY_S
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
+from .contract import ModelPrice
 from .decode import Decoder
 from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings
@@ -117,7 +118,8 @@ def build_kafka_settings(cfg: Config) -> KafkaSettings:
 
 def build_alertmanager_targets(cfg: Config, http_port: int) -> list[AlertmanagerTarget]:
     """``http_port`` is the bound port of /status, for targets without a ``status_url``."""
-    here = f"http://{socket.gethostname()}:{http_port}/status"
+    scheme = "https" if cfg.http.tls_certfile else "http"
+    here = f"{scheme}://{socket.gethostname()}:{http_port}/status"
     targets = []
     for am in cfg.alertmanager:
         authorization = None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
+from batch_reference import aggregate
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator, ModelPrice, cost_nanousd
+from stream_sentinel.aggregate import BatchAggregator, BucketDelta, Delta
 from stream_sentinel.bucketing import bucket_of, bucket_seconds_for, buckets_in, tick_floor
+from stream_sentinel.contract import ModelPrice, Pricing
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import Rejection, RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
@@ -17,7 +21,8 @@ PRICES = {"m": ModelPrice(prompt_per_1k=0.5, completion_per_1k=1.5)}
 
 def test_batch_counts_per_bucket_and_user() -> None:
     agg = BatchAggregator(60, PRICES)
-    delta = agg.aggregate(
+    delta = aggregate(
+        agg,
         [
             RequestEvent("1", 120.0, "a", blocked=True),
             RequestEvent("2", 179.999, "a", blocked=False),
@@ -25,7 +30,7 @@ def test_batch_counts_per_bucket_and_user() -> None:
             ResponseEvent("4", 121.0, "a", safe=False, cost_usd=0.25),
             ResponseEvent("5", 122.0, "a", safe=True, model="m", prompt_tokens=1000),
             ResponseEvent("6", 123.0, "a", safe=True),
-        ]
+        ],
     )
     assert sorted(delta) == [120, 180]
     assert delta[120].counts() == WindowCounts(
@@ -41,12 +46,13 @@ def test_batch_counts_per_bucket_and_user() -> None:
 
 
 def test_cost_from_price_table_and_unknowns() -> None:
-    assert cost_nanousd(None, "m", 2000, 1000, PRICES) == round(2.5 * NANO)
-    assert cost_nanousd(None, "unknown-model", 2000, 1000, PRICES) is None
-    assert cost_nanousd(None, "m", None, None, PRICES) is None
-    assert cost_nanousd(0.0, None, None, None, PRICES) == 0
+    pricing = Pricing(PRICES)
+    assert pricing.nanousd(None, "m", 2000, 1000) == round(2.5 * NANO)
+    assert pricing.nanousd(None, "unknown-model", 2000, 1000) is None
+    assert pricing.nanousd(None, "m", None, None) is None
+    assert pricing.nanousd(0.0, None, None, None) == 0
     # absurd token counts become unknown rather than overflowing 64-bit counters
-    assert cost_nanousd(None, "m", 2**53 - 1, 0, PRICES) is None
+    assert pricing.nanousd(None, "m", 2**53 - 1, 0) is None
 
 
 def test_decoder_caps_cost_so_sums_fit_64_bits() -> None:
@@ -117,3 +123,81 @@ def test_tick_floor_of_negative_and_exact_times() -> None:
     assert tick_floor(59.999, 30) == 30
     assert bucket_of(-0.5, 60) == -60
     assert bucket_of(-1e-300, 10) == -10
+
+
+def _requests(*spec: tuple[float, str, bool]) -> list[RequestEvent]:
+    return [RequestEvent(f"r{i}", ts, user, blocked=b) for i, (ts, user, b) in enumerate(spec)]
+
+
+def test_a_batch_adds_to_a_bucket_that_already_holds_counts() -> None:
+    agg = BatchAggregator(60, PRICES)
+    delta = aggregate(
+        agg,
+        [
+            RequestEvent("0", 65.0, "a", blocked=True),
+            ResponseEvent("1", 66.0, "a", safe=True, cost_usd=1.0),
+            ResponseEvent("2", 67.0, "a", safe=True, model="nope"),
+        ],
+    )
+    agg.count_requests(delta, _requests((61.0, "a", True), (62.0, "b", False), (63.0, "b", True)))
+    agg.count_responses(
+        delta,
+        [
+            ResponseEvent("3", 70.0, "b", safe=True, cost_usd=0.5),
+            ResponseEvent("4", 71.0, "b", safe=False, model="m", completion_tokens=1000),
+            ResponseEvent("5", 72.0, "b", safe=True),
+        ],
+    )
+    assert list(delta) == [60]
+    assert delta[60].counts() == WindowCounts(
+        requests=4,
+        blocked=3,
+        responses=5,
+        safe=4,
+        cost_nanousd=NANO + NANO // 2 + round(1.5 * NANO),
+        cost_unknown=2,
+    )
+    assert dict(delta[60].users) == {"a": 2, "b": 2}
+
+
+def test_unordered_rows_over_many_buckets_are_split_exactly() -> None:
+    agg = BatchAggregator(10, {})
+    rows = _requests(
+        (35.0, "c", False),
+        (9.999, "a", True),
+        (10.0, "b", False),
+        (-0.5, "z", True),
+        (39.999, "c", True),
+        (19.0, "b", False),
+    )
+    delta: Delta = {}
+    agg.count_requests(delta, rows)
+    assert sorted(delta) == [-10, 0, 10, 30]
+    assert {s: (d.requests, d.blocked) for s, d in delta.items()} == {
+        -10: (1, 1),
+        0: (1, 1),
+        10: (2, 0),
+        30: (2, 1),
+    }
+    assert dict(delta[30].users) == {"c": 2}
+    assert delta == aggregate(agg, rows)
+    # ordered input over several buckets takes the path without a sort
+    ordered = sorted(rows, key=lambda r: r.ts)
+    again: Delta = {}
+    agg.count_requests(again, ordered)
+    assert again == delta
+
+
+def test_an_empty_batch_changes_nothing() -> None:
+    agg = BatchAggregator(60, PRICES)
+    delta: Delta = {0: BucketDelta(requests=1)}
+    agg.count_requests(delta, [])
+    agg.count_responses(delta, [])
+    assert delta == {0: BucketDelta(requests=1)}
+
+
+def test_bucket_deltas_merge_every_field() -> None:
+    a = BucketDelta(1, 2, 3, 4, 5, 6, Counter({"u": 1}))
+    a.merge(BucketDelta(10, 20, 30, 40, 50, 60, Counter({"u": 2, "v": 1})))
+    assert a.counts() == WindowCounts(11, 22, 33, 44, 55, 66)
+    assert a.users == Counter({"u": 3, "v": 1})

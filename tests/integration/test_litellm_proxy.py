@@ -28,7 +28,7 @@ import pytest
 
 from stream_sentinel.integrations.litellm_events import events_of
 
-from .harness import PrivateKafka, Service, free_port, read_topic, service_env
+from .harness import PrivateKafka, ServiceProcess, free_port, read_topic, service_env
 from .litellm_proxy import LiteLLMProxy
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ async def _status_matches(
         requests=topics["request"], responses=topics["response"], dlq=topics["dlq"],
         extra={"SENTINEL_HTTP_PORT": str(port), "SENTINEL_ALERTING_TICK_SECONDS": str(TICK_S)},
     )  # fmt: skip
-    svc = Service(env, "litellm")
+    svc = ServiceProcess(env, "litellm")
     newest = max(float(e["ts"]) for e in events)
     try:
         async with aiohttp.ClientSession() as session:
