@@ -71,3 +71,17 @@ def test_the_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     many_minutes = [f"2026-10-29T{h:02d}:{m:02d}:00Z" for h in range(3) for m in range(60)]
     assert [parser.parse(t) for t in many_minutes] == list(map(parse_rfc3339, many_minutes))
     assert len(parser._minutes) <= 8
+
+
+def test_texts_of_the_loggers_length_but_not_their_shape_are_parsed_one_by_one() -> None:
+    # 24 ASCII characters each, so only the shape comparison tells them apart
+    texts = ["2026-10-29T23:59:59.1234", "2026-10-29T23:59:59.123Z"]
+    assert Rfc3339Parser().parse_many(texts) == [None, parse_rfc3339(texts[1])]
+    assert Rfc3339Parser().parse_many(["2026-10-29T23:59:59+0100"]) == [None]
+
+
+def test_parse_remembers_each_minute_once() -> None:
+    parser = Rfc3339Parser()
+    for text in ("2026-10-29T23:59:59.5Z", "2026-10-29T23:59:01Z", "2026-10-30T00:00:00Z"):
+        assert parser.parse(text) == parse_rfc3339(text)
+    assert sorted(parser._minutes) == ["2026-10-29T23:59", "2026-10-30T00:00"]
