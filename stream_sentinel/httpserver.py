@@ -1,11 +1,8 @@
 """The sentinel's HTTP face: /metrics, /healthz, /readyz and /status.
 
-Named ``httpserver`` rather than ``http``: a module called ``http`` shadows the
-standard library (which aiohttp imports) whenever this directory itself ends
-up on ``sys.path``, e.g. when a file in it is run as a script.
-
-Everything served here is read-only and small. The app holds no state of its
-own: callers pass in the metrics and the callables that read the live state.
+Not named ``http``: that would shadow the standard library (which aiohttp imports)
+whenever this directory is on ``sys.path``. Everything served is read-only and
+small; callers pass in the metrics and the callables that read the live state.
 """
 
 from __future__ import annotations
@@ -294,10 +291,8 @@ def guarded_app(
     tls: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
-    """An app with every defence of this module and no routes: timeouts and a
-    connection cap (with :func:`start_http`), the Host check, body limits, JSON
-    error pages, security headers and the scrubbed access log. The service's app
-    and other listeners (``bridge litellm``) add their routes to it."""
+    """Every defence of this module, no routes (the service and ``bridge litellm``
+    add theirs): Host check, body limits, JSON errors, headers, scrubbed access log."""
     limits = limits or ConnectionLimits()
     app = web.Application(
         middlewares=[

@@ -82,7 +82,7 @@ async def _baselines(
         return await learned_provider(learn_from, cfg)
     from ..baselines import build_baselines
 
-    return build_baselines(cfg, storage.history)
+    return build_baselines(cfg, storage.history, storage.store)
 
 
 # matplotlib is an optional extra (pyproject.toml): the service never draws
