@@ -35,7 +35,7 @@ UNIT_TESTS: dict[str, tuple[str, ...]] = {
     "stats": ("tests/test_stats.py", "tests/test_signal_math.py"),
     "bucketing": ("tests/test_aggregate.py",),
     "timestamps": ("tests/test_timestamps.py", "tests/test_decode.py"),
-    "baseline_math": ("tests/test_baselines.py",),
+    "baseline_math": ("tests/test_baseline_math.py", "tests/test_baselines.py"),
     "aggregate": ("tests/test_aggregate.py", "tests/test_ingest_batch.py"),
     "decode": ("tests/test_decode.py", "tests/test_decode_fast.py", "tests/test_decode_corpus.py"),
 }
