@@ -303,7 +303,7 @@ async def main() -> int:
     # a fresh store rebuilds every partition from the start: that is the point
     # here, so the consumer's "rebuilding" warnings are noise
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("stream_sentinel.kafka.source").setLevel(logging.ERROR)
+    logging.getLogger("stream_sentinel.kafka").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
