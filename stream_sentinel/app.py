@@ -140,8 +140,12 @@ class Service:
             and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5,
         )
 
-    async def ready_checks(self) -> dict[str, bool]:
-        checks = {"kafka": False, "partitions_assigned": False}
+    async def ready_checks(self) -> dict[str, bool | str]:
+        checks: dict[str, bool | str] = {
+            "kafka": False,
+            "topics": False,
+            "partitions_assigned": False,
+        }
         if self.cfg.redis.url is not None:  # the embedded store has nothing to check
             checks["redis"] = False
             try:
@@ -149,13 +153,18 @@ class Service:
                 checks["redis"] = True
             except (StoreUnavailable, TimeoutError):
                 pass
+        k = self.cfg.kafka
+        wanted = (k.request_topic, k.response_topic, k.dlq_topic, k.alerts_topic)
         try:
-            parts = await asyncio.wait_for(
-                self.ingest.producer.partitions_for(self.cfg.kafka.request_topic), 2.0
-            )
-            checks["kafka"] = bool(parts)
+            # one metadata request for every topic (the producer's partitions_for
+            # would wait out its whole timeout on a missing topic)
+            known = await asyncio.wait_for(self.ingest.consumer.topics(), 2.0)
+            checks["kafka"] = True
+            missing = [name for name in wanted if name not in known]
+            checks["topics"] = f"missing: {', '.join(missing)}" if missing else True
         except Exception:  # any client error means "not reachable"
             checks["kafka"] = False
+            checks["topics"] = "not checked: kafka unreachable"
         checks["partitions_assigned"] = bool(self.ingest.assigned)
         return checks
 
@@ -178,12 +187,15 @@ class Service:
         self.latest = tick
         self.latest_at_wall = time.time()
         self.metrics.observe_tick(seconds)
+        line = tick.to_json()
+        del line["top_users"]  # user ids are untrusted input: never in a log line
         log.info(
             "tick %s status=%s red=%s %s",
-            tick.to_json()["at"],
+            line["at"],
             tick.status,
             ",".join(tick.red) or "-",
             heartbeat_message(tick),
+            extra={"fields": line},
         )
 
     async def publish(self, tick: Tick, deadline: float) -> None:

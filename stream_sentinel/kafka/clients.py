@@ -167,6 +167,10 @@ async def _tls_alert(host: str, port: int, context: ssl.SSLContext) -> str | Non
         return None
     finally:
         writer.close()
+        # awaited, so the stream's record of the alert is consumed here and not
+        # reported later as "Future exception was never retrieved"
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), ALERT_WAIT_S)
     return None
 
 

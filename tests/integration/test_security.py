@@ -258,7 +258,7 @@ async def test_service_ingests_dead_letters_and_alerts_over_secure_kafka_and_tls
             "SENTINEL_HTTP_PORT": str(port),
             "SENTINEL_ALERTING_TICK_SECONDS": str(TICK_S),
             # every client's debug lines too: none may carry a secret
-            "STREAM_SENTINEL_LOG_LEVEL": "DEBUG",
+            "SENTINEL_LOG_LEVEL": "DEBUG",
         },
     )
     events = traffic(time.time())
@@ -436,7 +436,7 @@ async def test_the_other_mechanisms_work_and_keep_the_password_out_of_debug_logs
         **scram_env(secure_kafka),
         **_topic_env(secure_topics),
         "SENTINEL_KAFKA_SASL_MECHANISM": mechanism,
-        "STREAM_SENTINEL_LOG_LEVEL": "DEBUG",
+        "SENTINEL_LOG_LEVEL": "DEBUG",
     }
     log = tmp_path / "one.jsonl"
     log.write_bytes(orjson.dumps(traffic(time.time())[0]) + b"\n")
@@ -470,7 +470,13 @@ async def test_following_the_documented_local_sasl_ssl_example_sends_events(
             commands.append(shlex.split(line)[1:])
     assert env["SENTINEL_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and commands
     full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
-    full |= {**env, **_topic_env(secure_topics)}  # fresh topics instead of llm.*
+    # fresh topics instead of llm.*: `topics create` finds them all there
+    full |= {
+        **env,
+        **_topic_env(secure_topics),
+        "SENTINEL_KAFKA_DLQ_TOPIC": secure_topics["dlq"],
+        "SENTINEL_KAFKA_ALERTS_TOPIC": secure_topics["alerts"],
+    }
     for argv in commands:
         done = subprocess.run(
             [sys.executable, "-m", "stream_sentinel", *argv],
@@ -488,11 +494,20 @@ async def test_following_the_documented_local_sasl_ssl_example_sends_events(
 
 
 @pytest.mark.parametrize("case", ["wrong-password", "unknown-ca"])
-def test_redis_refusals_exit_2_at_once_naming_the_problem(
-    case: str, tls_redis: TlsRedis, tmp_path: Path
+async def test_redis_refusals_exit_2_at_once_naming_the_problem(
+    case: str,
+    tls_redis: TlsRedis,
+    secure_kafka: SecureKafka,
+    secure_topics: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     wrong = f"wrong-{uuid.uuid4().hex}"
     env = {
+        # `run` checks its topics before it opens the store
+        **scram_env(secure_kafka),
+        **_topic_env(secure_topics),
+        "SENTINEL_KAFKA_DLQ_TOPIC": secure_topics["dlq"],
+        "SENTINEL_KAFKA_ALERTS_TOPIC": secure_topics["alerts"],
         "SENTINEL_REDIS_URL": tls_redis.url,
         "SENTINEL_REDIS_USERNAME": tls_redis.acl_username,
         "SENTINEL_REDIS_PASSWORD": wrong if case == "wrong-password" else tls_redis.acl_password,
@@ -520,7 +535,7 @@ def test_redis_refusals_exit_2_at_once_naming_the_problem(
     assert expected in problems[0], problems[0]
     # not the unreachable server's wait: refused settings do not get better with time
     assert "unreachable after" not in done.stderr
-    for secret in (tls_redis.acl_password, wrong):
+    for secret in (tls_redis.acl_password, wrong, secure_kafka.scram_password):
         assert secret not in done.stdout + done.stderr
 
 
