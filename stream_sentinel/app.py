@@ -20,13 +20,14 @@ from aiokafka.errors import KafkaError
 from .alerts import TransitionTracker, alert_event
 from .config import Config
 from .evaluate import Evaluator
-from .heartbeat import HeartbeatSender, HeartbeatTarget
+from .heartbeat import HeartbeatSender, HeartbeatTarget, heartbeat_message
 from .httpserver import build_http_app, start_http
 from .ingest import Processed
+from .kafka.alerts_topic import AlertsTopic
 from .kafka.source import KafkaIngest
+from .kafka.store_watch import StoreWatch
 from .metrics import Metrics
 from .model import Tick
-from .rules import heartbeat_message
 from .store.base import PartitionId, Store, StoreUnavailable
 from .store.lease import Lease, LocalLease, RedisLease
 from .store.redis_client import connect
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 EXIT_UNAVAILABLE = 3
 STARTUP_STORE_WAIT_S = 10.0
+# a tick's look at the store's generation and the group's progress
+WATCH_TIMEOUT_S = 3.0
 
 
 class MetricsObserver:
@@ -81,6 +84,14 @@ class Service:
             observer=MetricsObserver(self.metrics),
         )
         tick_s = cfg.alerting.tick_seconds
+        self.stall_after_s = 2 * tick_s + 5
+        self.watch = StoreWatch(
+            self.store,
+            (cfg.kafka.request_topic, cfg.kafka.response_topic),
+            stall_after_s=self.stall_after_s,
+            clock=time.time,
+        )
+        self.alerts = AlertsTopic(cfg.kafka.alerts_topic, clock=time.monotonic)
         self.lease_ttl_s = max(1.0, 1.5 * tick_s)
         self.lease: Lease = self._lease()
         from .baselines import build_baselines
@@ -115,14 +126,23 @@ class Service:
 
     # -- health --------------------------------------------------------------
 
-    def health(self) -> str | None:
-        """Why the pipeline cannot be trusted right now, or None."""
+    async def health(self) -> str | None:
+        """Why the pipeline cannot be trusted right now, or None (the leader asks
+        before each tick: the store's generation and the whole group's progress
+        are read here, so a wipe is stale from the very next tick)."""
+        store_ok = self.ingest.store_ok
+        try:
+            if await asyncio.wait_for(self.watch.check(), WATCH_TIMEOUT_S):
+                self.ingest.check_now = True  # our own partitions: rebuild now
+        except (StoreUnavailable, TimeoutError):
+            store_ok = False
         stalled_for = time.time() - self.ingest.last_progress
         return stale_reason(
-            store_ok=self.ingest.store_ok,
-            rebuilding=self.ingest.rebuilding,
-            stalled=self.ingest.total_lag() > 0
-            and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5,
+            store_ok=store_ok,
+            rebuilding=self.ingest.rebuilding or self.watch.rebuilding,
+            dead_letters=self.ingest.dead_letters.reason,
+            stalled=bool(self.watch.stalled)
+            or (self.ingest.total_lag() > 0 and stalled_for > self.stall_after_s),
         )
 
     async def ready_checks(self) -> dict[str, bool]:
@@ -140,7 +160,19 @@ class Service:
         except Exception:  # any client error means "not reachable"
             checks["kafka"] = False
         checks["partitions_assigned"] = bool(self.ingest.assigned)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.alerts.check(self.ingest.consumer), 2.0)
         return checks
+
+    def ready_warnings(self) -> list[str]:
+        """What /readyz reports without failing: outputs that cannot work."""
+        warnings = [w for w in (self.alerts.warning, self.ingest.dead_letters.reason) if w]
+        if self.watch.stalled and self.loop.leader:
+            warnings.append(
+                "partitions of the group not moving: "
+                + ", ".join(f"{tp.topic}:{tp.partition}" for tp in self.watch.stalled)
+            )
+        return warnings
 
     def status(self) -> dict[str, Any] | None:
         if self.latest is None:
@@ -173,25 +205,15 @@ class Service:
         changed, previous = self.tracker.update(tick.status)
         jobs: list[Coroutine[Any, Any, Any]] = []
         if self.sender is not None and self.sender.targets:
-            jobs.append(
-                self.sender.push(tick, lambda t, _s: heartbeat_message(t), deadline=deadline)
-            )
+            jobs.append(self.sender.push(tick, heartbeat_message, deadline=deadline))
         if changed:
             jobs.append(self._send_alert(tick, previous))
         await asyncio.gather(*jobs, return_exceptions=True)
 
     async def _send_alert(self, tick: Tick, previous: Any) -> None:
         event = alert_event(tick, previous, epoch=self.loop.epoch, replica=self.replica)
-        try:
-            await asyncio.wait_for(
-                self.ingest.producer.send_and_wait(
-                    self.cfg.kafka.alerts_topic, orjson.dumps(event)
-                ),
-                10.0,
-            )
+        if await self.alerts.send(self.ingest.producer, self.ingest.consumer, orjson.dumps(event)):
             self.metrics.count_alert(tick.status)
-        except Exception as exc:  # an alert topic outage must not stop the service
-            log.warning("alert event not sent: %s", type(exc).__name__)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -206,6 +228,7 @@ class Service:
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
             await self.store.close()
+            await self.lease.close()
             return EXIT_UNAVAILABLE
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
@@ -227,6 +250,7 @@ class Service:
             metrics=self.metrics,
             status_provider=self.status,
             ready_checks=self.ready_checks,
+            ready_warnings=self.ready_warnings,
             status_token=(
                 self.cfg.http.status_token.get_secret_value()
                 if self.cfg.http.status_token
@@ -238,6 +262,8 @@ class Service:
         try:
             if not await self._start_kafka(stop):
                 return 0
+            self.watch.consumer = self.ingest.consumer
+            await self.alerts.check(self.ingest.consumer)
             tasks = [
                 asyncio.create_task(self.ingest.run(stop), name="ingest"),
                 asyncio.create_task(self.loop.run(stop), name="ticks"),
@@ -250,6 +276,7 @@ class Service:
             await runner.cleanup()
             await self.session.close()
             await self.store.close()
+            await self.lease.close()
         log.info("stopped")
         return 0
 
@@ -272,6 +299,9 @@ class Service:
         while True:
             try:
                 await self.store.ping()
+                # every replica claims the generation at start: one that
+                # starts after a wipe writes a new marker the leader notices
+                await self.watch.claim()
                 return
             except StoreUnavailable:
                 if time.monotonic() > deadline:
@@ -282,16 +312,21 @@ class Service:
                 await asyncio.sleep(0.5)
 
 
-def stale_reason(*, store_ok: bool, rebuilding: bool, stalled: bool) -> str | None:
+def stale_reason(
+    *, store_ok: bool, rebuilding: bool, stalled: bool, dead_letters: str | None = None
+) -> str | None:
     """Every reason that holds, rebuilding first: a Redis restarted empty is
     both unreachable for a while and rebuilt, and the rebuild is what lasts
-    and what the operator must see (it may end while the store still flaps)."""
+    and what the operator must see (it may end while the store still flaps).
+    A dead-letter topic that refuses writes names itself."""
     reasons = [
         reason
         for reason, holds in (("rebuilding", rebuilding), ("store unreachable", not store_ok))
         if holds
     ]
-    if not reasons and stalled:  # a stall follows from either of the others
+    if dead_letters:
+        reasons.append(dead_letters)
+    if not reasons and stalled:  # a stall follows from any of the others
         reasons.append("consumer stalled")
     return ", ".join(reasons) or None
 

@@ -192,7 +192,9 @@ class _Handlers:
         ready_checks: ReadyChecks,
         auth: BearerAuth | None,
         ready_timeout_s: float,
+        ready_warnings: Callable[[], list[str]] | None = None,
     ) -> None:
+        self._ready_warnings = ready_warnings
         self._metrics = metrics
         self._status_provider = status_provider
         self._ready_checks = ready_checks
@@ -217,10 +219,10 @@ class _Handlers:
             log.warning("readiness checks raised %s", type(exc).__name__)
             return self._not_ready(type(exc).__name__)
         failed = sorted(name for name, ok in checks.items() if ok is not True)
-        return _json(
-            {"ready": not failed, "failed": failed, "checks": checks},
-            status=503 if failed else 200,
-        )
+        body: dict[str, Any] = {"ready": not failed, "failed": failed, "checks": checks}
+        if self._ready_warnings is not None and (warnings := self._ready_warnings()):
+            body["warnings"] = warnings
+        return _json(body, status=503 if failed else 200)
 
     @staticmethod
     def _not_ready(error: str) -> web.Response:
@@ -250,16 +252,19 @@ def build_http_app(
     ready_checks: ReadyChecks,
     status_token: str | None,
     ready_timeout_s: float = 5.0,
+    ready_warnings: Callable[[], list[str]] | None = None,
 ) -> web.Application:
     """The HTTP app; serve it with :func:`start_http`.
 
     ``ready_checks`` maps check names to True (ready) or False / a short reason
-    (not ready); it must not put secrets in reasons. ``status_token``, when
+    (not ready); it must not put secrets in reasons. ``ready_warnings`` lists
+    what is wrong without making the replica unready (an output that cannot
+    work, e.g. a missing alerts topic), shown as ``warnings``. ``status_token``, when
     set, is required as a bearer token on /status only: /metrics stays open for
     Prometheus and /healthz, /readyz for orchestrators.
     """
     auth = BearerAuth(status_token) if status_token is not None else None
-    h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s)
+    h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s, ready_warnings)
     app = web.Application(
         middlewares=[_errors_as_json, _limit_body],
         client_max_size=MAX_BODY_BYTES,

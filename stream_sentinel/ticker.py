@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -43,7 +43,7 @@ class TickLoop:
         tick_seconds: int,
         grace_s: float,
         lease_ttl_s: float,
-        health: Callable[[], str | None],
+        health: Callable[[], Awaitable[str | None]],
         publish: Publish,
         on_tick: Callable[[Tick, float], None],
         clock: Callable[[], float] = time.time,
@@ -144,7 +144,7 @@ class TickLoop:
 
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
-        stale = self._health()
+        stale = await self._health()
         try:
             tick = await self._evaluator.evaluate(at, stale_reason=stale)
         except StoreUnavailable:

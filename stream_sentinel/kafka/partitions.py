@@ -129,6 +129,10 @@ class Partitions:
         """Move the stored offset past records that carry no event; raises
         StoreUnavailable.
 
+        A partition with nothing stored yet (a first start, a rebuild) stores
+        its position here too, so every partition of the group shows in the
+        store where it stands, traffic or not.
+
         A transactional producer's commit and abort markers take offsets of
         their own; aiokafka's position moves past them and hands out nothing,
         so no batch moves the stored offset there. A partition that ends with
@@ -143,7 +147,13 @@ class Partitions:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
             except (TimeoutError, KafkaError, AssertionError):
                 continue  # no valid position yet, or no longer assigned
-            if position <= state.position or self.assigned.get(tp) is not state:
+            if self.assigned.get(tp) is not state:
+                continue
+            # a rebuilt partition with nothing left to count stores its
+            # position at once: the leader reads the rebuild's end in the store
+            if position < state.position or (
+                position == state.position and state.expected is not None
+            ):
                 continue
             result = await self.store.apply(part_of(tp), state.expected, position, {})
             if result.outcome is Outcome.FENCED:

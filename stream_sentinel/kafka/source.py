@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
 
 from ..events import EventType
 from ..ingest import BatchProcessor, Processed
 from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
+from .dead_letters import DeadLetters
 from .partitions import Assigned, Partitions, part_of
 from .records import Fetched, use_lean_records
 
@@ -90,6 +90,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._ingest.commit_pending()
             for tp in revoked:
                 self._ingest.assigned.pop(tp, None)
+                self._ingest.dead_letters.forget(tp)
         self._ingest.observer.assigned(len(self._ingest.assigned))
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -130,7 +131,15 @@ class KafkaIngest:
         self._consumer_options = consumer_options or {}
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
+        self.dead_letters = DeadLetters(
+            settings.dlq_topic,
+            backoff_initial_s=settings.backoff_initial_s,
+            clock=clock,
+            rng=self._rng,
+        )
         self.store_ok = True
+        # set by whoever finds the store lost its state: check our offsets now
+        self.check_now = False
         self.lean = False  # whether the consumer hands out parsed records
         self.started = False
 
@@ -157,6 +166,7 @@ class KafkaIngest:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
         )
+        self.dead_letters.producer = self.producer
         try:
             await self.producer.start()
             await self.consumer.start()
@@ -197,10 +207,12 @@ class KafkaIngest:
                 if self.clock() >= next_commit:
                     await self.commit_pending()
                     next_commit = self.clock() + self.settings.commit_interval_s
-                if self.clock() >= next_check:
+                if self.clock() >= next_check or self.check_now:
+                    self.check_now = False
                     async with self.lock:
                         await self._check_offsets()
                     next_check = self.clock() + self.settings.offset_check_interval_s
+                self._retry_dead_letters()
                 self.partitions.report_lag()
             except asyncio.CancelledError:
                 raise
@@ -314,8 +326,14 @@ class KafkaIngest:
                 now=now,
                 next_offset=next_offset,
             )
-        if processed.dead and not await self._publish_dead_letters(processed, stop):
-            return  # stopping with Kafka down: not written, so re-read later
+        if processed.dead and not await self.dead_letters.publish(tp, processed.dead, stop):
+            # not written: read again from the stored offset once the topic
+            # is offered them again (or by whoever gets the partition)
+            if self.assigned.get(tp) is state:
+                self.consumer.seek(tp, state.position)
+                if not stop.is_set():
+                    self.consumer.pause(tp)
+            return
         started = time.perf_counter()
         result = await self._retry_store(
             lambda: self.store.apply(part, state.expected, processed.next_offset, processed.delta),
@@ -333,23 +351,11 @@ class KafkaIngest:
         self.partitions.advanced(tp, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
 
-    async def _publish_dead_letters(self, processed: Processed, stop: asyncio.Event) -> bool:
-        # at least once: published before the store moves the offset past them
-        delay = self.settings.backoff_initial_s
-        while True:
-            try:
-                futures = [
-                    await self.producer.send(self.settings.dlq_topic, dl.to_json())
-                    for dl in processed.dead
-                ]
-                await asyncio.gather(*futures)
-                return True
-            except KafkaError as exc:
-                log.warning("dead-letter publish failed (%s); retrying", type(exc).__name__)
-                if stop.is_set():
-                    return False
-                await asyncio.sleep(self._jitter(delay))
-                delay = min(delay * 2, self.settings.backoff_max_s)
+    def _retry_dead_letters(self) -> None:
+        """Offer the dead-letter topic its waiting batches again, when due."""
+        for tp in self.dead_letters.due():
+            if tp in self.assigned:
+                self.consumer.resume(tp)
 
     async def _retry_store(
         self,

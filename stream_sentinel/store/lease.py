@@ -60,6 +60,9 @@ class Lease(Protocol):
     async def save_state(self, state: bytes) -> None:
         """Leave the evaluator state for the next holder; only while we hold the lease."""
 
+    async def close(self) -> None:
+        """Close what the lease opened itself (after ``release``)."""
+
 
 class LocalLease:
     """The embedded default: one process, always the leader."""
@@ -82,6 +85,9 @@ class LocalLease:
         return None  # one process: the evaluator keeps its own state
 
     async def save_state(self, state: bytes) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -133,3 +139,6 @@ class RedisLease:
             await self._save(
                 keys=[self._keys[0], self._state_key], args=[self._me, state, self._state_ttl_ms]
             )
+
+    async def close(self) -> None:
+        await self._client.aclose()

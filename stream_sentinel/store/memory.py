@@ -23,6 +23,7 @@ class MemoryStore:
         self._buckets: dict[int, BucketDelta] = {}
         self._newest = 0
         self._oldest_kept = 0
+        self._generation: str | None = None
 
     async def load_offset(self, part: PartitionId) -> int | None:
         return self._offsets.get(part)
@@ -90,6 +91,17 @@ class MemoryStore:
 
     async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
         return None  # every read sums its buckets: nothing to move
+
+    async def claim_generation(self, candidate: str) -> str:
+        if self._generation is None:
+            self._generation = candidate
+        return self._generation
+
+    async def generation(self) -> str | None:
+        return self._generation
+
+    async def registered(self) -> list[PartitionId]:
+        return sorted(self._offsets)
 
     async def ping(self) -> None:
         return None
