@@ -16,9 +16,11 @@ PYTEST_ARGS ?=
 
 # command:Debian package, for what the tests run besides Python: redis-server and
 # the broker's Java/Maven for scripts/services, promtool and a real Prometheus for
-# the metrics tests, chromium for screenshots of the replay report.
+# the metrics tests, a real Alertmanager and amtool for the Alertmanager target
+# and its example config, chromium for screenshots of the replay report.
 SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:prometheus \
-	promtool:prometheus chromium:chromium java:openjdk-17-jre-headless mvn:maven
+	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+	amtool:prometheus-alertmanager chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
 .PHONY: test demo venv system-deps lint services-start services-stop
 

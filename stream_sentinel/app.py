@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from aiokafka.errors import KafkaError
 
+from .alertmanager_push import AlertmanagerPusher
 from .alerts import TransitionTracker, alert_event
 from .config import Config
 from .evaluate import Evaluator
@@ -32,7 +33,13 @@ from .store.base import PartitionId, Store, StoreUnavailable
 from .store.lease import Lease, LocalLease, RedisLease
 from .store.redis_client import connect
 from .ticker import TickLoop
-from .wiring import build_kafka_settings, build_processor, build_rules, build_store
+from .wiring import (
+    build_alertmanager_targets,
+    build_kafka_settings,
+    build_processor,
+    build_rules,
+    build_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,7 @@ class Service:
         self.tracker = TransitionTracker()
         self.session: aiohttp.ClientSession | None = None
         self.sender: HeartbeatSender | None = None
+        self.alertmanager: AlertmanagerPusher | None = None
         self.loop = TickLoop(
             self.evaluator,
             self.lease,
@@ -206,6 +214,8 @@ class Service:
         jobs: list[Coroutine[Any, Any, Any]] = []
         if self.sender is not None and self.sender.targets:
             jobs.append(self.sender.push(tick, heartbeat_message, deadline=deadline))
+        if self.alertmanager is not None and self.alertmanager.targets:
+            jobs.append(self.alertmanager.push(tick, deadline=deadline))
         if changed:
             jobs.append(self._send_alert(tick, previous))
         await asyncio.gather(*jobs, return_exceptions=True)
@@ -259,6 +269,14 @@ class Service:
         )
         runner, port = await start_http(app, self.cfg.http.host, self.cfg.http.port)
         log.info("http listening on %s:%d; replica %s", self.cfg.http.host, port, self.replica)
+        self.alertmanager = AlertmanagerPusher(
+            build_alertmanager_targets(self.cfg, port),
+            self.session,
+            self.lease,
+            tick_seconds=self.cfg.alerting.tick_seconds,
+            on_result=self.metrics.count_alertmanager,
+            secrets=self.cfg.secrets(),
+        )
         try:
             if not await self._start_kafka(stop):
                 return 0

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from stream_sentinel.alertmanager_config import AlertmanagerTargets
 from stream_sentinel.config_env import (
     CONFIG_PATH_ENV,
     ConfigError,
@@ -276,6 +277,7 @@ class Config(_Section):
     learning: LearningConfig = Field(default_factory=LearningConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
 
     @field_validator("heartbeat", mode="before")
@@ -312,6 +314,7 @@ class Config(_Section):
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged."""
         found = [t for hb in self.heartbeat for t in hb.tokens.secret_values().values()]
+        found += [s for am in self.alertmanager for s in am.secret_values()]
         if self.http.status_token is not None:
             found.append(self.http.status_token.get_secret_value())
         if self.redis.url is not None:

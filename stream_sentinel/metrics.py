@@ -242,6 +242,13 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.alertmanager_pushes = Counter(
+            p + "alertmanager_pushes",
+            "Pushes of the tick's alerts to each [[alertmanager]] target, by result "
+            "(ok, error, rejected, timeout).",
+            ["target", "result"],
+            registry=r,
+        )
         # Zero-valued series from the start: rate() and increase() need a first
         # sample before the first event, not at it.
         for topic_type in get_args(TopicType):
@@ -313,6 +320,10 @@ class Metrics:
     def count_heartbeat(self, target: str, result: str) -> None:
         """``target`` is the configured target's name (never its URL: URLs can hold tokens)."""
         self.heartbeats.labels(self._target(target), self._result(result)).inc()
+
+    def count_alertmanager(self, target: str, result: str) -> None:
+        """``target`` is the configured name, never the URL."""
+        self.alertmanager_pushes.labels(self._target(target), self._result(result)).inc()
 
     def count_alert(self, status: Status) -> None:
         self.alerts.labels(status).inc()

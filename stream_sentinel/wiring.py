@@ -7,8 +7,12 @@ decode, aggregate, store and rules code.
 from __future__ import annotations
 
 import math
+import socket
+
+from aiohttp import BasicAuth
 
 from .aggregate import BatchAggregator, ModelPrice
+from .alertmanager_push import AlertmanagerTarget
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .decode import Decoder
@@ -104,3 +108,33 @@ def build_kafka_settings(cfg: Config) -> KafkaSettings:
         lean_records=cfg.ingest.lean_records,
         rebuild_lookback_s=retention_s(cfg),
     )
+
+
+def build_alertmanager_targets(cfg: Config, http_port: int) -> list[AlertmanagerTarget]:
+    """``http_port`` is the bound port of /status, for targets without a ``status_url``."""
+    here = f"http://{socket.gethostname()}:{http_port}/status"
+    targets = []
+    for am in cfg.alertmanager:
+        authorization = None
+        if am.bearer_token is not None:
+            authorization = f"Bearer {am.bearer_token.get_secret_value()}"
+        elif am.basic_auth_username is not None and am.basic_auth_password is not None:
+            password = am.basic_auth_password.get_secret_value()
+            authorization = BasicAuth(am.basic_auth_username, password).encode()
+        targets.append(
+            AlertmanagerTarget(
+                name=am.name,
+                url=am.url,
+                labels=dict(am.labels),
+                severities={
+                    "signal_red": am.severity.signal_red,
+                    "critical": am.severity.critical,
+                    "stale": am.severity.stale,
+                },
+                authorization=authorization,
+                ssl_cafile=am.ssl_cafile,
+                timeout_s=am.timeout_seconds,
+                generator_url=am.status_url or here,
+            )
+        )
+    return targets

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from alertmanager_server import ALERTMANAGER, TEST_CONFIG, AlertmanagerProcess, WebhookSink
 from redis.asyncio import Redis
 
 SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "redis_url", "redis_cluster_url", "any_redis_url"})
@@ -151,3 +152,36 @@ async def redis_ns(redis_url: str) -> AsyncIterator[RedisNamespace]:
                 await client.delete(*doomed)
         finally:
             await client.aclose()
+
+
+@dataclass(frozen=True)
+class AlertmanagerUnderTest:
+    """The session's real Alertmanager and the webhook receiver it notifies."""
+
+    server: AlertmanagerProcess
+    webhook: WebhookSink
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="session")
+def alertmanager() -> Iterator[AlertmanagerUnderTest]:
+    """Debian's prometheus-alertmanager on a free port, notifying a loopback webhook
+    (group_wait and group_interval 1 s); tests tell their alerts apart by a
+    ``service`` label of their own."""
+    if not os.path.exists(ALERTMANAGER):
+        pytest.fail(
+            f"{ALERTMANAGER} is missing: `make test` installs prometheus-alertmanager",
+            pytrace=False,
+        )
+    webhook = WebhookSink()
+    webhook.start()
+    server = AlertmanagerProcess(TEST_CONFIG.format(url=webhook.url))
+    try:
+        server.start()
+        yield AlertmanagerUnderTest(server, webhook)
+    finally:
+        server.stop()
+        webhook.stop()

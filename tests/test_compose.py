@@ -317,3 +317,60 @@ def test_dockerfile_builds_a_non_root_image_of_the_cli() -> None:
     assert by_name["EXPOSE"] == [str(METRICS_PORT)]
     assert by_name["ENTRYPOINT"] == ['["stream-sentinel"]']
     assert any("pip install" in run for run in by_name["RUN"])
+
+
+# -- Alertmanager ------------------------------------------------------------------
+
+ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
+
+
+def test_alertmanager_runs_the_example_config(services: dict[str, dict[str, Any]]) -> None:
+    am = services["alertmanager"]
+    assert am["image"].startswith("prom/alertmanager:")
+    mounts = dict(_bind_mounts(am))
+    container_config = mounts["./deploy/alertmanager/alertmanager.yml"]
+    assert f"--config.file={container_config}" in am["command"]
+    assert 9093 in _published_ports(am)
+    assert am["ports"] == ["127.0.0.1:9093:9093"]
+    assert ":9093/-/ready" in " ".join(am["healthcheck"]["test"])
+    # the secret files the example reads are under a path the operator mounts, not in git
+    config = _load(ALERTMANAGER_CONFIG)
+    files = [
+        value
+        for receiver in config["receivers"]
+        for kind in receiver.values()
+        if isinstance(kind, list)
+        for entry in kind
+        for key, value in entry.items()
+        if key.endswith("_file")
+    ]
+    assert files and all(f.startswith("/etc/alertmanager/secrets/") for f in files)
+
+
+def test_the_sentinel_pushes_to_alertmanager(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    empty = tmp_path / "sentinel.toml"
+    empty.write_text("", encoding="utf-8")
+    config = load_config(empty, _env(services[SENTINEL]))
+    (target,) = config.alertmanager
+    url = urlsplit(target.url)
+    assert (url.hostname, url.port) == ("alertmanager", 9093)
+    assert 9093 in {int(str(p).rsplit(":", 1)[-1]) for p in services["alertmanager"]["ports"]}
+    assert target.labels["service"]
+    # the inhibition rule pairs alerts by service: the sentinel must set it
+    (rule,) = _load(ALERTMANAGER_CONFIG)["inhibit_rules"]
+    assert set(rule["equal"]) <= set(target.labels)
+    assert target.status_url is not None
+    status = urlsplit(target.status_url)
+    assert (status.hostname, status.port, status.path) == ("localhost", METRICS_PORT, "/status")
+
+
+def test_prometheus_sends_its_alerts_to_the_same_alertmanager(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    (am,) = _load(PROMETHEUS_CONFIG)["alerting"]["alertmanagers"]
+    (static,) = am["static_configs"]
+    assert static["targets"] == ["alertmanager:9093"]
+    assert am.get("api_version", "v2") == "v2"
+    assert services["prometheus"]["depends_on"]["alertmanager"]["condition"] == "service_healthy"

@@ -74,6 +74,7 @@ def exported() -> dict[str, frozenset[str]]:
     m.count_dead_letter("not_json")
     m.set_consumer_lag("llm.requests", 0, 3)
     m.count_heartbeat("hc-0", "ok")
+    m.count_alertmanager("am-0", "rejected")
     m.observe_tick(0.1)
     m.observe_batch(10)
     with m.store_call("read"):

@@ -35,6 +35,7 @@ NEW_DOCS = (
     "tuning.md",
     "heartbeats.md",
     "reliability.md",
+    "alerting.md",
 )
 
 

@@ -11,6 +11,7 @@ docstrings; environment variable names follow the rules ``config_env`` applies.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,9 +27,17 @@ from stream_sentinel.config_env import CONFIG_PATH_ENV, ENV_PREFIX, _model, _unw
 
 # Placeholders in variable names, for keys whose name part is chosen by the user.
 INDEX = "<N>"
-MAP_KEY = {"absolute_limits": "<SIGNAL>", "floors": "<SIGNAL>", "prices": "<MODEL>"}
+MAP_KEY = {
+    "absolute_limits": "<SIGNAL>",
+    "floors": "<SIGNAL>",
+    "prices": "<MODEL>",
+    "labels": "<LABEL>",
+}
 # Defaults a validator fills in, so the field itself looks required.
-FILLED_IN = {("heartbeat", "name"): "`<kind>-<N>`"}
+FILLED_IN = {
+    ("heartbeat", "name"): "`<kind>-<N>`",
+    ("alertmanager", "name"): "`alertmanager-<N>`",
+}
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,9 @@ def _section_doc(name: str) -> str:
         inner = get_args(inner)[0]
     doc = getattr(inner, "__doc__", None) or ""
     # pydantic gives every model a generic docstring; only a written one is shown
-    return "" if doc.startswith("A base class for creating Pydantic models") else doc.strip()
+    if doc.startswith("A base class for creating Pydantic models"):
+        return ""
+    return inspect.cleandoc(doc)
 
 
 def _cell(text: str) -> str:

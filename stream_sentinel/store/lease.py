@@ -60,6 +60,14 @@ class Lease(Protocol):
     async def save_state(self, state: bytes) -> None:
         """Leave the evaluator state for the next holder; only while we hold the lease."""
 
+    async def load_alert_state(self) -> bytes | None:
+        """The Alertmanager episodes (when each alert started) any holder left, if any;
+        raises StoreUnavailable when the store cannot be read."""
+
+    async def save_alert_state(self, state: bytes) -> bool:
+        """Keep the Alertmanager episodes for later ticks and holders; only while we
+        hold the lease. Whether they were written."""
+
     async def close(self) -> None:
         """Close what the lease opened itself (after ``release``)."""
 
@@ -69,6 +77,7 @@ class LocalLease:
 
     def __init__(self) -> None:
         self._held = False
+        self._alert_state: bytes | None = None
 
     async def acquire(self) -> int:
         self._held = True
@@ -87,6 +96,13 @@ class LocalLease:
     async def save_state(self, state: bytes) -> None:
         return None
 
+    async def load_alert_state(self) -> bytes | None:
+        return self._alert_state
+
+    async def save_alert_state(self, state: bytes) -> bool:
+        self._alert_state = state
+        return True
+
     async def close(self) -> None:
         return None
 
@@ -96,6 +112,8 @@ class RedisLease:
         # one hash tag so the script's two keys share a slot on a Cluster
         self._keys = [f"{prefix}:{{leader}}:holder", f"{prefix}:{{leader}}:epoch"]
         self._state_key = f"{prefix}:{{leader}}:state"
+        # same hash tag as the holder key: the fenced write is one slot on a Cluster
+        self._alert_key = f"{prefix}:{{leader}}:alertmanager"
         self._client = client
         self._save = client.register_script(_SAVE_LUA)
         # the state outlives a failover but not a long absence of any leader
@@ -139,6 +157,22 @@ class RedisLease:
             await self._save(
                 keys=[self._keys[0], self._state_key], args=[self._me, state, self._state_ttl_ms]
             )
+
+    async def load_alert_state(self) -> bytes | None:
+        try:
+            value = await self._client.get(self._alert_key)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"alert state: {type(exc).__name__}") from exc
+        return value.encode() if isinstance(value, str) else value
+
+    async def save_alert_state(self, state: bytes) -> bool:
+        try:
+            written = await self._save(
+                keys=[self._keys[0], self._alert_key], args=[self._me, state, self._state_ttl_ms]
+            )
+        except REDIS_ERRORS:
+            return False  # the caller keeps its copy; the next tick tries again
+        return bool(written)
 
     async def close(self) -> None:
         await self._client.aclose()

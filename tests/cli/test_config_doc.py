@@ -13,7 +13,11 @@ from stream_sentinel.config_env import apply_env
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/config.md"
 # Placeholder -> (as in a variable name, as in the dotted key)
-PLACEHOLDERS = {"<SIGNAL>": ("BLOCKED_PCT", "blocked_pct"), "<MODEL>": ("GPT", "gpt")}
+PLACEHOLDERS = {
+    "<SIGNAL>": ("BLOCKED_PCT", "blocked_pct"),
+    "<MODEL>": ("GPT", "gpt"),
+    "<LABEL>": ("SERVICE", "service"),
+}
 SAMPLE_VALUES = {"<MODEL>": "{ prompt_per_1k = 0.1, completion_per_1k = 0.2 }"}
 
 
@@ -42,7 +46,7 @@ def _variables(e: Entry) -> list[tuple[str, str, str]]:
     out = []
     for template in e.env.split("<br>") if e.env else []:
         name, value = template.replace(INDEX, "0"), "1"
-        key = f"{e.section}[0].{e.key}" if e.section == "heartbeat" else f"{e.section}.{e.key}"
+        key = f"{e.section}[0].{e.key}" if e.section in ARRAYS else f"{e.section}.{e.key}"
         for placeholder, (in_name, in_key) in PLACEHOLDERS.items():
             if placeholder in name:
                 name = name.replace(placeholder, in_name)
@@ -69,10 +73,20 @@ SECRETS = {
     ("heartbeat", "tokens.spend_hour"): "hb-token-spend",
 }
 HEARTBEAT_ENV = {"SENTINEL_HEARTBEAT_0_URL": "https://hc.example.invalid"}
+# [[section]] arrays, and the variable that makes entry 0 valid
+ARRAYS = {
+    "heartbeat": HEARTBEAT_ENV,
+    "alertmanager": {"SENTINEL_ALERTMANAGER_0_URL": "https://am.example.invalid"},
+}
+
+# keys a secret is only valid with
+PARTNERS = {
+    ("alertmanager", "basic_auth_password"): {"SENTINEL_ALERTMANAGER_0_BASIC_AUTH_USERNAME": "u"},
+}
 
 
 def _secret_value(config: Config, section: str, key: str) -> str:
-    node = config.heartbeat[0] if section == "heartbeat" else getattr(config, section)
+    node = getattr(config, section)[0] if section in ARRAYS else getattr(config, section)
     for part in key.split("."):
         node = getattr(node, part)
     return str(node.get_secret_value())
@@ -84,7 +98,8 @@ def test_every_secret_is_read_from_its_documented_file_forms(entry: Entry, tmp_p
     (tmp_path / "secret").write_text(secret + "\n", encoding="utf-8")
     empty = tmp_path / "empty.toml"
     empty.write_text("", encoding="utf-8")
-    extra = HEARTBEAT_ENV if entry.section == "heartbeat" else {}
+    partner = PARTNERS.get((entry.section, entry.key), {})
+    extra = {**ARRAYS.get(entry.section, {}), **partner}
     # environment: <VARIABLE>_FILE
     assert entry.file_env is not None
     env = {entry.file_env.replace(INDEX, "0"): str(tmp_path / "secret"), **extra}
@@ -92,8 +107,10 @@ def test_every_secret_is_read_from_its_documented_file_forms(entry: Entry, tmp_p
     # TOML: the documented <key>_file form, relative to the config file
     assert entry.toml_file_key is not None
     form = entry.toml_file_key.replace('"path"', '"secret"')
-    if entry.section == "heartbeat":
-        toml = f'[[heartbeat]]\nurl = "https://hc.example.invalid"\n{form}\n'
+    if entry.section in ARRAYS:
+        url = next(iter(ARRAYS[entry.section].values()))
+        toml = f'[[{entry.section}]]\nurl = "{url}"\n{form}\n'
+        toml += "".join(f'{k.rsplit("_0_", 1)[1].lower()} = "{v}"\n' for k, v in partner.items())
     else:
         toml = f"[{entry.section}]\n{form}\n"
     (tmp_path / "sentinel.toml").write_text(toml, encoding="utf-8")
@@ -109,6 +126,14 @@ def test_the_filled_in_heartbeat_name_is_what_the_loader_does(tmp_path: Path) ->
     assert config.heartbeat[0].name == "generic-0"
     (name,) = [e for e in entries() if (e.section, e.key) == ("heartbeat", "name")]
     assert name.default == "`<kind>-<N>`"
+
+
+def test_the_filled_in_alertmanager_name_is_what_the_loader_does(tmp_path: Path) -> None:
+    (tmp_path / "sentinel.toml").write_text("", encoding="utf-8")
+    config = load_config(tmp_path / "sentinel.toml", ARRAYS["alertmanager"])
+    assert config.alertmanager[0].name == "alertmanager-0"
+    (name,) = [e for e in entries() if (e.section, e.key) == ("alertmanager", "name")]
+    assert name.default == "`alertmanager-<N>`"
 
 
 def test_the_generator_is_runnable_as_documented() -> None:

@@ -74,3 +74,45 @@ async def test_evaluator_state_is_handed_over_and_fenced(any_redis_url: str) -> 
     finally:
         await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")])
         await client.aclose()
+
+
+async def test_alert_state_is_kept_beside_the_lease_and_fenced(any_redis_url: str) -> None:
+    # The Alertmanager episodes (when each alert started) outlive a leader; only
+    # the holder writes them, and on a Cluster the fenced write is one slot.
+    prefix = f"lease{uuid.uuid4().hex[:8]}"
+    client = connect(any_redis_url)
+    a = RedisLease(client, prefix=prefix, replica_id="a", ttl_ms=5000)
+    b = RedisLease(client, prefix=prefix, replica_id="b", ttl_ms=5000)
+    try:
+        assert await a.load_alert_state() is None
+        assert await a.acquire() >= 1
+        assert await a.save_alert_state(b'{"v": 1}') is True
+        assert await b.acquire() == 0
+        assert await b.save_alert_state(b"forged") is False  # not the holder
+        assert await b.load_alert_state() == b'{"v": 1}'
+        await a.release()
+        assert await b.acquire() >= 1
+        assert await b.load_alert_state() == b'{"v": 1}'  # the new leader continues
+        assert await b.save_alert_state(b'{"v": 2}') is True
+        assert await a.load_alert_state() == b'{"v": 2}'
+    finally:
+        await client.delete(
+            *(f"{prefix}:{{leader}}:{k}" for k in ("holder", "epoch", "state", "alertmanager"))
+        )
+        await client.aclose()
+
+
+async def test_alert_state_read_from_an_unreachable_store_raises() -> None:
+    client = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    lease = RedisLease(client, prefix="x", replica_id="a", ttl_ms=1000)
+    with pytest.raises(StoreUnavailable):
+        await lease.load_alert_state()
+    assert await lease.save_alert_state(b"{}") is False
+    await client.aclose()
+
+
+async def test_local_lease_keeps_the_alert_state_in_memory() -> None:
+    lease = LocalLease()
+    assert await lease.load_alert_state() is None
+    assert await lease.save_alert_state(b"x") is True
+    assert await lease.load_alert_state() == b"x"

@@ -1,0 +1,300 @@
+"""Alertmanager alerts from ticks: pure functions, no I/O (``alertmanager_push`` sends).
+
+Each tick gives a set of *conditions* (what is wrong now). An *episode* is one
+condition from its first tick until it has been resolved for
+``RESOLVED_RESEND_S``; its ``starts_at`` is the first red tick and is what
+Alertmanager shows as the alert's start. Episodes are kept beside the lease,
+so a restart or a new leader continues them instead of starting new ones.
+
+Identity: the labels of a condition (``alertname`` plus ``signal``; a later
+per-tenant feature adds ``tenant``) are the alert's identity in Alertmanager,
+together with each target's static labels and severity. Never a user id:
+users appear only in the annotations, escaped and bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from .heartbeat_kinds import heartbeat_message
+from .model import SignalReading, Tick
+
+AlertKind = Literal["signal_red", "critical", "stale"]
+ALERTNAMES: Mapping[AlertKind, str] = {
+    "signal_red": "LLMSecuritySignalRed",
+    "critical": "LLMSecurityCritical",
+    "stale": "StreamSentinelStale",
+}
+FIRING_TICKS = 3  # endsAt = now + 3 ticks: survives two lost pushes or a leader handover
+RESOLVED_RESEND_S = 300.0  # a resolved alert is re-sent this long, in case one push was lost
+TOP_USERS_SHOWN = 5
+USER_ID_CHARS = 64
+ANNOTATION_CHARS = 1024
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One alert that is firing this tick."""
+
+    kind: AlertKind
+    labels: Mapping[str, str]  # identity: alertname (+ signal, later tenant)
+    annotations: Mapping[str, str]
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """What one tick says: the conditions that hold, and the kinds it says nothing
+    about (a stale tick cannot tell whether a signal is still red)."""
+
+    conditions: tuple[Condition, ...]
+    unknown: frozenset[AlertKind] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    kind: AlertKind
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: float  # the first tick of the condition
+    ends_at: float  # firing: the endsAt last sent; resolved: when it was resolved
+    resolved: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "resolved": self.resolved,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Episode:
+        kind = data["kind"]
+        if kind not in ALERTNAMES:
+            raise ValueError(f"unknown alert kind {kind!r}")
+        return cls(
+            kind=kind,
+            labels={str(k): str(v) for k, v in data["labels"].items()},
+            annotations={str(k): str(v) for k, v in data["annotations"].items()},
+            starts_at=float(data["starts_at"]),
+            ends_at=float(data["ends_at"]),
+            resolved=bool(data["resolved"]),
+        )
+
+
+Episodes = Mapping[str, Episode]
+
+
+def episode_key(labels: Mapping[str, str]) -> str:
+    # JSON of the sorted labels: unambiguous whatever characters a value holds
+    return orjson.dumps(dict(sorted(labels.items()))).decode()
+
+
+# -- what a tick says ------------------------------------------------------------
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def _line(reading: SignalReading) -> str:
+    p = "" if reading.p_value is None else f", p={reading.p_value:.3g}"
+    return (
+        f"{reading.name}={_num(reading.value)} (threshold {_num(reading.threshold)}, "
+        f"baseline {_num(reading.baseline)} {reading.baseline_source}{p})"
+    )
+
+
+def escape_user(user_id: str) -> str:
+    """An untrusted user id as a quoted, ASCII-only, markup-free token of bounded length.
+
+    Receivers render annotations in Slack, e-mail (HTML) and pager apps: quotes,
+    control characters, non-ASCII look-alikes and ``<>&`` are escaped, so a user id
+    can neither break the list nor inject a link or a mention.
+    """
+    cut = user_id[:USER_ID_CHARS]
+    text = json.dumps(cut, ensure_ascii=True)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text if cut == user_id else text[:-1] + '..."'
+
+
+def top_users_text(top: Iterable[tuple[str, float]]) -> str:
+    """The busiest users, escaped; as many of the first ``TOP_USERS_SHOWN`` as fit
+    the annotation, then how many more there were."""
+    users = list(top)
+    shown: list[str] = []
+    used = 0
+    for user, rps in users[:TOP_USERS_SHOWN]:
+        item = f"{escape_user(user)} {rps:.2f} rps"
+        if used + len(item) + 2 > ANNOTATION_CHARS - 20:  # room for ", " and "(+N more)"
+            break
+        shown.append(item)
+        used += len(item) + 2
+    more = len(users) - len(shown)
+    if not users:
+        return "none"
+    return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _bounded(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k: v if len(v) <= ANNOTATION_CHARS else v[: ANNOTATION_CHARS - 3] + "..."
+            for k, v in annotations.items()}  # fmt: skip
+
+
+def firing(tick: Tick) -> Firing:
+    """The conditions of ``tick``. ``learning`` is never given here (nothing is sent)."""
+    if tick.status == "stale":
+        reason = " ".join((tick.reason or "unknown").split())
+        stale = Condition(
+            "stale",
+            {"alertname": ALERTNAMES["stale"]},
+            _bounded(
+                {
+                    "summary": f"stream-sentinel is stale: {reason}",
+                    "description": "The pipeline cannot trust its own numbers (store unreachable,"
+                    " consumer stalled or rebuilding), so attacks may go unseen.",
+                    "reason": reason,
+                }
+            ),
+        )
+        return Firing((stale,), frozenset({"signal_red", "critical"}))
+    red = ", ".join(tick.red) or "none"
+    users = top_users_text(tick.top_users)
+    summary = heartbeat_message(tick)
+    out: list[Condition] = []
+    for name in tick.red:
+        reading = tick.signals.get(name)
+        if reading is None:
+            continue
+        out.append(
+            Condition(
+                "signal_red",
+                {"alertname": ALERTNAMES["signal_red"], "signal": name},
+                _bounded(
+                    {
+                        "summary": f"{name} is red: {_line(reading)}",
+                        "description": summary,
+                        "value": _num(reading.value),
+                        "baseline": _num(reading.baseline),
+                        "threshold": _num(reading.threshold),
+                        "p_value": _num(reading.p_value),
+                        "red_signals": red,
+                        "top_users": users,
+                    }
+                ),
+            )
+        )
+    if tick.status == "critical":
+        lines = "; ".join(_line(tick.signals[n]) for n in tick.red if n in tick.signals)
+        out.append(
+            Condition(
+                "critical",
+                {"alertname": ALERTNAMES["critical"]},
+                _bounded(
+                    {
+                        "summary": summary,
+                        "description": lines,
+                        "red_signals": red,
+                        "top_users": users,
+                    }
+                ),
+            )
+        )
+    return Firing(tuple(out))
+
+
+# -- episodes across ticks ---------------------------------------------------------
+
+
+def advance(
+    episodes: Episodes, now_firing: Firing, *, at: float, now: float, tick_seconds: float
+) -> dict[str, Episode]:
+    """The episodes after a tick at ``at`` (its window end), sent at wall time ``now``.
+
+    A condition that is already firing keeps its ``starts_at``; one that is new,
+    was resolved, or lapsed (its last endsAt passed: Alertmanager has resolved it
+    by now, e.g. after a long outage of every replica) starts at ``at``.
+    Episodes of kinds the tick says nothing about are left as they are.
+    """
+    out: dict[str, Episode] = {}
+    ends_at = now + FIRING_TICKS * tick_seconds
+    for cond in now_firing.conditions:
+        old = episodes.get(cond.key)
+        ongoing = old is not None and not old.resolved and old.ends_at >= now
+        starts_at = old.starts_at if old is not None and ongoing else float(at)
+        out[cond.key] = Episode(cond.kind, cond.labels, cond.annotations, starts_at, ends_at)
+    for key, old in episodes.items():
+        if key in out:
+            continue
+        if old.kind in now_firing.unknown:
+            out[key] = old
+        elif not old.resolved:
+            summary = "resolved, was: " + old.annotations.get("summary", "")
+            notes = {**old.annotations, "summary": summary[:ANNOTATION_CHARS]}
+            out[key] = replace(old, annotations=notes, ends_at=now, resolved=True)
+        elif now - old.ends_at < RESOLVED_RESEND_S:
+            out[key] = old
+    return out
+
+
+def to_rfc3339(ts: float) -> str:
+    return (
+        datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def postable_alerts(
+    episodes: Episodes,
+    *,
+    static_labels: Mapping[str, str],
+    severities: Mapping[AlertKind, str],
+    generator_url: str,
+    now_firing: Firing,
+) -> list[dict[str, Any]]:
+    """The body of ``POST /api/v2/alerts`` for one target: every episode except
+    firing ones the tick says nothing about (left to lapse or be confirmed later)."""
+    alerts = []
+    for episode in episodes.values():
+        if episode.kind in now_firing.unknown and not episode.resolved:
+            continue
+        labels = {**static_labels, **episode.labels, "severity": severities[episode.kind]}
+        alerts.append(
+            {
+                "labels": labels,
+                "annotations": dict(episode.annotations),
+                "startsAt": to_rfc3339(episode.starts_at),
+                "endsAt": to_rfc3339(episode.ends_at),
+                "generatorURL": generator_url,
+            }
+        )
+    return alerts
+
+
+def dump_state(episodes: Episodes) -> bytes:
+    return orjson.dumps(
+        {"v": STATE_VERSION, "episodes": {k: e.to_json() for k, e in episodes.items()}}
+    )
+
+
+def load_state(raw: bytes) -> dict[str, Episode]:
+    """Episodes from :func:`dump_state`; ValueError when unreadable."""
+    try:
+        data = orjson.loads(raw)
+        if data.get("v") != STATE_VERSION:
+            raise ValueError("unknown alert state version")
+        return {str(k): Episode.from_json(v) for k, v in data["episodes"].items()}
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable alert state: {type(exc).__name__}") from exc
