@@ -426,14 +426,16 @@ async def until(
     timeout: float = START_TIMEOUT_S,
 ) -> Any:
     """Poll ``check`` (state of another process: nothing to await) until it
-    gives a truthy value; fail when ``proc`` exits or the deadline passes."""
+    gives a value other than None or False (an empty dict is an answer);
+    fail when ``proc`` exits or the deadline passes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         if proc.poll() is not None:
             raise AssertionError(f"{proc.args!r} exited {proc.returncode}:\n{tail()}")
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            if found := await check():
+            found = await check()
+            if found is not None and found is not False:
                 return found
         if loop.time() > deadline:
             raise AssertionError(f"no {what} within {timeout:g} s:\n{tail()}")
@@ -463,8 +465,12 @@ class Probe:
             return r.status, await r.read()
 
     async def status_or_none(self) -> dict[str, Any] | None:
-        """The latest tick, or None while /status answers 503 "starting"."""
-        code, body = await self.get("/status")
+        """The latest tick; None while /status answers 503 "starting" or the
+        process does not answer at all."""
+        try:
+            code, body = await self.get("/status")
+        except (aiohttp.ClientError, TimeoutError):
+            return None
         if code != 200:
             return None
         parsed: dict[str, Any] = orjson.loads(body)
