@@ -39,7 +39,8 @@ from stream_sentinel.store.redis import RedisStore
 
 WIDTH = 60
 # a loaded 2-core machine: Python start-up plus a group join, or a rebalance
-START_TIMEOUT_S = 60.0
+# (a deadline for a condition, not a wait: it costs nothing when things go well)
+START_TIMEOUT_S = 120.0
 
 
 @dataclass

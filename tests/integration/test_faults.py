@@ -805,9 +805,11 @@ async def test_monitors_that_hang_fail_or_refuse_never_delay_ticks_and_recover(
         f"overall jitter (max - min) {max(late) - min(late):.3f} s over {len(late)} ticks; "
         f"failures counted {failed}"
     )
-    # a tick starts `grace` after `at`; a push to the good monitor arrives soon
-    # after, however long the others hang: bounded well below the tick period
-    assert max(late) <= grace + 1.0, late
+    # a tick starts `grace` after `at`; a push to the good monitor arrives
+    # before the next tick starts, however long the others hang (a hung one
+    # is waited on for its 5 s timeout, more than a whole tick): the bound
+    # leaves a loaded machine room for a slow evaluation, not for a wait
+    assert max(late) < TICK_S + grace, late
     assert all(n > 0 for n in failed.values()), failed
     assert hang.hits.get("hang", 0) > 0 and error.hits.get("error", 0) > 0
     assert back is not None and back.hits.get("ok", 0) > 0
