@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only what the package needs, so a local .venv or test output never reaches the image.
+# Only what the package needs, so a local .venv or test output never reaches the image;
+# no extras: the report's matplotlib is for `replay --report`, the service never draws.
 COPY pyproject.toml README.md /tmp/src/
 COPY stream_sentinel /tmp/src/stream_sentinel
 RUN pip install /tmp/src && rm -rf /tmp/src

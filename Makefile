@@ -22,17 +22,30 @@ SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:promet
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	amtool:prometheus-alertmanager chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
-.PHONY: test demo venv system-deps lint services-start services-stop faults-under-load
+.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop faults-under-load
 
 # The stamp is newer than pyproject.toml once the install for its current
 # contents succeeded, so an edited dependency list reinstalls and a failed
-# install is retried.
+# install is retried. The report extra (matplotlib) is for `make demo` and the
+# report tests; the service image leaves it out.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,report]'
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# A real LiteLLM proxy for tests/integration/test_litellm_proxy.py, in a virtualenv
+# of its own: its proxy extra is large and pins versions of its own. 1.108.7 is
+# the newest whose proxy extra installs from the registries here.
+LITELLM_VENV := .venv-litellm
+LITELLM_VERSION := 1.108.7
+$(LITELLM_VENV)/.installed: pyproject.toml
+	@test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)' -e '.[litellm]'
+	@touch $@
+
+litellm-venv: $(LITELLM_VENV)/.installed
 
 # One apt-get update, and only when something is missing: a machine that has
 # everything installs nothing and needs no network.
@@ -55,7 +68,7 @@ lint: venv
 # The gates run before the services start: they need neither, and a lint error
 # should not cost a broker start-up. The exports are captured before eval, since
 # `eval "$$(cmd)"` would hide a failing start behind eval's own success.
-test: venv system-deps lint
+test: venv system-deps lint litellm-venv
 	exports="$$(scripts/services start)"; \
 	eval "$$exports"; \
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -44,7 +44,8 @@ from stream_sentinel.evaluate import Evaluator, StaticBaselines
 from stream_sentinel.model import NANO, WindowCounts
 from stream_sentinel.store.base import PartitionId, top_k
 from stream_sentinel.store.redis import RedisStore
-from stream_sentinel.wiring import build_rules, build_store
+from stream_sentinel.store.redis_client import connect
+from stream_sentinel.wiring import build_rules, storage_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay import STATIC
@@ -213,9 +214,19 @@ async def main() -> int:
     cfg = load_config(
         None, {**STATIC, "SENTINEL_REDIS_URL": redis_url, "SENTINEL_REDIS_KEY_PREFIX": prefix}
     )
-    store = build_store(cfg)
-    assert isinstance(store, RedisStore)
-    evaluator = Evaluator(store, build_rules(cfg), StaticBaselines(cfg.static_baselines()))
+    # the service's key layout and TTLs (store.build), on a client of our own
+    # so the benchmark can ask Redis for its memory use
+    settings = storage_settings(cfg)
+    store = RedisStore(
+        connect(redis_url),
+        prefix=settings.prefix,
+        bucket_width=settings.bucket_width,
+        counter_ttl_s=settings.counter_ttl_s,
+        user_ttl_s=settings.user_ttl_s,
+    )
+    evaluator = Evaluator(
+        store, build_rules(cfg), StaticBaselines(cfg.static_baselines()), read_ahead=store
+    )
     k = cfg.alerting.top_k
     # the first tick is not a page boundary; later ones take every alignment
     first_at = int(time.time()) // 300 * 300 + 60

@@ -57,8 +57,9 @@ from stream_sentinel.config import Config, load_config
 from stream_sentinel.ingest import Processed
 from stream_sentinel.kafka.source import KafkaIngest, KafkaSettings
 from stream_sentinel.sim.simulate import simulate
-from stream_sentinel.store.base import PartitionId, Store
-from stream_sentinel.wiring import build_kafka_settings, build_processor, build_store
+from stream_sentinel.store.base import PartitionId, ReadAhead
+from stream_sentinel.store.build import Storage, open_storage
+from stream_sentinel.wiring import build_kafka_settings, build_processor, storage_settings
 
 SEED = 1
 SPAN_S = 1800.0  # event times cover the last 30 minutes before the fill
@@ -207,8 +208,10 @@ class _Counter:
     def lag(self, part: PartitionId, lag: int) -> None:
         pass
 
-    def assigned(self, count: int) -> None:
-        if count and not self.result.started:
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        if assigned and not self.result.started:
             self.result.started = time.perf_counter()
 
 
@@ -227,7 +230,7 @@ def bench_config(bootstrap: str, redis_url: str, topics: dict[str, str], run_id:
     )
 
 
-async def _leader(store: Store, stop: asyncio.Event) -> None:
+async def _leader(read_ahead: ReadAhead, stop: asyncio.Event) -> None:
     """A stand-in for the service's leader, which keeps the store's running
     window totals in place (``prepare`` after each tick): with them, every
     batch also adds to the 5-minute and 1-hour totals, as it does in service.
@@ -235,12 +238,20 @@ async def _leader(store: Store, stop: asyncio.Event) -> None:
     partitions creates them, later ones find them in place."""
     while not stop.is_set():
         at = (int(time.time()) // 60 + 1) * 60
-        await store.prepare([(at - 300, at, True), (at - 3600, at, False)])
+        await read_ahead.prepare([(at - 300, at, True), (at - 3600, at, False)])
         await asyncio.sleep(1.0)
 
 
 async def ours(cfg: Config, settings: KafkaSettings, events: int, oldest: float) -> Round:
-    store = build_store(cfg)
+    async with open_storage(storage_settings(cfg)) as storage:
+        return await _ours(cfg, storage, settings, events, oldest)
+
+
+async def _ours(
+    cfg: Config, storage: Storage, settings: KafkaSettings, events: int, oldest: float
+) -> Round:
+    store, read_ahead = storage.store, storage.read_ahead
+    assert read_ahead is not None, "the benchmark runs on Redis"
     stop = asyncio.Event()
     counter = _Counter(events, stop)
     ingest = KafkaIngest(
@@ -249,21 +260,18 @@ async def ours(cfg: Config, settings: KafkaSettings, events: int, oldest: float)
         build_processor(cfg),
         observer=counter,
     )
-    leader = asyncio.create_task(_leader(store, stop))
+    leader = asyncio.create_task(_leader(read_ahead, stop))
+    await ingest.start()
     try:
-        await ingest.start()
-        try:
-            await ingest.run(stop)
-        finally:
-            await ingest.stop()
-            leader.cancel()
-        if counter.dead:
-            raise SystemExit(f"{counter.dead} events dead-lettered: not a clean benchmark")
-        counts = await store.window(int(oldest) - 60, int(time.time()) + 60)
-        if counts.requests + counts.responses != events:
-            raise SystemExit(f"Redis holds {counts}, expected {events} events")
+        await ingest.run(stop)
     finally:
-        await store.close()
+        await ingest.stop()
+        leader.cancel()
+    if counter.dead:
+        raise SystemExit(f"{counter.dead} events dead-lettered: not a clean benchmark")
+    counts = await store.window(int(oldest) - 60, int(time.time()) + 60)
+    if counts.requests + counts.responses != events:
+        raise SystemExit(f"Redis holds {counts}, expected {events} events")
     return counter.result
 
 

@@ -47,6 +47,7 @@ from stream_sentinel.ingest import DeadLetter
 from stream_sentinel.model import Tick
 from stream_sentinel.replay import replay
 from stream_sentinel.store.base import ApplyResult, PartitionId
+from stream_sentinel.store.history import MemoryHistory
 from stream_sentinel.store.memory import MemoryStore
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.wiring import EXPIRY_MARGIN_S, build_rules, retention_s
@@ -88,7 +89,8 @@ class SampledStore(MemoryStore):
 
 async def replay_rss(path: Path, cfg: Config, every: int) -> SampledStore:
     store = SampledStore(retention_s(cfg), every)
-    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, store))
+    history = MemoryHistory(cfg.learning.history_days * 86400)
+    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, history))
 
     def on_tick(tick: Tick) -> None:
         pass
@@ -172,7 +174,7 @@ class PrivateRedis:
 
 
 async def redis_memory(users: int, partitions: int, cfg: Config) -> None:
-    # the TTLs wiring.build_store gives a RedisStore
+    # the TTLs wiring.storage_settings gives a RedisStore
     user_ttl = TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S
     server = PrivateRedis()
     try:

@@ -44,8 +44,8 @@ from stream_sentinel.ingest import DeadLetter
 from stream_sentinel.model import Tick
 from stream_sentinel.replay import ReplaySummary, replay
 from stream_sentinel.sim.simulate import default_suite, simulate, write_log
-from stream_sentinel.store.memory import MemoryStore
-from stream_sentinel.wiring import build_rules, retention_s
+from stream_sentinel.store.build import open_storage
+from stream_sentinel.wiring import build_rules, storage_settings
 
 START = 1_793_404_800.0  # a Monday 00:00 UTC, as the simulate verb's default
 SEED = 1
@@ -145,27 +145,24 @@ def ours(path: Path, cfg: Config, *, gunzip_process: bool = True) -> int:
 
 async def _replay(path: Path, cfg: Config, gunzip_process: bool) -> ReplaySummary:
     # as commands.cmd_replay builds it for the embedded store, minus outputs
-    store = MemoryStore(retention_s=retention_s(cfg))
-    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, store))
-
     def on_tick(tick: Tick) -> None:
         pass
 
     def on_dead(dead: DeadLetter) -> None:
         pass
 
-    try:
+    async with open_storage(storage_settings(cfg, redis_url="")) as storage:
+        baselines = build_baselines(cfg, storage.history)
+        evaluator = Evaluator(storage.store, build_rules(cfg), baselines)
         return await replay(
             [str(path)],
             cfg=cfg,
-            store=store,
+            store=storage.store,
             evaluator=evaluator,
             on_tick=on_tick,
             on_dead=on_dead,
             gunzip_process=gunzip_process,
         )
-    finally:
-        await store.close()
 
 
 def peak_rss_mib() -> float:

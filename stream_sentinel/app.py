@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from .alertmanager_push import AlertmanagerPusher
 from .alerts import TransitionTracker, alert_event
+from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
 from .heartbeat import HeartbeatSender, HeartbeatTarget, heartbeat_message
@@ -30,15 +31,15 @@ from .kafka.store_watch import StoreWatch
 from .metrics import Metrics
 from .model import Tick
 from .store.base import PartitionId, Store, StoreUnavailable
-from .store.lease import Lease, LocalLease, RedisLease
-from .store.redis_client import connect
+from .store.build import Storage, open_storage
+from .store.lease import Lease
 from .ticker import TickLoop
 from .wiring import (
     build_alertmanager_targets,
     build_kafka_settings,
     build_processor,
     build_rules,
-    build_store,
+    storage_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -72,18 +73,26 @@ class MetricsObserver:
     def lag(self, part: PartitionId, lag: int) -> None:
         self._m.set_consumer_lag(part.topic, part.partition, lag)
 
-    def assigned(self, count: int) -> None:
-        self._m.partitions_assigned.set(count)
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        self._m.partitions_assigned.set(len(assigned))
+        # a revoked partition's lag is its new owner's to report: left here at
+        # its last value, sum(lag) over replicas would count it twice
+        for part in revoked:
+            self._m.forget_partition(part.topic, part.partition)
 
 
 class Service:
-    def __init__(self, cfg: Config) -> None:
+    """The live service on an open ``Storage``; whoever opened it closes it."""
+
+    def __init__(self, cfg: Config, storage: Storage) -> None:
         self.cfg = cfg
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.latest: Tick | None = None
         self.latest_at_wall = 0.0
         self.metrics = Metrics()
-        self.store: Store = build_store(cfg)
+        self.store: Store = storage.store
         self.ingest = KafkaIngest(
             build_kafka_settings(cfg),
             self.store,
@@ -100,10 +109,15 @@ class Service:
         )
         self.alerts = AlertsTopic(cfg.kafka.alerts_topic, clock=time.monotonic)
         self.lease_ttl_s = max(1.0, 1.5 * tick_s)
-        self.lease: Lease = self._lease()
-        from .baselines import build_baselines
-
-        self.evaluator = Evaluator(self.store, build_rules(cfg), build_baselines(cfg, self.store))
+        self.lease: Lease = storage.lease(
+            replica_id=self.replica, ttl_ms=int(self.lease_ttl_s * 1000)
+        )
+        self.evaluator = Evaluator(
+            self.store,
+            build_rules(cfg),
+            build_baselines(cfg, storage.history),
+            read_ahead=storage.read_ahead,
+        )
         self.tracker = TransitionTracker()
         self.session: aiohttp.ClientSession | None = None
         self.sender: HeartbeatSender | None = None
@@ -119,18 +133,6 @@ class Service:
             on_tick=self.on_tick,
         )
         self.metrics.bind_state(lambda: self.latest, lambda: self.loop.reporting)
-
-    def _lease(self) -> Lease:
-        url = self.cfg.redis.url
-        if url is None or not url.get_secret_value():
-            return LocalLease()
-        client = connect(url.get_secret_value(), socket_timeout=3.0, socket_connect_timeout=3.0)
-        return RedisLease(
-            client,
-            prefix=self.cfg.redis.key_prefix,
-            replica_id=self.replica,
-            ttl_ms=int(self.lease_ttl_s * 1000),
-        )
 
     # -- health --------------------------------------------------------------
 
@@ -237,8 +239,6 @@ class Service:
             await self._wait_for_store()
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
-            await self.store.close()
-            await self.lease.close()
             return EXIT_UNAVAILABLE
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
@@ -293,8 +293,6 @@ class Service:
             await self.ingest.stop()
             await runner.cleanup()
             await self.session.close()
-            await self.store.close()
-            await self.lease.close()
         log.info("stopped")
         return 0
 
@@ -355,4 +353,5 @@ def _redacted_url(cfg: Config) -> str:
 
 
 async def run_service(cfg: Config) -> int:
-    return await Service(cfg).run()
+    async with open_storage(storage_settings(cfg)) as storage:
+        return await Service(cfg, storage).run()

@@ -42,8 +42,8 @@ from .config import Config
 from .evaluate import BaselineProvider, StaticBaselines
 from .model import BaselineSource, SignalName, Tick
 from .rules import Baseline
-from .store.base import Store, StoreUnavailable
-from .store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
+from .store.base import StoreUnavailable
+from .store.history import History, Point, TickRecord
 
 log = logging.getLogger(__name__)
 
@@ -179,25 +179,13 @@ class FixedBaselines:
         return None
 
 
-def build_baselines(
-    cfg: Config, store: Store, *, history: History | None = None
-) -> BaselineProvider:
-    """Static baselines when every signal has one; otherwise learned ones.
-
-    The history lives where the counters live: in Redis next to a
-    ``RedisStore`` (shared by replicas, kept across restarts), else in memory.
-    """
+def build_baselines(cfg: Config, history: History) -> BaselineProvider:
+    """Static baselines when every signal has one; otherwise learned ones,
+    kept in ``history`` (``store.build`` puts it where the counters live:
+    Redis for the service, shared by replicas and kept across restarts)."""
     learned = cfg.learned_signals()
     if not learned:
         return StaticBaselines(cfg.static_baselines())
-    keep_s = cfg.learning.history_days * DAY_S
-    if history is None:
-        from .store.redis import RedisStore
-
-        if isinstance(store, RedisStore):
-            history = RedisHistory(store.client, prefix=store.prefix, keep_s=keep_s)
-        else:
-            history = MemoryHistory(keep_s)
     return LearnedBaselines(
         history,
         static=cfg.static_baselines(),
@@ -205,5 +193,5 @@ def build_baselines(
         learning_days=cfg.learning.days,
         seasonality=cfg.learning.seasonality,
         min_points=min_points_for(cfg.alerting.tick_seconds),
-        lookback_s=min(LOOKBACK_S, keep_s),
+        lookback_s=min(LOOKBACK_S, cfg.learning.history_days * DAY_S),
     )

@@ -38,8 +38,9 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
-from stream_sentinel.store.redis_client import check_url
+from stream_sentinel.store.build import check_url
 
 __all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
 
@@ -172,7 +173,7 @@ class LearningConfig(_Section):
         return self
 
 
-class ModelPrice(_Section):
+class PriceConfig(_Section):
     prompt_per_1k: NonNegative
     """USD per 1,000 prompt tokens."""
     completion_per_1k: NonNegative
@@ -192,7 +193,7 @@ class IngestConfig(_Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, ModelPrice] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[str, PriceConfig] = Field(default_factory=dict)  # model -> USD per 1k tokens
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
@@ -279,6 +280,7 @@ class Config(_Section):
     heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
     alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod

@@ -15,8 +15,9 @@ included, with no Python code per message. The rows accept exactly what
   whole batch return None, and the caller runs ``Decoder`` on each record, so
   rejection reasons and dead letters come from one place.
 
-``tests/test_decode_rows.py`` checks on the decoder's corpus and on generated
-batches that a batch taken here counts exactly what the per-record path counts.
+``tests/test_process_rows.py`` checks on generated batches, and
+``tests/test_decode_corpus.py`` on the decoder's corpus, that a batch taken
+here counts exactly what the per-record path counts.
 """
 
 from __future__ import annotations

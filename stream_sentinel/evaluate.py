@@ -13,7 +13,7 @@ from typing import Protocol
 from .bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
 from .model import SignalName, Tick
 from .rules import Baseline, Hysteresis, RulesConfig, evaluate_tick
-from .store.base import Store
+from .store.base import ReadAhead, Store
 
 
 class BaselineProvider(Protocol):
@@ -36,8 +36,16 @@ class StaticBaselines:
 
 
 class Evaluator:
-    def __init__(self, store: Store, rules: RulesConfig, baselines: BaselineProvider) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: RulesConfig,
+        baselines: BaselineProvider,
+        *,
+        read_ahead: ReadAhead | None = None,
+    ) -> None:
         self._store = store
+        self._read_ahead = read_ahead
         self._rules = rules
         self._baselines = baselines
         self._hysteresis = Hysteresis()
@@ -56,8 +64,11 @@ class Evaluator:
         self._hysteresis = state
 
     async def prepare(self, at: int) -> None:
-        """Let the store get the windows of the tick at ``at`` ready; raises StoreUnavailable."""
-        await self._store.prepare(
+        """Let the store get the windows of the tick at ``at`` ready (when it
+        takes the hint); raises StoreUnavailable."""
+        if self._read_ahead is None:
+            return
+        await self._read_ahead.prepare(
             [
                 (at - SAFETY_WINDOW_S, at, False),
                 (at - SPEND_WINDOW_S, at, False),

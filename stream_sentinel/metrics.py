@@ -11,8 +11,8 @@ alert rules and graphs: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -196,13 +196,7 @@ class Metrics:
         )
         self.store_write_seconds = Histogram(
             p + "store_write_seconds",
-            "Latency of store writes.",
-            buckets=_STORE_BUCKETS,
-            registry=r,
-        )
-        self.store_read_seconds = Histogram(
-            p + "store_read_seconds",
-            "Latency of store reads.",
+            "Latency of a batch's store write (counters and offset, one atomic call).",
             buckets=_STORE_BUCKETS,
             registry=r,
         )
@@ -289,20 +283,6 @@ class Metrics:
 
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
-
-    @contextmanager
-    def store_call(self, op: StoreOp) -> Iterator[None]:
-        """Time a store operation; an exception counts as a store error and propagates."""
-        hist = self.store_write_seconds if op == "write" else self.store_read_seconds
-        started = time.perf_counter()
-        try:
-            yield
-        except Exception:
-            # Cancellation is not a store failure, hence not BaseException.
-            self.store_errors.labels(op).inc()
-            raise
-        finally:
-            hist.observe(time.perf_counter() - started)
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)

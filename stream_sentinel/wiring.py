@@ -13,6 +13,7 @@ from aiohttp import BasicAuth
 
 from .aggregate import BatchAggregator, ModelPrice
 from .alertmanager_push import AlertmanagerTarget
+from .baseline_math import DAY_S
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
 from .decode import Decoder
@@ -20,9 +21,7 @@ from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings
 from .model import SIGNALS, SignalName
 from .rules import RulesConfig, SignalRule
-from .store.base import Store
-from .store.memory import MemoryStore
-from .store.redis import RedisStore
+from .store.build import StorageSettings
 
 # margin on top of window + lateness before a bucket may expire: covers a
 # tick evaluated a little late and clock skew between replicas
@@ -80,19 +79,25 @@ def build_rules(cfg: Config) -> RulesConfig:
     )
 
 
-def build_store(cfg: Config, redis_url: str | None = None) -> Store:
-    """The Redis store when a URL is configured (or given), else the embedded one."""
+def storage_settings(
+    cfg: Config, *, redis_url: str | None = None, prefix: str | None = None
+) -> StorageSettings:
+    """Redis when a URL is configured, else the embedded store.
+
+    ``redis_url`` overrides the config: a URL (``replay --redis``), or "" for
+    the embedded store whatever the config says (a private backtest).
+    ``prefix`` replaces the configured key prefix (a backtest's own).
+    """
     url = redis_url
     if url is None and cfg.redis.url is not None:
         url = cfg.redis.url.get_secret_value()
-    if not url:
-        return MemoryStore(retention_s=retention_s(cfg))
-    return RedisStore.from_url(
-        url,
-        prefix=cfg.redis.key_prefix,
+    return StorageSettings(
+        url=url or None,
+        prefix=cfg.redis.key_prefix if prefix is None else prefix,
         bucket_width=bucket_width(cfg),
         counter_ttl_s=retention_s(cfg),
         user_ttl_s=TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S,
+        history_keep_s=cfg.learning.history_days * DAY_S,
     )
 
 

@@ -249,7 +249,7 @@ def _check_row_path(
     first = records[0][0]
     for offset, raw in records:
         if (offset - first) % 3 == 0:
-            continue  # a pristine neighbour: test_decode_rows.py covers valid events
+            continue  # a pristine neighbour: test_process_rows.py covers valid events
         one = processor.process_values(topic_type, [raw], now=now, next_offset=offset + 1)
         if one is None:
             continue

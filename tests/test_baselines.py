@@ -38,8 +38,9 @@ from stream_sentinel.model import (
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
+from stream_sentinel.store.build import open_storage
 from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
-from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.wiring import storage_settings
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
 assert T0 % DAY_S == 0
@@ -427,11 +428,12 @@ def test_build_baselines_static_when_nothing_is_learned() -> None:
             }
         }
     )
-    assert isinstance(build_baselines(cfg, MemoryStore(4000)), StaticBaselines)
+    assert isinstance(build_baselines(cfg, MemoryHistory(DAY_S)), StaticBaselines)
 
 
-def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None:
+async def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None:
     cfg = Config.model_validate({"baselines": {"blocked_pct": 0.1}, "learning": {"days": 3}})
-    built = build_baselines(cfg, MemoryStore(4000))
+    async with open_storage(storage_settings(cfg)) as storage:
+        built = build_baselines(cfg, storage.history)
     assert isinstance(built, LearnedBaselines)
     assert isinstance(built.history, MemoryHistory)

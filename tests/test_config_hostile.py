@@ -14,8 +14,9 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from stream_sentinel.config import ConfigError, load_config
+from stream_sentinel.store.build import open_storage
 from stream_sentinel.store.redis import RedisStore
-from stream_sentinel.wiring import build_store
+from stream_sentinel.wiring import storage_settings
 
 HB = '[[heartbeat]]\nurl = "{url}"\ntokens = {{ composite = "{token}" }}\n'
 
@@ -150,11 +151,11 @@ async def test_cluster_urls_build_a_cluster_store(tmp_path: Path, url: str) -> N
     path = tmp_path / "sentinel.toml"
     path.write_text("")
     cfg = load_config(path, {"SENTINEL_REDIS_URL": url})
-    store = build_store(cfg)
-    assert isinstance(store, RedisStore) and isinstance(store.client, RedisCluster)
+    async with open_storage(storage_settings(cfg)) as storage:
+        store = storage.store
+        assert isinstance(store, RedisStore) and isinstance(store.client, RedisCluster)
     if "pw" in url:
         assert "pw" in cfg.secrets()  # scrubbed from logs like a single node's password
-    await store.close()
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ NEW_DOCS = (
     "tuning.md",
     "heartbeats.md",
     "reliability.md",
+    "architecture.md",
     "alerting.md",
 )
 
@@ -275,3 +276,13 @@ def test_tuning_example_output_is_what_replay_and_score_print(
     assert main(["score", "--truth", truth, "--timeline", str(timeline)]) == 0
     for line in capsys.readouterr().out.strip().splitlines():
         assert line in doc, line
+
+
+def test_architecture_names_only_modules_that_exist() -> None:
+    """The rooms page is read before the code: every module it names is there."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"([a-z_/]+\.py)\b", text))
+    assert {"kafka/source.py", "ingest.py", "store/build.py"} <= named
+    roots = (ROOT / "stream_sentinel", ROOT / "tests", ROOT)
+    missing = [n for n in named if not any((root / n).is_file() for root in roots)]
+    assert missing == []

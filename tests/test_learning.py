@@ -14,6 +14,7 @@ import random
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
@@ -34,9 +35,9 @@ from stream_sentinel.model import NANO, SignalName, Tick, WindowCounts
 from stream_sentinel.sim.simulate import Scenario, simulate, write_log
 from stream_sentinel.sim.traffic import diurnal_factor
 from stream_sentinel.store.base import ApplyResult, PartitionId
+from stream_sentinel.store.build import open_storage
 from stream_sentinel.store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
-from stream_sentinel.store.redis import RedisStore
-from stream_sentinel.wiring import build_rules
+from stream_sentinel.wiring import build_rules, storage_settings
 
 T0 = 1_790_035_200  # midnight UTC
 COST_PER_RESPONSE = 0.00015  # USD: ~16 USD/h at the simulator's peak
@@ -152,7 +153,7 @@ class Traffic:
     ) -> ApplyResult:
         raise AssertionError("the synthetic store is read-only")
 
-    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+    async def drop_all(self) -> None:
         return None
 
     async def ping(self) -> None:
@@ -169,7 +170,7 @@ def learned_cfg(days: int, seasonality: str = "none") -> Config:
 async def run_ticks(
     traffic: Traffic, cfg: Config, history: History, first: int, count: int
 ) -> list[Tick]:
-    provider = build_baselines(cfg, traffic, history=history)
+    provider = build_baselines(cfg, history)
     evaluator = Evaluator(traffic, build_rules(cfg), provider)
     return [await evaluator.evaluate(first + 60 * i) for i in range(count)]
 
@@ -248,7 +249,7 @@ async def test_three_weeks_first_learned_then_attacks_found_without_false_critic
 async def restartable(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Callable[[], History | None]]:
-    """Makes the history each 'process' gets: None means build_baselines picks it."""
+    """Makes the history each 'process' gets: None means the storage builder picks it."""
     if request.param == "memory":
         shared = MemoryHistory(14 * DAY_S)
         yield lambda: shared
@@ -261,24 +262,23 @@ async def test_restart_in_the_middle_of_learning_keeps_the_day_count(
 ) -> None:
     traffic = Traffic(T0 - HOUR_S, 9 * 1440, seed=4)
     cfg = learned_cfg(7)
-    clients: list[aioredis.Redis] = []
     prefix = f"t{uuid.uuid4().hex[:10]}"
+    processes = AsyncExitStack()
 
-    def process() -> LearnedBaselines:
-        """A fresh process: new provider, and over Redis a new client and store."""
+    async def process() -> LearnedBaselines:
+        """A fresh process: new provider, and over Redis a new client and storage."""
         history = restartable()
         if history is None:
-            client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-            clients.append(client)
-            store = RedisStore(
-                client, prefix=prefix, bucket_width=60, counter_ttl_s=60, user_ttl_s=60
+            settings = storage_settings(
+                cfg, redis_url=request.getfixturevalue("redis_url"), prefix=prefix
             )
-            built = build_baselines(cfg, store)
+            storage = await processes.enter_async_context(open_storage(settings))
+            built = build_baselines(cfg, storage.history)
             assert isinstance(built, LearnedBaselines)
             assert isinstance(built.history, RedisHistory)
             assert built.history.ticks_key.startswith(f"{prefix}:{{history}}")
             return built
-        built = build_baselines(cfg, traffic, history=history)
+        built = build_baselines(cfg, history)
         assert isinstance(built, LearnedBaselines)
         return built
 
@@ -288,23 +288,23 @@ async def test_restart_in_the_middle_of_learning_keeps_the_day_count(
 
     try:
         # every 10 min for 2.5 days, then "crash"
-        before = await evaluate(process(), range(T0, T0 + 60 * HOUR_S, 600))
+        before = await evaluate(await process(), range(T0, T0 + 60 * HOUR_S, 600))
         assert before[0].reason == "day 1 of 7" and before[-1].reason == "day 3 of 7"
         learned_before = before[-1].signals["safety_pct"].baseline
-        after = await evaluate(process(), range(T0 + 61 * HOUR_S, T0 + 62 * HOUR_S, 600))
+        after = await evaluate(await process(), range(T0 + 61 * HOUR_S, T0 + 62 * HOUR_S, 600))
         assert after[0].status == "learning" and after[0].reason == "day 3 of 7"
         # the new process learned from the old one's history
         assert after[0].signals["safety_pct"].baseline == pytest.approx(learned_before, abs=0.05)
         assert after[0].signals["safety_pct"].baseline_source == "learning"
-        done = await evaluate(process(), range(day(8, 0), day(8, 0) + 600, 600))
+        done = await evaluate(await process(), range(day(8, 0), day(8, 0) + 600, 600))
         assert done[0].status != "learning" and done[0].reason is None
         assert done[0].signals["safety_pct"].baseline_source == "learned"
     finally:
-        for client in clients:
-            doomed = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-            if doomed:
-                await client.delete(*doomed)
-            await client.aclose()
+        if restartable() is None:
+            url = request.getfixturevalue("redis_url")
+            async with open_storage(storage_settings(cfg, redis_url=url, prefix=prefix)) as storage:
+                await storage.store.drop_all()  # the history's keys share the prefix
+        await processes.aclose()
 
 
 async def test_redis_wipe_restarts_learning_with_the_lost_history(redis_url: str) -> None:
@@ -313,8 +313,8 @@ async def test_redis_wipe_restarts_learning_with_the_lost_history(redis_url: str
     prefix = f"t{uuid.uuid4().hex[:10]}"
     client = aioredis.Redis.from_url(redis_url)
     try:
-        store = RedisStore(client, prefix=prefix, bucket_width=60, counter_ttl_s=60, user_ttl_s=60)
-        evaluator = Evaluator(traffic, build_rules(cfg), build_baselines(cfg, store))
+        history = RedisHistory(client, prefix=prefix, keep_s=cfg.learning.history_days * DAY_S)
+        evaluator = Evaluator(traffic, build_rules(cfg), build_baselines(cfg, history))
         for at in range(T0, T0 + 2 * HOUR_S, 60):
             await evaluator.evaluate(at)
         learned = await evaluator.evaluate(T0 + DAY_S)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import subprocess
 from pathlib import Path
@@ -205,24 +204,47 @@ def test_bounded_label_truncates_and_remembers() -> None:
     assert label("x") == "x"
 
 
-def test_store_call_times_and_counts_errors() -> None:
+def test_a_batch_times_its_store_write_and_a_failed_call_counts_by_op() -> None:
+    from stream_sentinel.app import MetricsObserver
+    from stream_sentinel.ingest import Processed
+    from stream_sentinel.store.base import PartitionId
+
     m = Metrics()
-    with m.store_call("write"):
-        pass
-    with pytest.raises(ConnectionError), m.store_call("read"):
-        raise ConnectionError("down")
+    observer = MetricsObserver(m)
+    done = Processed({}, 3)
+    done.outcomes[("request", "")] = 3
+    observer.batch_done(PartitionId("llm.requests", 0), done, 0.004)
+    observer.store_error("apply")
+    observer.store_error("load_offsets")
+    observer.store_error("load_offsets")
     s = samples(m)
     assert s[key("stream_sentinel_store_write_seconds_count")] == 1
-    assert s[key("stream_sentinel_store_read_seconds_count")] == 1
-    assert s[key("stream_sentinel_store_errors_total", op="read")] == 1
-    assert s[key("stream_sentinel_store_errors_total", op="write")] == 0
+    assert s[key("stream_sentinel_store_write_seconds_sum")] == pytest.approx(0.004)
+    assert s[key("stream_sentinel_store_errors_total", op="write")] == 1
+    assert s[key("stream_sentinel_store_errors_total", op="read")] == 2
+    assert (
+        s[key("stream_sentinel_events_total", topic_type="request", result="counted", reason="")]
+        == 3
+    )
 
 
-def test_cancellation_is_not_a_store_error() -> None:
+def test_a_revoked_partition_takes_its_lag_series_along() -> None:
+    """After a rebalance the new owner reports the partition's lag; a stale
+    series left here would make sum(lag) count it twice."""
+    from stream_sentinel.app import MetricsObserver
+    from stream_sentinel.store.base import PartitionId
+
     m = Metrics()
-    with pytest.raises(asyncio.CancelledError), m.store_call("write"):
-        raise asyncio.CancelledError
-    assert samples(m)[key("stream_sentinel_store_errors_total", op="write")] == 0
+    observer = MetricsObserver(m)
+    p0, p1 = PartitionId("llm.requests", 0), PartitionId("llm.requests", 1)
+    observer.assignment_changed([p0, p1], [])
+    observer.lag(p0, 12)
+    observer.lag(p1, 3)
+    observer.assignment_changed([p0], [p1])
+    s = samples(m)
+    assert s[key("stream_sentinel_consumer_lag", topic="llm.requests", partition="0")] == 12
+    assert key("stream_sentinel_consumer_lag", topic="llm.requests", partition="1") not in s
+    assert s[key("stream_sentinel_partitions_assigned")] == 1
 
 
 def test_consumer_lag_and_revoked_partitions() -> None:

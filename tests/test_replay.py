@@ -187,12 +187,13 @@ async def test_dead_letters_leave_with_their_block_not_at_the_next_tick() -> Non
     from stream_sentinel.config import load_config
     from stream_sentinel.evaluate import Evaluator
     from stream_sentinel.replay import _Run
+    from stream_sentinel.store.history import MemoryHistory
     from stream_sentinel.store.memory import MemoryStore
     from stream_sentinel.wiring import build_rules, retention_s
 
     cfg = load_config(None, {"SENTINEL_BASELINES_BLOCKED_PCT": "0.1"})
     store = MemoryStore(retention_s=retention_s(cfg))
-    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, store))
+    evaluator = Evaluator(store, build_rules(cfg), build_baselines(cfg, MemoryHistory(3600)))
     dead: list[object] = []
     run = _Run(cfg, store, evaluator, lambda tick: None, dead.append)
     first = [orjson.dumps(req(0, T0 + 1, "u1")) + b"\n"]
@@ -206,3 +207,45 @@ async def test_dead_letters_leave_with_their_block_not_at_the_next_tick() -> Non
     await run.finish()
     assert run.summary.counted == 2
     assert len(dead) == 50
+
+
+def test_a_redis_backtest_leaves_no_keys_behind(
+    tmp_path: Path, any_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counters, offsets and (with a learned signal) tick history are scratch."""
+    import asyncio
+    import uuid
+
+    from stream_sentinel.store.redis_client import connect
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("SENTINEL_REDIS_KEY_PREFIX", prefix)
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(
+        b"".join(orjson.dumps(req(i, T0 + 7 * i, f"u{i % 3}")) + b"\n" for i in range(200))
+    )
+
+    async def keys() -> list[bytes]:
+        client = connect(any_redis_url)
+        try:
+            return [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        finally:
+            await client.aclose()
+
+    # spend_hour without a static baseline: learned, so the history is written too
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASELINES.replace("spend_hour = 41.67\n", ""))
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "stream_sentinel", "replay", str(log)),
+            *("--config", str(cfg), "--redis", any_redis_url),
+            *("--timeline", str(tmp_path / "t.jsonl")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ticks = [orjson.loads(x) for x in (tmp_path / "t.jsonl").read_bytes().splitlines()]
+    assert ticks and ticks[-1]["signals"]["spend_hour"]["baseline_source"] == "learning"
+    assert asyncio.run(keys()) == []

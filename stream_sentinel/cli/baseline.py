@@ -31,9 +31,9 @@ from ..ingest import DeadLetter
 from ..model import SIGNALS, SignalName, Tick, format_at
 from ..replay import ReplaySummary, replay
 from ..sim.truth import SIGNAL_WINDOW_S
-from ..store.history import MemoryHistory, TickRecord
-from ..store.memory import MemoryStore
-from ..wiring import build_rules, retention_s
+from ..store.build import open_storage
+from ..store.history import TickRecord
+from ..wiring import build_rules, storage_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +42,8 @@ async def learn_from_logs(
     paths: Sequence[str], cfg: Config, *, seasonality: Seasonality
 ) -> tuple[BaselineTable, ReplaySummary]:
     """Replay ``paths`` in event time, recording history, and learn all four signals."""
-    keep_s = cfg.learning.history_days * DAY_S
-    lookback = min(LOOKBACK_S, keep_s)
+    lookback = min(LOOKBACK_S, cfg.learning.history_days * DAY_S)
     min_points = min_points_for(cfg.alerting.tick_seconds)
-    history = MemoryHistory(keep_s)
-    recorder = LearnedBaselines(
-        history,
-        static={},
-        learned=SIGNALS,
-        learning_days=None,  # always learning: nothing alerts while we record
-        seasonality=seasonality,
-        min_points=min_points,
-        lookback_s=lookback,
-    )
-    store = MemoryStore(retention_s=retention_s(cfg))
-    evaluator = Evaluator(store, build_rules(cfg), recorder)
     first_at: int | None = None
     last_at: int | None = None
 
@@ -65,15 +52,29 @@ async def learn_from_logs(
         first_at = tick.at if first_at is None else first_at
         last_at = tick.at
 
-    try:
-        summary = await replay(
-            paths, cfg=cfg, store=store, evaluator=evaluator, on_tick=on_tick, on_dead=_ignore
+    # the embedded store, whatever the config says: learning is a private backtest
+    async with open_storage(storage_settings(cfg, redis_url="")) as storage:
+        recorder = LearnedBaselines(
+            storage.history,
+            static={},
+            learned=SIGNALS,
+            learning_days=None,  # always learning: nothing alerts while we record
+            seasonality=seasonality,
+            min_points=min_points,
+            lookback_s=lookback,
         )
-    finally:
-        await store.close()
-    if first_at is None or last_at is None:
-        return learn_table([], SIGNALS, min_points=min_points), summary
-    records = await history.records(last_at + 1 - lookback, last_at + 1)
+        evaluator = Evaluator(storage.store, build_rules(cfg), recorder)
+        summary = await replay(
+            paths,
+            cfg=cfg,
+            store=storage.store,
+            evaluator=evaluator,
+            on_tick=on_tick,
+            on_dead=_ignore,
+        )
+        if first_at is None or last_at is None:
+            return learn_table([], SIGNALS, min_points=min_points), summary
+        records = await storage.history.records(last_at + 1 - lookback, last_at + 1)
     return learn_table(full_windows(records, first_at), SIGNALS, min_points=min_points), summary
 
 

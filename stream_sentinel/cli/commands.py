@@ -20,10 +20,9 @@ from ..ingest import DeadLetter
 from ..model import Tick
 from ..replay import ReplaySummary, replay
 from ..source_file import total_bytes
-from ..store.base import Store
-from ..store.memory import MemoryStore
-from ..store.redis_client import check_url
-from ..wiring import build_rules, build_store, retention_s
+from ..store.base import StoreUnavailable
+from ..store.build import Storage, check_url, open_storage
+from ..wiring import build_rules, storage_settings
 
 log = logging.getLogger("stream_sentinel")
 
@@ -72,14 +71,30 @@ def format_summary(s: ReplaySummary) -> str:
     return "\n".join(lines)
 
 
-async def _baselines(cfg: Config, store: Store, learn_from: list[str] | None) -> BaselineProvider:
+async def _baselines(
+    cfg: Config, storage: Storage, learn_from: list[str] | None
+) -> BaselineProvider:
     if learn_from:
         from .baseline import learned_provider
 
         return await learned_provider(learn_from, cfg)
     from ..baselines import build_baselines
 
-    return build_baselines(cfg, store)
+    return build_baselines(cfg, storage.history)
+
+
+# matplotlib is an optional extra (pyproject.toml): the service never draws
+REPORT_INSTALL = "pip install 'stream-sentinel[report]'"
+
+
+def _report_unavailable() -> str | None:
+    """Why ``--report`` cannot be drawn here, or None. Asked before the replay
+    starts, so a long backtest does not fail at its very end."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return f"--report needs the report extra (matplotlib): {REPORT_INSTALL}"
+    return None
 
 
 async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
@@ -87,18 +102,44 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
         # checked like redis.url in the config; the URL is not echoed (a password)
         print(f"config error: --redis: {problem}", file=sys.stderr)
         return 2
-    if args.redis:
-        # a private prefix: a backtest must never mix with live counters
-        run_prefix = f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}"
-        cfg = cfg.model_copy(
-            update={"redis": cfg.redis.model_copy(update={"key_prefix": run_prefix})}
-        )
-        store: Store = build_store(cfg, args.redis)
-    else:
-        store = MemoryStore(retention_s=retention_s(cfg))
-    baselines = await _baselines(cfg, store, args.learn_from)
-    evaluator = Evaluator(store, build_rules(cfg), baselines)
+    if args.report and (problem := _report_unavailable()):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    # without --redis the embedded store, whatever the config says: a replay
+    # is a private backtest; with it, a private prefix, so a backtest never
+    # mixes with live counters
+    settings = storage_settings(
+        cfg,
+        redis_url=args.redis or "",
+        prefix=f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}",
+    )
     ticks: list[dict[str, Any]] = []
+    async with open_storage(settings) as storage:
+        summary = await _replay_into(args, cfg, storage, ticks)
+    print(format_summary(summary))
+    if args.report:
+        from ..report import render_report
+
+        html = render_report(
+            ticks,
+            config=cfg.redacted_dict(),
+            title=f"stream-sentinel replay of {', '.join(Path(p).name for p in args.logs)}",
+        )
+        _open_text(args.report).write(html)
+        print(f"report: {args.report}")
+    if args.timeline:
+        print(f"timeline: {args.timeline}")
+    return 0
+
+
+async def _replay_into(
+    args: argparse.Namespace, cfg: Config, storage: Storage, ticks: list[dict[str, Any]]
+) -> ReplaySummary:
+    """Run the replay on ``storage``, writing the timeline and dead letters;
+    ``ticks`` collects the ticks for the report."""
+    store = storage.store
+    baselines = await _baselines(cfg, storage, args.learn_from)
+    evaluator = Evaluator(store, build_rules(cfg), baselines)
     with ExitStack() as stack:
         timeline: IO[bytes] | None = None
         dead_out: IO[bytes] | None = None
@@ -120,7 +161,7 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
 
         on_bytes = _progress(args.logs, not args.no_progress, stack)
         try:
-            summary = await replay(
+            return await replay(
                 args.logs,
                 cfg=cfg,
                 store=store,
@@ -131,37 +172,11 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
                 gunzip_process=not args.inline_gunzip,
             )
         finally:
-            if args.redis:
-                await _drop_replay_keys(store)
-            await store.close()
-    print(format_summary(summary))
-    if args.report:
-        from ..report import render_report
-
-        html = render_report(
-            ticks,
-            config=cfg.redacted_dict(),
-            title=f"stream-sentinel replay of {', '.join(Path(p).name for p in args.logs)}",
-        )
-        _open_text(args.report).write(html)
-        print(f"report: {args.report}")
-    if args.timeline:
-        print(f"timeline: {args.timeline}")
-    return 0
-
-
-async def _drop_replay_keys(store: Store) -> None:
-    """A backtest's counters are scratch: leave nothing behind in a shared Redis."""
-    from ..store.redis import RedisStore
-
-    if not isinstance(store, RedisStore):
-        return
-    try:
-        keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await store.client.delete(*keys[i : i + 500])
-    except Exception as exc:  # scratch keys expire by themselves anyway
-        log.warning("could not delete replay keys: %s", type(exc).__name__)
+            # a backtest's counters are scratch: nothing left behind in a shared Redis
+            try:
+                await store.drop_all()
+            except StoreUnavailable as exc:  # scratch keys expire by themselves anyway
+                log.warning("could not delete replay keys: %s", exc)
 
 
 def _open_out(path: str) -> IO[bytes]:
@@ -210,3 +225,15 @@ async def cmd_baseline(args: argparse.Namespace, cfg: Config) -> int:
     from .baseline import baseline_command
 
     return await baseline_command(args, cfg)
+
+
+async def cmd_record(args: argparse.Namespace, cfg: Config) -> int:
+    from .record import record_command
+
+    return await record_command(args, cfg)
+
+
+async def cmd_bridge(args: argparse.Namespace, cfg: Config) -> int:
+    from .bridge import bridge_command
+
+    return await bridge_command(args, cfg)

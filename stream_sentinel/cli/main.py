@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     bl.add_argument("--config")
     bl.add_argument("--seasonality", choices=["none", "hour_of_day"])
     bl.add_argument("--write", metavar="FILE", help="write the [baselines] section here")
+    from . import bridge, record
+
+    record.describe(
+        verbs.add_parser("record", help="copy the live topics' events, by event time, into a log")
+    )
+    br = verbs.add_parser("bridge", help="receive a gateway's HTTP log posts and produce events")
+    sources = br.add_subparsers(dest="source", required=True)
+    bridge.describe(sources.add_parser("litellm", help="LiteLLM's generic_api logger posts"))
     return p
 
 
@@ -104,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "produce": commands.cmd_produce,
         "simulate": commands.cmd_simulate,
         "baseline": commands.cmd_baseline,
+        "record": commands.cmd_record,
+        "bridge": commands.cmd_bridge,
     }[args.verb]
     try:
         return asyncio.run(handler(args, cfg))

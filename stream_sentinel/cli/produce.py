@@ -25,7 +25,8 @@ from ..timestamps import parse_rfc3339
 log = logging.getLogger(__name__)
 
 
-def _ts_of(doc: dict[str, Any]) -> float | None:
+def event_ts(doc: dict[str, Any]) -> float | None:
+    """An event's time as a number, or None when it has none the contract accepts."""
     ts = doc.get("ts")
     if isinstance(ts, bool):
         return None
@@ -45,7 +46,7 @@ def last_ts(paths: Sequence[str]) -> float | None:
                 doc = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 continue
-            ts = _ts_of(doc) if isinstance(doc, dict) else None
+            ts = event_ts(doc) if isinstance(doc, dict) else None
             if ts is not None and (newest is None or ts > newest):
                 newest = ts
     return newest
@@ -113,7 +114,7 @@ async def produce_logs(
                     topic = topics.get(doc.get("type"), topics["request"])  # type: ignore[arg-type]
                     user = doc.get("user_id")
                     key = user.encode() if isinstance(user, str) else None
-                    ts = _ts_of(doc)
+                    ts = event_ts(doc)
                     if ts is not None:
                         wait = pacer.delay(ts)
                         if wait > 0:

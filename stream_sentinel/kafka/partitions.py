@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class Assigned:
+class PartitionState:
+    """Where one of our assigned partitions stands against the store."""
+
     expected: int | None  # offset the store holds for us (None: nothing stored)
     # where we sought to, then the next offset after each write: records below
     # it (fetched before a seek) are never counted
@@ -53,13 +55,18 @@ class Partitions:
         self.clock = clock
         self._lag = lag
         self.consumer: AIOKafkaConsumer
-        self.assigned: dict[TopicPartition, Assigned] = {}
+        # the partitions this consumer owns now ("assigned" means this, and only this)
+        self.assigned: dict[TopicPartition, PartitionState] = {}
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.last_progress = clock()
 
     @property
     def rebuilding(self) -> bool:
         return any(a.rebuild_until is not None for a in self.assigned.values())
+
+    def revoke(self, tps: Sequence[TopicPartition]) -> list[PartitionId]:
+        """Let go of ``tps``; the ones we held."""
+        return [part_of(tp) for tp in tps if self.assigned.pop(tp, None) is not None]
 
     async def resume(self, stored: Mapping[TopicPartition, int | None]) -> None:
         """Seek each newly assigned partition to the offset the store holds."""
@@ -69,7 +76,7 @@ class Partitions:
                 missing.append(tp)
             else:
                 self.consumer.seek(tp, offset)
-                self.assigned[tp] = Assigned(offset, offset)
+                self.assigned[tp] = PartitionState(offset, offset)
         if missing:
             await self.rebuild(missing)
 
@@ -90,12 +97,12 @@ class Partitions:
             start = hit.offset if hit is not None else ends[tp]
             self.consumer.seek(tp, start)
             until = ends[tp] if ends[tp] > start else None
-            self.assigned[tp] = Assigned(None, start, until)
+            self.assigned[tp] = PartitionState(None, start, until)
             log.warning(
                 "rebuilding %s from offset %d (no stored offset), end %d", tp, start, ends[tp]
             )
 
-    async def fenced(self, tp: TopicPartition, state: Assigned, stored: int | None) -> None:
+    async def fenced(self, tp: TopicPartition, state: PartitionState, stored: int | None) -> None:
         """A write met the store's fence: follow what the store holds."""
         log.warning("%s fenced: store holds %s, expected %s", part_of(tp), stored, state.expected)
         if stored is None:
@@ -160,7 +167,7 @@ class Partitions:
                 continue  # the next batch's write meets the fence and handles it
             self.advanced(tp, state, position)
 
-    def advanced(self, tp: TopicPartition, state: Assigned, to: int) -> None:
+    def advanced(self, tp: TopicPartition, state: PartitionState, to: int) -> None:
         """The store holds ``to`` for ``tp``: our bookkeeping follows."""
         state.expected = state.position = to
         self._uncommitted[tp] = OffsetAndMetadata(to, "")

@@ -25,7 +25,7 @@ from ..events import EventType
 from ..ingest import BatchProcessor, Processed
 from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
 from .dead_letters import DeadLetters
-from .partitions import Assigned, Partitions, part_of
+from .partitions import Partitions, PartitionState, part_of
 from .records import Fetched, use_lean_records
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,11 @@ class IngestObserver(Protocol):
     def batch_done(self, part: PartitionId, processed: Processed, store_seconds: float) -> None: ...
     def store_error(self, op: str) -> None: ...
     def lag(self, part: PartitionId, lag: int) -> None: ...
-    def assigned(self, count: int) -> None: ...
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
+        """``assigned``: every partition this consumer owns now; ``revoked``:
+        those it just let go of (their lag is no longer ours to report)."""
 
 
 class _NoObserver:
@@ -48,7 +52,9 @@ class _NoObserver:
     def lag(self, part: PartitionId, lag: int) -> None:
         pass
 
-    def assigned(self, count: int) -> None:
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
         pass
 
 
@@ -88,15 +94,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # the lock waits for an in-flight batch to be written before we let go
         async with self._ingest.lock:
             await self._ingest.commit_pending()
+            let_go = self._ingest.partitions.revoke(revoked)
             for tp in revoked:
-                self._ingest.assigned.pop(tp, None)
                 self._ingest.dead_letters.forget(tp)
-        self._ingest.observer.assigned(len(self._ingest.assigned))
+        self._ingest.observer.assignment_changed(self._ingest.assigned_parts(), let_go)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         async with self._ingest.lock:
             await self._ingest.resume(list(assigned))
-        self._ingest.observer.assigned(len(self._ingest.assigned))
+        self._ingest.observer.assignment_changed(self._ingest.assigned_parts(), [])
 
 
 class KafkaIngest:
@@ -271,8 +277,11 @@ class KafkaIngest:
         await self.partitions.commit_pending()
 
     @property
-    def assigned(self) -> dict[TopicPartition, Assigned]:
+    def assigned(self) -> dict[TopicPartition, PartitionState]:
         return self.partitions.assigned
+
+    def assigned_parts(self) -> list[PartitionId]:
+        return sorted(part_of(tp) for tp in self.partitions.assigned)
 
     @property
     def rebuilding(self) -> bool:

@@ -2,6 +2,8 @@
 
 Two implementations pass the same contract tests (tests/store/test_store_contract.py):
 ``MemoryStore`` (the embedded default, single process) and ``RedisStore``.
+``store.build.open_storage`` makes one from the settings and closes it; nothing
+above ``store/`` picks or constructs one itself.
 """
 
 from __future__ import annotations
@@ -80,12 +82,10 @@ class Store(Protocol):
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         """The ``k`` users with most requests in ``[start, end)``, exact, ties by user id."""
 
-    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
-        """A hint: get ready to read these windows (start, end, top users too).
-
-        Reads are exact without it; a store that keeps running totals moves
-        them here, off the path of the tick that will read them.
-        """
+    async def drop_all(self) -> None:
+        """Delete everything stored under this store's namespace: counters and
+        offsets, and in Redis every key of its prefix (the history and lease
+        beside them too). A scratch run's clean-up (``replay --redis``)."""
 
     async def claim_generation(self, candidate: str) -> str:
         """The store's generation marker, set to ``candidate`` when absent.
@@ -104,7 +104,16 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""
 
-    async def close(self) -> None: ...
+
+class ReadAhead(Protocol):
+    """A store's speed hint, for stores that keep running window totals (Redis).
+
+    Reads are exact without it; the live tick loop calls it right after a
+    tick so the totals move to the next tick's windows off that tick's path.
+    """
+
+    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
+        """Get ready to read these windows: (start, end, top users too)."""
 
 
 def top_k(totals: dict[str, int], k: int) -> list[tuple[str, int]]:

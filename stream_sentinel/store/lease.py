@@ -68,9 +68,6 @@ class Lease(Protocol):
         """Keep the Alertmanager episodes for later ticks and holders; only while we
         hold the lease. Whether they were written."""
 
-    async def close(self) -> None:
-        """Close what the lease opened itself (after ``release``)."""
-
 
 class LocalLease:
     """The embedded default: one process, always the leader."""
@@ -102,9 +99,6 @@ class LocalLease:
     async def save_alert_state(self, state: bytes) -> bool:
         self._alert_state = state
         return True
-
-    async def close(self) -> None:
-        return None
 
 
 class RedisLease:
@@ -173,6 +167,3 @@ class RedisLease:
         except REDIS_ERRORS:
             return False  # the caller keeps its copy; the next tick tries again
         return bool(written)
-
-    async def close(self) -> None:
-        await self._client.aclose()

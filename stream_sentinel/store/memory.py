@@ -89,8 +89,11 @@ class MemoryStore:
                 totals[user] = get(user, 0) + n
         return top_k(totals, k)
 
-    async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
-        return None  # every read sums its buckets: nothing to move
+    async def drop_all(self) -> None:
+        self._offsets.clear()
+        self._buckets.clear()
+        self._newest = self._oldest_kept = 0
+        self._generation = None  # as the Redis store's SCAN of the prefix drops its marker
 
     async def claim_generation(self, candidate: str) -> str:
         if self._generation is None:

@@ -17,9 +17,10 @@ because a Cluster pipeline cannot load a script the node does not know yet.
 
 Reads run one script per partition (``redis_scripts.POSITION``) that answers
 from the partition's running totals of the window, moved there first if they
-cover another one. ``prepare`` moves them ahead of the next tick, so the tick
-itself only reads totals. User ids are only ever hash fields and sorted set
-members, never key names: they cannot change a slot or collide.
+cover another one. ``prepare`` (the ``ReadAhead`` hint) moves them ahead of
+the next tick, so the tick itself only reads totals. User ids are only ever
+hash fields and sorted set members, never key names: they cannot change a
+slot or collide.
 
 Top users merged across partitions are exact when producers key by user id
 (each user counted in one partition): every partition's first k then hold the
@@ -85,12 +86,9 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        """The connection pool, for other keys of this deployment (baseline history)."""
+        """The connection pool, for tests and benchmarks that inspect Redis itself.
+        Production code gets its clients from ``store.build`` only."""
         return self._r
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
 
     def _tag(self, part: PartitionId) -> str:
         return f"{self._prefix}:{{{part.topic}:{part.partition}}}"
@@ -292,6 +290,16 @@ class RedisStore:
                     part[user] += totals[user]
             totals.update(part)
         return top_k(totals, k)
+
+    async def drop_all(self) -> None:
+        # SCAN, not KEYS: a shared Redis must not stall for a scratch run's
+        # clean-up; on a Cluster both visit every primary and split by slot
+        keys = await self._call(self._scan(f"{self._prefix}:*"))
+        for i in range(0, len(keys), 500):
+            await self._call(self._r.delete(*keys[i : i + 500]))
+
+    async def _scan(self, match: str) -> list[bytes]:
+        return [key async for key in self._r.scan_iter(match=match, count=1000)]
 
     async def ping(self) -> None:
         await self._call(self._r.ping())

@@ -1,10 +1,9 @@
 """Shared tools for the integration tests, each written once: traffic with
 known totals, topics and the service's environment (``create_topics``,
-``deployment_env``), the
-service as a real subprocess (``Service``, ``running_service``) and HTTP
-access to it (``Probe``), waiting on another process's state (``until``,
-``wait_stored_total``, ``wait_caught_up``), a private redis-server and Kafka
-broker we may pause, kill or restart."""
+``deployment_env``), the service as a real subprocess (``ServiceProcess``,
+``running_service``) and HTTP access to it (``Probe``), waiting on another
+process's state (``until``, ``wait_stored_total``, ``wait_caught_up``), a
+private redis-server and Kafka broker we may pause, kill or restart."""
 
 from __future__ import annotations
 
@@ -261,7 +260,10 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> list[dict]:  # t
 
 
 async def wait_caught_up(
-    store: RedisStore, ends: Mapping[PartitionId, int], timeout: float, proc: Service | None = None
+    store: RedisStore,
+    ends: Mapping[PartitionId, int],
+    timeout: float,
+    proc: ServiceProcess | None = None,
 ) -> None:
     """Poll the store's offsets until every partition reached its end offset."""
     loop = asyncio.get_running_loop()
@@ -301,8 +303,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Service:
-    """``stream-sentinel run`` as a real subprocess, configured by environment."""
+class ServiceProcess:
+    """``stream-sentinel run`` as a real subprocess, configured by environment
+    (the service inside it is ``app.ServiceProcess``)."""
 
     def __init__(self, env: Mapping[str, str], name: str = "svc") -> None:
         self.env = dict(env)
@@ -456,7 +459,7 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 class Probe:
     """HTTP access to one service process on its own port."""
 
-    def __init__(self, session: aiohttp.ClientSession, svc: Service, port: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, svc: ServiceProcess, port: int) -> None:
         self.session, self.svc, self.port = session, svc, port
 
     async def get(self, path: str) -> tuple[int, bytes]:
@@ -511,7 +514,7 @@ class Probe:
         if kill:
             self.svc.kill()
         self.svc.close()
-        self.svc = Service(self.svc.env, name)
+        self.svc = ServiceProcess(self.svc.env, name)
 
     def tail(self) -> str:
         return self.svc.log_tail(60)
@@ -529,7 +532,7 @@ async def running_service(
     port = int(env.get("SENTINEL_HTTP_PORT", "0")) or free_port()
     own = session is None
     http = aiohttp.ClientSession() if session is None else session
-    probe = Probe(http, Service({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
+    probe = Probe(http, ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
     try:
         yield probe
     finally:
@@ -551,7 +554,7 @@ async def wait_stored_total(
     store: Store,
     parts: Sequence[PartitionId],
     minimum: int,
-    svc: Service,
+    svc: ServiceProcess,
     timeout: float = 180,
 ) -> int:
     """Poll the store (another process writes it) until ``minimum`` offsets are stored."""

@@ -29,7 +29,7 @@ from alertmanager_server import by_name
 from conftest import AlertmanagerUnderTest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import Probe, Service, create_topics, deployment_env, free_port, produce
+from .harness import Probe, ServiceProcess, create_topics, deployment_env, free_port, produce
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def _unsafe(now: float, visible_s: float, tag: str = "u") -> list[dict[str, obje
 
 def _replica(session: aiohttp.ClientSession, env: Mapping[str, str], name: str) -> Probe:
     port = free_port()
-    return Probe(session, Service({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
+    return Probe(session, ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
 
 
 async def _am_until(

@@ -21,7 +21,7 @@ from stream_sentinel.store.redis_client import connect
 
 from .harness import (
     WIDTH,
-    Service,
+    ServiceProcess,
     assert_exact,
     end_offsets,
     expected_of,
@@ -78,7 +78,7 @@ async def test_service_on_a_cluster_counts_exactly_and_leads(
         extra={"SENTINEL_HTTP_PORT": str(port), "SENTINEL_ALERTING_TICK_SECONDS": "1"},
     )
     env.pop("SENTINEL_BASELINES_SPEND_HOUR")
-    svc = Service(env)
+    svc = ServiceProcess(env)
     store = RedisStore.from_url(
         redis_cluster_url,
         prefix=cluster_prefix,

@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.app import EXIT_UNAVAILABLE
 from stream_sentinel.cli.main import EXIT_CONFIG
@@ -37,7 +38,7 @@ from .fakes import HealthchecksFake, Ping, PingLog, UptimeKumaFake, WebhookFake
 from .harness import (
     START_TIMEOUT_S,
     Probe,
-    Service,
+    ServiceProcess,
     create_topics,
     deployment_env,
     free_port,
@@ -83,7 +84,7 @@ def _env(
     )
 
 
-async def _signal_and_wait(svc: Service, sig: signal.Signals, timeout: float = 30) -> int:
+async def _signal_and_wait(svc: ServiceProcess, sig: signal.Signals, timeout: float = 30) -> int:
     # waited for in a thread: the loopback monitors live on this event loop
     svc.proc.send_signal(sig)
     return await asyncio.to_thread(svc.proc.wait, timeout)
@@ -225,7 +226,7 @@ async def test_attack_turns_heartbeats_critical_then_back_to_ok(
             SENTINEL_CONFIG=str(config),
             SENTINEL_HEARTBEAT_1_TOKENS_COMPOSITE_FILE=str(token_file),
         )
-        svc = Service(env, "attack")
+        svc = ServiceProcess(env, "attack")
         try:
             probe = Probe(session, svc, port)
             await probe.ready()
@@ -323,7 +324,7 @@ async def test_prometheus_scrapes_the_service_and_promtool_accepts_its_metrics(
 ) -> None:
     topics = await create_topics(make_topic, 2)
     port, prom_port = free_port(), free_port()
-    svc = Service(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, port), "prom")
+    svc = ServiceProcess(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, port), "prom")
     prom_log = tmp_path / "prometheus.log"
     prom: subprocess.Popen[bytes] | None = None
     try:
@@ -417,7 +418,7 @@ class Replicas:
 
     def start(self, name: str) -> Probe:
         port = free_port()
-        svc = Service({**self.env, "SENTINEL_HTTP_PORT": str(port)}, name)
+        svc = ServiceProcess({**self.env, "SENTINEL_HTTP_PORT": str(port)}, name)
         self.started.append(Probe(self.session, svc, port))
         return self.started[-1]
 
@@ -523,6 +524,54 @@ async def test_sigterm_drains_exits_0_and_hands_leadership_over_at_once(
     assert "stopped" in a.tail()
     # a lease left to expire (TTL 1.5 ticks, renewed at the last tick) would cost a tick
     assert last.at is not None and taken.at == last.at + TICK_S
+
+
+async def _lag_series(probe: Probe) -> set[tuple[str, str]]:
+    """The (topic, partition) of every consumer-lag series the replica exports."""
+    _, body = await probe.get("/metrics")
+    return {
+        (s.labels["topic"], s.labels["partition"])
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "stream_sentinel_consumer_lag"
+    }
+
+
+async def test_a_rebalance_moves_each_partitions_lag_to_its_new_owner(
+    kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
+) -> None:
+    """A replica exports lag only for the partitions it holds: after a second
+    replica joins, the first one's series of the partitions it gave up go, or
+    sum(lag) over replicas would count those twice (and the lag alert fire)."""
+    topics = await create_topics(make_topic, 2)
+    every = {(topics[kind], str(p)) for kind in ("request", "response") for p in range(2)}
+    async with aiohttp.ClientSession() as session:
+        replicas = Replicas(session, _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, 0))
+        try:
+            a = replicas.start("lag-a")
+            await a.ready()
+            # counted on every partition, so each has a stored offset and a lag
+            await produce(kafka_bootstrap, topics, _normal_traffic(time.time()))
+
+            async def a_reports_every_partition() -> bool | None:
+                return True if await _lag_series(a) == every else None
+
+            await a.until(a_reports_every_partition, "a's lag for all four partitions")
+            b = replicas.start("lag-b")
+            await b.ready()  # b holds partitions: the group rebalanced
+            await produce(kafka_bootstrap, topics, _normal_traffic(time.time()))
+
+            async def split() -> tuple[set[tuple[str, str]], ...] | None:
+                held = [await p.metric("stream_sentinel_partitions_assigned") for p in (a, b)]
+                series = [await _lag_series(p) for p in (a, b)]
+                whole = sum(held) == len(every) and series[0] | series[1] == every
+                settled = all(len(s) == n for s, n in zip(series, held, strict=True))
+                return tuple(series) if whole and settled and all(held) else None
+
+            left, right = await b.until(split, "one lag series per partition", timeout=120)
+        finally:
+            replicas.close()
+    assert left and right and not left & right
 
 
 # -- 4. refusing to start ---------------------------------------------------------

@@ -41,7 +41,7 @@ from .harness import (
     PrivateKafka,
     PrivateRedis,
     Probe,
-    Service,
+    ServiceProcess,
     assert_exact,
     create_topics,
     deployment_env,
@@ -138,7 +138,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
     # the stream is produced while the service is killed and restarted
     producing = asyncio.create_task(produce(kafka_bootstrap, topics, events))
     started = time.monotonic()
-    svc = Service(env, "svc0")
+    svc = ServiceProcess(env, "svc0")
     kill_points: list[int] = []
     try:
         for k in range(kills):
@@ -150,7 +150,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
             svc.kill()
             kill_points.append(reached)
             svc.close()
-            svc = Service(env, f"svc{k + 1}")
+            svc = ServiceProcess(env, f"svc{k + 1}")
         await producing
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
         assert sum(ends.values()) == n_events
@@ -550,14 +550,14 @@ async def test_kafka_broker_restarted_mid_stream_consumer_resumes_without_loss(
 ) -> None:
     broker = PrivateKafka()
     store = reader_store(redis_url, redis_ns.prefix)
-    svc: Service | None = None
+    svc: ServiceProcess | None = None
     try:
         await broker.start()
         topics = await _private_topics(broker.bootstrap)
         events = make_events(60_000, now=time.time(), seed=41)
         expected = expected_of(events)
         env = _env(broker.bootstrap, redis_url, redis_ns.prefix, topics)
-        svc = Service(env, "broker")
+        svc = ServiceProcess(env, "broker")
         await produce(broker.bootstrap, topics, events[:30_000])
         await wait_stored_total(store, stream_parts(topics), 5_000, svc)
         started = time.monotonic()
@@ -629,7 +629,7 @@ async def test_three_replicas_one_killed_and_restarted_one_leader_per_tick_exact
 
         def start(name: str) -> Probe:
             port = free_port()
-            svc = Service({**env, "SENTINEL_HTTP_PORT": str(port)}, name)
+            svc = ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name)
             replicas[name] = Probe(session, svc, port)
             return replicas[name]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -44,7 +45,9 @@ class Sizes:
     def lag(self, part: PartitionId, lag: int) -> None:
         pass
 
-    def assigned(self, count: int) -> None:
+    def assignment_changed(
+        self, assigned: Sequence[PartitionId], revoked: Sequence[PartitionId]
+    ) -> None:
         pass
 
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .harness import (
     Expected,
-    Service,
+    ServiceProcess,
     assert_exact,
     create_topics,
     deployment_env,
@@ -54,7 +54,9 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
     expected = expected_of(events)
     await produce(kafka_bootstrap, topics, events)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    svc = Service(deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
+    svc = ServiceProcess(
+        deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
+    )
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
@@ -94,7 +96,7 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
     env = deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     store = reader_store(redis_url, redis_ns.prefix)
-    a, b = Service(env, "a"), Service(env, "b")
+    a, b = ServiceProcess(env, "a"), ServiceProcess(env, "b")
     try:
         # both members of the group hold partitions before the first one stops
         await a.wait_log("Setting newly assigned partitions {TopicPartition")
@@ -154,7 +156,7 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     env = deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
     port = free_port()
     env["SENTINEL_HTTP_PORT"] = str(port)
-    svc = Service(env)
+    svc = ServiceProcess(env)
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])

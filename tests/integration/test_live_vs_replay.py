@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
-from .harness import Service, free_port, service_env
+from .harness import ServiceProcess, free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ async def test_live_and_replay_agree_on_values_and_status(
     )
     assert produced.returncode == 0, produced.stderr
     assert "produced 1800 messages" in produced.stdout
-    svc = Service(env)
+    svc = ServiceProcess(env)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60

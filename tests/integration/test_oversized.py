@@ -23,7 +23,7 @@ from stream_sentinel.ingest import MAX_DEAD_LETTER_VALUE
 
 from .harness import (
     Expected,
-    Service,
+    ServiceProcess,
     assert_exact,
     end_offsets,
     make_events,
@@ -82,7 +82,7 @@ async def test_a_message_near_the_broker_limit_is_dead_lettered_and_does_not_blo
         responses=topics["response"],
         dlq=topics["dlq"],
     )
-    svc = Service(env)
+    svc = ServiceProcess(env)
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"]])

@@ -311,3 +311,17 @@ async def test_a_wiped_redis_has_no_generation_and_a_new_claim_replaces_it(
         for key in [k async for k in client.scan_iter(match=f"{prefix}:*")]:
             await client.delete(key)
         await s.close()
+
+
+async def test_drop_all_forgets_offsets_counts_and_users(store: Store) -> None:
+    await store.apply(P0, None, 2, delta_of(req(T0, "a"), req(T0 + 60, "b")))
+    await store.apply(R0, None, 1, delta_of(resp(T0, "a")))
+    await store.claim_generation("before")
+    await store.drop_all()
+    assert await store.load_offsets([P0, R0]) == {P0: None, R0: None}
+    assert await store.generation() is None  # a live service reads this as a lost state
+    assert await store.window(T0, T0 + 3600) == WindowCounts()
+    assert await store.top_users(T0, T0 + 3600, 5) == []
+    # a store emptied this way starts afresh, as a new one would
+    assert (await store.apply(P0, None, 1, delta_of(req(T0, "c")))).outcome is Outcome.APPLIED
+    assert await store.top_users(T0, T0 + 300, 5) == [("c", 1)]
