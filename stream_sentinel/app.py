@@ -129,6 +129,7 @@ class Service:
             grace_s=min(2.0, tick_s / 4),
             lease_ttl_s=self.lease_ttl_s,
             health=self.health,
+            recheck=self.recheck,
             publish=self.publish,
             on_tick=self.on_tick,
         )
@@ -139,21 +140,32 @@ class Service:
     async def health(self) -> str | None:
         """Why the pipeline cannot be trusted right now, or None (the leader asks
         before each tick: the store's generation and the whole group's progress
-        are read here, so a wipe is stale from the very next tick)."""
-        store_ok = self.ingest.store_ok
+        are read here, so a wipe is stale from the very next tick). Raises
+        StoreUnavailable when the store does not answer: no reading then."""
         try:
             if await asyncio.wait_for(self.watch.check(), WATCH_TIMEOUT_S):
                 self.ingest.check_now = True  # our own partitions: rebuild now
-        except (StoreUnavailable, TimeoutError):
-            store_ok = False
+        except TimeoutError:
+            raise StoreUnavailable("store watch: no answer in time") from None
         stalled_for = time.time() - self.ingest.last_progress
         return stale_reason(
-            store_ok=store_ok,
+            store_ok=self.ingest.store_ok,
             rebuilding=self.ingest.rebuilding or self.watch.rebuilding,
             dead_letters=self.ingest.dead_letters.reason,
             stalled=bool(self.watch.stalled)
             or (self.ingest.total_lag() > 0 and stalled_for > self.stall_after_s),
         )
+
+    async def recheck(self) -> str | None:
+        """After a tick's reads: None while the store still holds the generation
+        the health check saw; else the health, which then finds the loss (a wipe
+        between the check and the reads must not pass as a quiet window)."""
+        try:
+            if await asyncio.wait_for(self.watch.unchanged(), WATCH_TIMEOUT_S):
+                return None
+        except TimeoutError:
+            raise StoreUnavailable("store watch: no answer in time") from None
+        return await self.health() or "rebuilding"
 
     async def ready_checks(self) -> dict[str, bool]:
         checks = {"kafka": False, "redis": False, "partitions_assigned": False}

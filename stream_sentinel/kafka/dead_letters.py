@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ..ingest import DeadLetter
@@ -132,6 +132,13 @@ class DeadLetters:
         """Stalled partitions whose next attempt has come."""
         now = self._clock()
         return [tp for tp, stall in self.stalled.items() if stall.retry_at <= now]
+
+    def resume_due(self, consumer: AIOKafkaConsumer, assigned: Container[TopicPartition]) -> None:
+        """Offer the topic its waiting batches again, when due: the paused
+        partition is fetched again from its stored offset."""
+        for tp in self.due():
+            if tp in assigned:
+                consumer.resume(tp)
 
     def forget(self, tp: TopicPartition) -> None:
         """``tp`` was revoked: its next owner offers its dead letters itself."""

@@ -218,7 +218,7 @@ class KafkaIngest:
                     async with self.lock:
                         await self._check_offsets()
                     next_check = self.clock() + self.settings.offset_check_interval_s
-                self._retry_dead_letters()
+                self.dead_letters.resume_due(self.consumer, self.assigned)
                 self.partitions.report_lag()
             except asyncio.CancelledError:
                 raise
@@ -359,12 +359,6 @@ class KafkaIngest:
             return
         self.partitions.advanced(tp, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
-
-    def _retry_dead_letters(self) -> None:
-        """Offer the dead-letter topic its waiting batches again, when due."""
-        for tp in self.dead_letters.due():
-            if tp in self.assigned:
-                self.consumer.resume(tp)
 
     async def _retry_store(
         self,

@@ -54,6 +54,9 @@ class StoreWatch:
         self.consumer: AIOKafkaConsumer | None = None  # bound once Kafka is up
         self._known: str | None = None
         self._created = False  # we wrote the marker: a first start, or a wipe
+        # we wrote it and Kafka has not told yet whether the group counted
+        # before: the store cannot be vouched for until it does
+        self._unsure = False
         # end offsets to reach before the store's counts are whole again
         self._targets: dict[TopicPartition, int] | None = None
         self._seen: dict[TopicPartition, tuple[int | None, float]] = {}
@@ -63,13 +66,18 @@ class StoreWatch:
 
     @property
     def rebuilding(self) -> bool:
-        return self._targets is not None
+        return self._targets is not None or self._unsure
 
     async def claim(self) -> None:
         """At start-up: adopt the store's generation, or write one. Raises StoreUnavailable."""
         candidate = uuid.uuid4().hex
         self._known = await self._store.claim_generation(candidate)
         self._created = self._known == candidate
+
+    async def unchanged(self) -> bool:
+        """Whether the store still holds the generation last seen; raises
+        StoreUnavailable."""
+        return self._known is not None and await self._store.generation() == self._known
 
     async def check(self) -> bool:
         """Look at the marker and the group's progress. Raises StoreUnavailable.
@@ -94,9 +102,10 @@ class StoreWatch:
             return "generation marker gone" if held is None else "generation marker replaced"
         if self._created or not await self._store.registered():
             committed = await self._group_committed()
-            if committed is None:
-                return None  # Kafka did not answer: ask again next tick
-            self._created = False
+            if committed is None:  # Kafka did not answer: ask again next tick
+                self._unsure = self._created
+                return None
+            self._created = self._unsure = False
             if committed:
                 return "no partition stored while the group has committed offsets"
         return None

@@ -270,12 +270,18 @@ def _requests_in_window(events: Sequence[Mapping[str, object]], at: int) -> int:
     )
 
 
-@pytest.mark.parametrize("kills_before", [0, 2], ids=["no-kill", "2-sigkills-before"])
+@pytest.mark.parametrize(
+    ("kills_before", "while_down"),
+    [(0, False), (2, False), (1, True)],
+    ids=["no-kill", "2-sigkills-before", "wiped-while-killed"],
+)
 async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_exact(
-    kills_before: int, kafka_bootstrap: str, make_topic: Any
+    kills_before: int, while_down: bool, kafka_bootstrap: str, make_topic: Any
 ) -> None:
     """Every tick from the wipe to the end of the rebuild is a stale failure;
-    no tick after it reports a window that misses what was counted before."""
+    no tick after it reports a window that misses what was counted before.
+    ``while_down``: the service is SIGKILLed, Redis wiped, the service started
+    again: it finds an empty store while the group has committed offsets."""
     redis = PrivateRedis()
     redis.start()
     topics = await create_topics(make_topic)
@@ -305,10 +311,14 @@ async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_ex
                 await hook.log.wait_for(
                     lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 90, "an ok push"
                 )
+                if while_down:
+                    probe.svc.kill()
                 wiped_from = len(hook.log.pings)
                 wiped_at = loop.time()
                 redis.stop()  # no persistence: counts, offsets, marker and lease are gone
                 redis.start()
+                if while_down:
+                    probe.restart("wiped-restarted", kill=False)
                 # the first ticks after the wipe see no new traffic: nothing but the
                 # store itself can tell them that its empty windows are not "quiet"
                 await hook.log.wait_for(
@@ -375,7 +385,8 @@ async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_ex
     assert log_text.count("rebuilt up to offset") >= 2 * PARTITIONS
     stale_s = after[first_ok].received - wiped_at
     print(
-        f"wipe after {kills_before} SIGKILLs: {first_ok} stale pushes "
+        f"wipe after {kills_before} SIGKILLs{' (while down)' if while_down else ''}: "
+        f"{first_ok} stale pushes "
         f"({sum(map(_rebuilding, after[:first_ok]))} rebuilding), first ok {stale_s:.1f} s "
         f"after the wipe: {after[first_ok].message[:60]}"
     )
