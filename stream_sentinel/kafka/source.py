@@ -206,10 +206,11 @@ class KafkaIngest:
         next_commit = self.clock() + self.settings.commit_interval_s
         while not stop.is_set():
             try:
+                seeks = self.partitions.seeks  # before the fetch: see _handle
                 batches = await self._fetch()
                 if batches:
                     async with self.lock:
-                        await self._handle_all(batches, stop)
+                        await self._handle_all(batches, stop, seeks)
                 if self.clock() >= next_commit:
                     await self.commit_pending()
                     next_commit = self.clock() + self.settings.commit_interval_s
@@ -225,7 +226,8 @@ class KafkaIngest:
             except Exception:  # no exception escapes the loop; the next round retries
                 log.exception("ingest loop error; retrying")
                 self.partitions.seek_to_stored()
-                await self._sleep(1.0, stop)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
         await self.commit_pending()
 
     async def _fetch(self) -> dict[TopicPartition, Fetched]:
@@ -297,7 +299,7 @@ class KafkaIngest:
     # -- one batch -----------------------------------------------------------
 
     async def _handle_all(
-        self, batches: dict[TopicPartition, Fetched], stop: asyncio.Event
+        self, batches: dict[TopicPartition, Fetched], stop: asyncio.Event, seeks: int
     ) -> None:
         """Every partition's batch, their store writes in flight together.
 
@@ -306,18 +308,22 @@ class KafkaIngest:
         """
         tps = list(batches)
         results = await asyncio.gather(
-            *(self._handle(tp, batches[tp], stop) for tp in tps), return_exceptions=True
+            *(self._handle(tp, batches[tp], stop, seeks) for tp in tps), return_exceptions=True
         )
         for result in results:  # the others' writes stand: they are in the store
             if isinstance(result, BaseException):
                 raise result
 
-    async def _handle(self, tp: TopicPartition, records: Fetched, stop: asyncio.Event) -> None:
+    async def _handle(
+        self, tp: TopicPartition, records: Fetched, stop: asyncio.Event, seeks: int
+    ) -> None:
         state = self.assigned.get(tp)
         if state is None:  # revoked while the batch was in flight
             return
-        # fetched before a seek: counting it could double it, or (after a
-        # rebuild seek) move the stored offset past records not yet counted
+        if state.sought > seeks:  # sought since the fetch: old-position records
+            # count twice (below ours) or leave a gap (above, after a rebuild)
+            state.sought = self.partitions.seek(tp, state.position)  # re-read
+            return
         records = records.since(state.position)
         if not records:
             return
@@ -339,7 +345,7 @@ class KafkaIngest:
             # not written: read again from the stored offset once the topic
             # is offered them again (or by whoever gets the partition)
             if self.assigned.get(tp) is state:
-                self.consumer.seek(tp, state.position)
+                state.sought = self.partitions.seek(tp, state.position)
                 if not stop.is_set():
                     self.consumer.pause(tp)
             return
@@ -369,10 +375,8 @@ class KafkaIngest:
         still_ours: Callable[[], bool] | None = None,
     ) -> Any:
         """Retry a store call with capped, jittered backoff while it is unreachable.
-
         Nothing is fetched meanwhile (the caller holds the batch), so an outage
-        costs latency, never events. Returns None when the partition was lost.
-        """
+        costs latency, never events. Returns None when the partition was lost."""
         delay = self.settings.backoff_initial_s
         while True:
             try:
@@ -393,7 +397,3 @@ class KafkaIngest:
 
     def _jitter(self, delay: float) -> float:
         return delay / 2 + self._rng.random() * delay / 2
-
-    async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
