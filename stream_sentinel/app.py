@@ -23,7 +23,9 @@ from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
 from .heartbeat import HeartbeatSender, HeartbeatTarget, heartbeat_message
-from .httpserver import build_http_app, start_http
+from .http_connections import ConnectionLimits
+from .http_tls import ReloadingTls, TlsError
+from .httpserver import HttpServer, build_http_app, start_http
 from .ingest import Processed
 from .kafka.alerts_topic import AlertsTopic
 from .kafka.source import KafkaIngest
@@ -44,6 +46,7 @@ from .wiring import (
 
 log = logging.getLogger(__name__)
 
+EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 STARTUP_STORE_WAIT_S = 10.0
 # a tick's look at the store's generation and the group's progress
@@ -88,7 +91,8 @@ class Service:
 
     def __init__(self, cfg: Config, storage: Storage) -> None:
         self.cfg = cfg
-        self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # random, not host and PID: it is shown in /status, which must not map the pod
+        self.replica = uuid.uuid4().hex[:12]
         self.latest: Tick | None = None
         self.latest_at_wall = 0.0
         self.metrics = Metrics()
@@ -157,9 +161,9 @@ class Service:
         )
 
     async def recheck(self) -> str | None:
-        """After a tick's reads: None while the store still holds the generation
-        the health check saw; else the health, which then finds the loss (a wipe
-        between the check and the reads must not pass as a quiet window)."""
+        """After a tick's reads: None while the store holds the generation the
+        health check saw; else the health, which finds the loss (a wipe between
+        check and reads is no quiet window)."""
         try:
             if await asyncio.wait_for(self.watch.unchanged(), WATCH_TIMEOUT_S):
                 return None
@@ -168,12 +172,14 @@ class Service:
         return await self.health() or "rebuilding"
 
     async def ready_checks(self) -> dict[str, bool]:
-        checks = {"kafka": False, "redis": False, "partitions_assigned": False}
-        try:
-            await asyncio.wait_for(self.store.ping(), 2.0)
-            checks["redis"] = True
-        except (StoreUnavailable, TimeoutError):
-            pass
+        checks = {"kafka": False, "partitions_assigned": False}
+        if self.cfg.redis.url is not None:  # the embedded store has nothing to check
+            checks["redis"] = False
+            try:
+                await asyncio.wait_for(self.store.ping(), 2.0)
+                checks["redis"] = True
+            except (StoreUnavailable, TimeoutError):
+                pass
         try:
             parts = await asyncio.wait_for(
                 self.ingest.producer.partitions_for(self.cfg.kafka.request_topic), 2.0
@@ -188,13 +194,8 @@ class Service:
 
     def ready_warnings(self) -> list[str]:
         """What /readyz reports without failing: outputs that cannot work."""
-        warnings = [w for w in (self.alerts.warning, self.ingest.dead_letters.reason) if w]
-        if self.watch.stalled and self.loop.leader:
-            warnings.append(
-                "partitions of the group not moving: "
-                + ", ".join(f"{tp.topic}:{tp.partition}" for tp in self.watch.stalled)
-            )
-        return warnings
+        stalled = self.watch.stalled_note if self.loop.leader else None
+        return [w for w in (self.alerts.warning, self.ingest.dead_letters.reason, stalled) if w]
 
     def status(self) -> dict[str, Any] | None:
         if self.latest is None:
@@ -252,6 +253,22 @@ class Service:
         except StoreUnavailable as exc:
             log.error("cannot start: %s", exc)
             return EXIT_UNAVAILABLE
+        try:
+            http, port = await self._start_http()
+        except (OSError, TlsError) as exc:
+            # one line: a port taken or privileged, or an unusable certificate
+            log.error("cannot start: %s", exc)
+            return EXIT_CONFIG if isinstance(exc, TlsError) else EXIT_UNAVAILABLE
+        loop.add_signal_handler(signal.SIGHUP, http.reload_tls)
+        log.info(
+            "http listening on %s:%d%s; replica %s (host %s, pid %d)",
+            self.cfg.http.host,
+            port,
+            " (TLS)" if http.tls else "",
+            self.replica,
+            socket.gethostname(),
+            os.getpid(),
+        )
         self.session = aiohttp.ClientSession()
         self.sender = HeartbeatSender(
             [
@@ -268,19 +285,6 @@ class Service:
             self.session,
             on_result=self.metrics.count_heartbeat,
         )
-        app = build_http_app(
-            metrics=self.metrics,
-            status_provider=self.status,
-            ready_checks=self.ready_checks,
-            ready_warnings=self.ready_warnings,
-            status_token=(
-                self.cfg.http.status_token.get_secret_value()
-                if self.cfg.http.status_token
-                else None
-            ),
-        )
-        runner, port = await start_http(app, self.cfg.http.host, self.cfg.http.port)
-        log.info("http listening on %s:%d; replica %s", self.cfg.http.host, port, self.replica)
         self.alertmanager = AlertmanagerPusher(
             build_alertmanager_targets(self.cfg, port),
             self.session,
@@ -303,10 +307,33 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await self.ingest.stop()
-            await runner.cleanup()
+            await http.cleanup()
             await self.session.close()
         log.info("stopped")
         return 0
+
+    async def _start_http(self) -> tuple[HttpServer, int]:
+        web = self.cfg.http
+        tls = None
+        if web.tls_certfile is not None and web.tls_keyfile is not None:
+            tls = ReloadingTls(web.tls_certfile, web.tls_keyfile)
+        app = build_http_app(
+            metrics=self.metrics,
+            status_provider=self.status,
+            ready_checks=self.ready_checks,
+            ready_warnings=self.ready_warnings,
+            status_token=web.status_token.get_secret_value() if web.status_token else None,
+            limits=ConnectionLimits(
+                header_timeout_s=web.header_timeout_seconds,
+                body_timeout_s=web.body_timeout_seconds,
+                keepalive_timeout_s=web.keepalive_timeout_seconds,
+                max_connections=web.max_connections,
+            ),
+            allowed_hosts=web.host_names(),
+            secrets=self.cfg.secrets(),
+            tls=tls is not None,
+        )
+        return await start_http(app, web.host, web.port, tls=tls)
 
     async def _start_kafka(self, stop: asyncio.Event) -> bool:
         """Start the Kafka clients, retrying while the broker is unreachable."""

@@ -19,9 +19,6 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -38,11 +35,21 @@ from stream_sentinel.config_env import (
     format_key,
     resolve_files,
 )
+from stream_sentinel.config_types import Section as _Section
+from stream_sentinel.config_types import Token
+from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.build import check_url
 
-__all__ = ["Config", "ConfigError", "HeartbeatConfig", "HeartbeatTokens", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HeartbeatConfig",
+    "HeartbeatTokens",
+    "HttpConfig",
+    "load_config",
+]
 
 DEFAULT_PATH = Path("sentinel.toml")
 REDACTED = "***"
@@ -54,36 +61,15 @@ NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 # Kafka's own rule for topic names.
 Topic = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+# Bounds on what a config may hold: a huge file or table is a mistake (or an attack
+# through a templated value) long before it is a real deployment.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_PRICES = 10_000
+MAX_HEARTBEATS = 100
+MAX_URL_CHARS = 4096
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
 # Printable text without spaces: ends up in logs, client ids and connection strings.
 Plain = Annotated[str, Field(pattern=r"^[!-~]{1,255}$")]
-# A name or an IP address to bind, never a URL, list or path.
-BindHost = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%-]{1,253}$")]
-
-
-def _check_token(value: SecretStr) -> SecretStr:
-    # Tokens end up in URL paths and query strings; the message must not echo them.
-    text = value.get_secret_value()
-    if not text or any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("must be non-empty, without spaces or control characters")
-    if text in (".", ".."):
-        # quoted or not, a path segment "." or ".." is resolved away by servers
-        raise ValueError("must not be '.' or '..'")
-    return value
-
-
-Token = Annotated[SecretStr, AfterValidator(_check_token)]
-
-
-class _Section(BaseModel):
-    # strict: a quoted number or a boolean where a number belongs is a mistake to report.
-    # Attribute docstrings become field descriptions: docs/config.md is generated from them.
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        use_attribute_docstrings=True,
-    )
 
 
 class KafkaConfig(_Section):
@@ -113,6 +99,8 @@ class RedisConfig(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) > MAX_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_URL_CHARS} characters")
         problem = None if value is None else check_url(value.get_secret_value())
         if problem:
             raise ValueError(problem)
@@ -193,7 +181,7 @@ class IngestConfig(_Section):
     """Records taken from the Kafka client at a time; a batch is made of such steps."""
     lean_records: bool = True
     """Read aiokafka's parsed records without a ConsumerRecord each (docs/benchmarks.md)."""
-    prices: Mapping[str, PriceConfig] = Field(default_factory=dict)  # model -> USD per 1k tokens
+    prices: Mapping[ModelName, PriceConfig] = Field(default_factory=dict, max_length=MAX_PRICES)
     """Per model, USD per 1,000 tokens, for responses without cost_usd."""
 
 
@@ -226,7 +214,7 @@ class HeartbeatConfig(_Section):
     """Name in metrics and logs; unset: `<kind>-<N>` (kind and position in the list)."""
     kind: HeartbeatKind = "generic"
     """Wire format of the monitor (see docs/heartbeats.md)."""
-    url: str
+    url: str = Field(max_length=MAX_URL_CHARS)
     """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
     it."""
     tokens: HeartbeatTokens
@@ -260,16 +248,6 @@ class HeartbeatConfig(_Section):
         return url
 
 
-class HttpConfig(_Section):
-    # loopback unless asked: /metrics and /readyz are open to whoever can connect
-    host: BindHost = "127.0.0.1"
-    """Address of /metrics, /healthz, /readyz and /status; 0.0.0.0 in a container."""
-    port: int = Field(9464, ge=0, le=65535)
-    """Port of the HTTP server."""
-    status_token: Token | None = None  # bearer token required by /status when set
-    """When set, /status requires `Authorization: Bearer <token>`."""
-
-
 class Config(_Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -277,7 +255,9 @@ class Config(_Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     learning: LearningConfig = Field(default_factory=LearningConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    heartbeat: tuple[HeartbeatConfig, ...] = Field(default=(), strict=False)  # TOML gives a list
+    heartbeat: tuple[HeartbeatConfig, ...] = Field(
+        default=(), strict=False, max_length=MAX_HEARTBEATS
+    )  # TOML gives a list
     alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
     litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
@@ -380,7 +360,10 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
+        return tomllib.loads(data.decode("utf-8"))
     except OSError as exc:
         problem = f"cannot read the config file: {exc.strerror}"
     except tomllib.TOMLDecodeError as exc:

@@ -11,16 +11,36 @@ own: callers pass in the metrics and the callables that read the live state.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 
+from stream_sentinel.http_connections import (
+    ACCEPT_BACKLOG,
+    GUARD_KEY,
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedProtocol,
+    track_requests,
+)
+from stream_sentinel.http_guard import (
+    AccessLogger,
+    AuthThrottle,
+    BearerAuth,
+    access_log,
+    access_logger_with,
+    expect_handler,
+    host_check,
+    version_check,
+)
+from stream_sentinel.http_tls import ReloadingTls
 from stream_sentinel.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -36,9 +56,11 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Referrer-Policy": "no-referrer",
     # Status and metrics are live values; a cached copy is a wrong copy.
     "Cache-Control": "no-store",
+    # Nothing here is a page: no browser feature is ever needed.
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
-# aiohttp's default, spelled out so nobody adds %{Authorization}i to it.
-ACCESS_LOG_FORMAT: Final = '%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"'
+# Only ever sent over TLS (a plain-HTTP HSTS header is ignored by browsers anyway).
+HSTS: Final[Mapping[str, str]] = {"Strict-Transport-Security": "max-age=31536000"}
 JSON: Final = "application/json"
 # No endpoint takes a body: anything bigger than this is refused with 413
 # before it is buffered (aiohttp's default would buffer 1 MiB per request).
@@ -68,48 +90,42 @@ def _to_json(obj: Any) -> Any:
     raise TypeError
 
 
-class BearerAuth:
-    """Checks ``Authorization: Bearer <token>`` in constant time; never shows the token."""
-
-    __slots__ = ("_token",)
-
-    def __init__(self, token: str) -> None:
-        if not token:
-            # An empty token would make "Bearer " a valid credential.
-            raise ValueError("status token must be a non-empty string or None")
-        self._token = token.encode()
-
-    def __repr__(self) -> str:
-        return "BearerAuth(<redacted>)"
-
-    def allows(self, header: str | None) -> bool:
-        if header is None:
-            return False
-        scheme, _, credentials = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        # Encoded: compare_digest refuses non-ASCII str, and the header is untrusted;
-        # aiohttp keeps bytes that are not UTF-8 as surrogates, which plain
-        # encode() rejects with an exception (a 500 instead of a 401).
-        given = credentials.strip().encode("utf-8", "surrogateescape")
-        return hmac.compare_digest(given, self._token)
+TLS_KEY: Final = web.AppKey("tls", bool)
+ACCESS_LOG_KEY: Final = web.AppKey[type[AccessLogger]]("access_log")
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    if request.app[TLS_KEY]:
+        response.headers.update(HSTS)
     # Set, not deleted: aiohttp fills in its own Server header if none is present.
     response.headers["Server"] = SERVER_NAME
 
 
-@web.middleware
-async def _limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, length)
-    if request.body_exists:
-        # chunked, or a small declared body: read() stops at client_max_size with a 413
-        await request.read()
-    return await handler(request)
+def _limit_body(body_timeout_s: float, max_body_bytes: int) -> Middleware:
+    @web.middleware
+    async def limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_body_bytes, length)
+        if request.body_exists:
+            try:
+                # chunked, or a small declared body: read() stops at client_max_size with a 413
+                async with asyncio.timeout(body_timeout_s):
+                    await request.read()
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
+            except (web.RequestPayloadError, HttpProcessingError, ConnectionResetError) as exc:
+                # cut off mid-body, bad chunking, a Content-Encoding that does not decode:
+                # the client's fault, so 400 and a debug line, never a 500 and a traceback.
+                # The body is given up: marked ended so aiohttp does not read it again
+                # after the answer (and log the same error as its own).
+                log.debug("refused a request body (%s)", type(exc).__name__)
+                request.content.feed_eof()
+                raise web.HTTPBadRequest(headers={"Connection": "close"}) from None
+        return await handler(request)
+
+    return limit_body
 
 
 class _GuardedHandler(web.RequestHandler):
@@ -143,25 +159,10 @@ class _GuardedHandler(web.RequestHandler):
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "error"
-        response = _json({"error": reason}, status=status, headers=_STATIC_HEADERS)
+        headers = {**_STATIC_HEADERS, **(HSTS if request.secure else {})}
+        response = _json({"error": reason}, status=status, headers=headers)
         response.force_close()
         return response
-
-
-class _GuardedServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        handler = super().__call__()
-        # Same slots, one overridden method: aiohttp has no hook for these
-        # error pages, and re-implementing __call__ would copy its private state.
-        handler.__class__ = _GuardedHandler
-        return handler
-
-
-class _GuardedRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _GuardedServer  # adds __call__ only, no state
-        return server
 
 
 _STATIC_HEADERS: Final[Mapping[str, str]] = {**SECURITY_HEADERS, "Server": SERVER_NAME}
@@ -194,12 +195,13 @@ class _Handlers:
         ready_timeout_s: float,
         ready_warnings: Callable[[], list[str]] | None = None,
     ) -> None:
-        self._ready_warnings = ready_warnings
+        self._ready_warnings = ready_warnings or list
         self._metrics = metrics
         self._status_provider = status_provider
         self._ready_checks = ready_checks
         self._auth = auth
         self._ready_timeout_s = ready_timeout_s
+        self._throttle = AuthThrottle()
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -220,7 +222,7 @@ class _Handlers:
             return self._not_ready(type(exc).__name__)
         failed = sorted(name for name, ok in checks.items() if ok is not True)
         body: dict[str, Any] = {"ready": not failed, "failed": failed, "checks": checks}
-        if self._ready_warnings is not None and (warnings := self._ready_warnings()):
+        if warnings := self._ready_warnings():
             body["warnings"] = warnings
         return _json(body, status=503 if failed else 200)
 
@@ -231,14 +233,21 @@ class _Handlers:
 
     async def status(self, request: web.Request) -> web.Response:
         if self._auth is not None:
+            client = request.remote or "-"
+            wait_s = self._throttle.wait_s(client)
+            if wait_s > 0:  # the token is not even looked at: no guess counts
+                retry = {"Retry-After": str(max(1, round(wait_s)))}
+                return _json({"error": "too many attempts"}, status=429, headers=retry)
             header = request.headers.get("Authorization")
             if not self._auth.allows(header):
+                self._throttle.failed(client)
                 challenge = f'Bearer realm="{SERVER_NAME}"'
                 if header is not None:
                     challenge += ', error="invalid_token"'
                 return _json(
                     {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": challenge}
                 )
+            self._throttle.succeeded(client)
         status = self._status_provider()
         if status is None:
             return _json({"status": "starting"}, status=503)
@@ -253,50 +262,148 @@ def build_http_app(
     status_token: str | None,
     ready_timeout_s: float = 5.0,
     ready_warnings: Callable[[], list[str]] | None = None,
+    limits: ConnectionLimits | None = None,
+    allowed_hosts: Collection[str] | None = None,
+    secrets: Sequence[str] = (),
+    tls: bool = False,
 ) -> web.Application:
     """The HTTP app; serve it with :func:`start_http`.
 
     ``ready_checks`` maps check names to True (ready) or False / a short reason
-    (not ready); it must not put secrets in reasons. ``ready_warnings`` lists
-    what is wrong without making the replica unready (an output that cannot
-    work, e.g. a missing alerts topic), shown as ``warnings``. ``status_token``, when
+    (not ready); it must not put secrets in reasons; ``ready_warnings``, what
+    is wrong but not unready (a missing alerts topic). ``status_token``, when
     set, is required as a bearer token on /status only: /metrics stays open for
-    Prometheus and /healthz, /readyz for orchestrators.
+    Prometheus and /healthz, /readyz for orchestrators. ``allowed_hosts``: the
+    names a Host header may give (None: any); ``secrets`` are scrubbed from the
+    access log; ``tls`` adds HSTS (serve with a matching ``tls`` in start_http).
     """
     auth = BearerAuth(status_token) if status_token is not None else None
     h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s, ready_warnings)
-    app = web.Application(
-        middlewares=[_errors_as_json, _limit_body],
-        client_max_size=MAX_BODY_BYTES,
-        handler_args=dict(HANDLER_LIMITS),
-    )
-    app.on_response_prepare.append(_security_headers)
-    app.router.add_get("/metrics", h.metrics)
-    app.router.add_get("/healthz", h.healthz)
-    app.router.add_get("/readyz", h.readyz)
-    app.router.add_get("/status", h.status)
+    app = guarded_app(limits=limits, allowed_hosts=allowed_hosts, secrets=secrets, tls=tls)
+    for path, handler in (
+        ("/metrics", h.metrics),
+        ("/healthz", h.healthz),
+        ("/readyz", h.readyz),
+        ("/status", h.status),
+    ):
+        app.router.add_get(path, handler, expect_handler=expect_handler)
     return app
 
 
-async def start_http(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
-) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on ``host:port`` (0: an ephemeral port) and return the bound port.
+def guarded_app(
+    *,
+    limits: ConnectionLimits | None = None,
+    allowed_hosts: Collection[str] | None = None,
+    secrets: Sequence[str] = (),
+    tls: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> web.Application:
+    """An app with every defence of this module and no routes: timeouts and a
+    connection cap (with :func:`start_http`), the Host check, body limits, JSON
+    error pages, security headers and the scrubbed access log. The service's app
+    and other listeners (``bridge litellm``) add their routes to it."""
+    limits = limits or ConnectionLimits()
+    app = web.Application(
+        middlewares=[
+            track_requests,
+            _errors_as_json,
+            version_check,
+            host_check(allowed_hosts),
+            _limit_body(limits.body_timeout_s, max_body_bytes),
+        ],
+        client_max_size=max_body_bytes,
+        handler_args={**HANDLER_LIMITS, "keepalive_timeout": limits.keepalive_timeout_s},
+    )
+    app[GUARD_KEY] = ConnectionGuard(limits)
+    app[ACCESS_LOG_KEY] = access_logger_with(secrets)
+    app[TLS_KEY] = tls
+    app.on_response_prepare.append(_security_headers)
+    return app
 
-    Stop with ``await runner.cleanup()``; in-flight requests get
-    ``shutdown_timeout`` seconds to finish.
+
+class HttpServer:
+    """A running server: its port, its connections, and ``cleanup()`` to stop it (the
+    name aiohttp's runners use)."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        server: asyncio.Server,
+        guard: ConnectionGuard,
+        tls: ReloadingTls | None,
+        restore_handler: Callable[[], None],
+    ) -> None:
+        self._runner, self._server, self.connections, self.tls = runner, server, guard, tls
+        self._restore_handler = restore_handler
+        self.port: int = server.sockets[0].getsockname()[1]
+        self._tasks = [asyncio.create_task(guard.run(), name="http-connections")]
+        if tls is not None:
+            self._tasks.append(asyncio.create_task(tls.watch(), name="http-tls-watch"))
+
+    def reload_tls(self) -> None:
+        if self.tls is not None:
+            self.tls.reload()
+
+    async def cleanup(self) -> None:
+        """Stop accepting, give in-flight requests the shutdown timeout, close the rest."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._server.close()
+        await self._runner.cleanup()
+        self.connections.close_all()
+        self._restore_handler()
+
+
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 5.0,
+    tls: ReloadingTls | None = None,
+) -> tuple[HttpServer, int]:
+    """Serve ``app`` on ``host:port`` (0: an ephemeral port); returns the server and the
+    bound port. Stop with ``await server.cleanup()``.
+
+    Raises OSError when the port cannot be bound (taken, privileged).
     """
-    runner = _GuardedRunner(
+    runner = web.AppRunner(
         app,
-        access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=app[ACCESS_LOG_KEY],
+        access_log=access_log,
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
+    guard = app[GUARD_KEY]
+    aiohttp_server = runner.server
+    assert aiohttp_server is not None  # set by setup()
+
+    def connection() -> asyncio.Protocol:
+        handler = aiohttp_server()
+        # aiohttp has no hook for the error pages of requests it cannot parse
+        # (tests/test_http_internals.py fails loudly if this stops fitting)
+        handler.__class__ = _GuardedHandler
+        return GuardedProtocol(handler, guard)
+
+    loop = asyncio.get_running_loop()
+    restore = guard.install_accept_guard(loop)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound: int = runner.addresses[0][1]
+        server = await loop.create_server(
+            connection,
+            host,
+            port,
+            ssl=tls.context if tls is not None else None,
+            # a TLS connection reaches the guard only once its handshake is done
+            ssl_handshake_timeout=guard.limits.header_timeout_s if tls is not None else None,
+            reuse_address=True,
+            backlog=ACCEPT_BACKLOG,
+        )
     except BaseException:
+        restore()
         await runner.cleanup()
         raise
-    return runner, bound
+    http = HttpServer(runner, server, guard, tls, restore)
+    return http, http.port

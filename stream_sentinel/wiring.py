@@ -117,7 +117,8 @@ def build_kafka_settings(cfg: Config) -> KafkaSettings:
 
 def build_alertmanager_targets(cfg: Config, http_port: int) -> list[AlertmanagerTarget]:
     """``http_port`` is the bound port of /status, for targets without a ``status_url``."""
-    here = f"http://{socket.gethostname()}:{http_port}/status"
+    scheme = "https" if cfg.http.tls_certfile else "http"
+    here = f"{scheme}://{socket.gethostname()}:{http_port}/status"
     targets = []
     for am in cfg.alertmanager:
         authorization = None

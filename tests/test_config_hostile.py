@@ -90,12 +90,12 @@ def test_secret_file_path_from_env_with_dotdot_is_refused(tmp_path: Path) -> Non
 
 def test_plain_secret_file_paths_still_work(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "s").write_text("STATUS-TOKEN\n")
+    (tmp_path / "secrets" / "s").write_text("STATUS-TOKEN-7d1e2a94\n")
     path = tmp_path / "sentinel.toml"
     path.write_text('[http]\nstatus_token_file = "secrets/s"\n')
     cfg = load_config(path, {})
     assert cfg.http.status_token is not None
-    assert cfg.http.status_token.get_secret_value() == "STATUS-TOKEN"
+    assert cfg.http.status_token.get_secret_value() == "STATUS-TOKEN-7d1e2a94"
 
 
 @pytest.mark.parametrize(

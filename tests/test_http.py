@@ -18,6 +18,7 @@ from stream_sentinel.httpserver import (
     SECURITY_HEADERS,
     SERVER_NAME,
     BearerAuth,
+    HttpServer,
     build_http_app,
     start_http,
 )
@@ -63,16 +64,16 @@ def app_kwargs(**over: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def start() -> AsyncIterator[Start]:
-    runners: list[aiohttp.web.AppRunner] = []
+    servers: list[HttpServer] = []
 
     async def _start(**over: Any) -> str:
-        runner, port = await start_http(build_http_app(**app_kwargs(**over)), "127.0.0.1", 0)
-        runners.append(runner)
+        server, port = await start_http(build_http_app(**app_kwargs(**over)), "127.0.0.1", 0)
+        servers.append(server)
         return f"http://127.0.0.1:{port}"
 
     yield _start
-    for runner in runners:
-        await runner.cleanup()
+    for server in servers:
+        await server.cleanup()
 
 
 @pytest.fixture
@@ -100,11 +101,11 @@ def assert_safe_headers(headers: CIMultiDictProxy[str]) -> None:
 async def test_start_http_binds_an_ephemeral_port_and_cleanup_closes_it(
     client: aiohttp.ClientSession,
 ) -> None:
-    runner, port = await start_http(build_http_app(**app_kwargs()), "127.0.0.1", 0)
+    server, port = await start_http(build_http_app(**app_kwargs()), "127.0.0.1", 0)
     assert port > 0
     status, _, _ = await fetch(client, "GET", f"http://127.0.0.1:{port}/healthz")
     assert status == 200
-    await runner.cleanup()
+    await server.cleanup()
     with pytest.raises(aiohttp.ClientConnectionError):
         await fetch(client, "GET", f"http://127.0.0.1:{port}/healthz")
 
@@ -306,7 +307,7 @@ async def test_access_log_never_contains_the_token(
     for token in (TOKEN, "wrong-guess"):
         auth = {"Authorization": f"Bearer {token}", "Referer": "http://x/"}
         await fetch(client, "GET", base + "/status", headers=auth)
-    access = [r for r in caplog.records if r.name == "aiohttp.access"]
+    access = [r for r in caplog.records if r.name == "stream_sentinel.http.access"]
     assert len(access) == 2  # the access log is on, so the check below means something
     assert "/status" in access[0].getMessage()
     assert all(

@@ -25,7 +25,8 @@ import orjson
 from aiohttp import web
 
 from ..config import Config
-from ..httpserver import SECURITY_HEADERS, SERVER_NAME, BearerAuth
+from ..http_guard import BearerAuth
+from ..httpserver import HttpServer, guarded_app, start_http
 from ..ingest import DeadLetter
 from ..integrations.litellm_events import MappingError, events_of
 from ..kafka.clients import producer_factory
@@ -36,6 +37,7 @@ PATH: Final = "/litellm"
 SOURCE: Final = "bridge:litellm"  # the dead letters' source topic: where they came from
 MIN_TOKEN_CHARS: Final = 16
 EXIT_USAGE: Final = 2
+EXIT_LISTEN: Final = 3  # as `run`: the port is taken or privileged
 
 
 class BridgeSetupError(Exception):
@@ -134,42 +136,43 @@ class Bridge:
         return web.json_response({"events": len(messages) - dead, "dead_lettered": dead})
 
 
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Server"] = SERVER_NAME
-
-
-def build_app(bridge: Bridge, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes)
+def build_app(
+    bridge: Bridge, max_body_bytes: int, *, secrets: Sequence[str] = ()
+) -> web.Application:
+    """The service's hardened HTTP shell (timeouts, connection cap, headers, scrubbed
+    access log) with the one route of the bridge."""
+    app = guarded_app(max_body_bytes=max_body_bytes, secrets=secrets)
     app.router.add_post(PATH, bridge.handle)
-    app.on_response_prepare.append(_headers)
     return app
 
 
 async def bridge_command(args: argparse.Namespace, cfg: Config) -> int:
     try:
-        auth = BearerAuth(read_token(args.token_file))
+        token = read_token(args.token_file)
     except BridgeSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     producer = producer_factory(cfg, enable_idempotence=True, linger_ms=20)()
     await producer.start()
-    runner: web.AppRunner | None = None
+    server: HttpServer | None = None
     try:
-        bridge = Bridge(cfg, auth, producer)
-        runner = web.AppRunner(build_app(bridge, args.max_body_bytes), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
-        log.info("bridge litellm listening on %s:%d%s", args.host, args.port, PATH)
+        bridge = Bridge(cfg, BearerAuth(token), producer)
+        app = build_app(bridge, args.max_body_bytes, secrets=[token])
+        try:
+            server, port = await start_http(app, args.host, args.port)
+        except OSError as exc:
+            where = f"{args.host}:{args.port}"
+            print(f"error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+            return EXIT_LISTEN
+        log.info("bridge litellm listening on %s:%d%s", args.host, port, PATH)
         await _until_signal((signal.SIGINT, signal.SIGTERM))
         log.info(
             "bridge: %d events produced, %d dead-lettered", bridge.events, bridge.dead_lettered
         )
         return 0
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        if server is not None:
+            await server.cleanup()
         await producer.stop()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import uuid
@@ -14,7 +15,8 @@ from typing import IO, Any
 
 import orjson
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..config_env import read_secret_file, secret_path
 from ..evaluate import BaselineProvider, Evaluator
 from ..ingest import DeadLetter
 from ..model import Tick
@@ -97,10 +99,30 @@ def _report_unavailable() -> str | None:
     return None
 
 
-async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
-    if args.redis and (problem := check_url(args.redis)):
+def _replay_redis_url(args: argparse.Namespace) -> str | None:
+    """The URL of ``--redis``, ``--redis-url-file`` or ``--redis-url-env``; ConfigError names
+    the option, never the URL (it may hold a password)."""
+    if args.redis_url_file is not None:
+        path = secret_path(args.redis_url_file, "--redis-url-file")
+        url: str | None = read_secret_file(path, "--redis-url-file").strip()
+        option = "--redis-url-file"
+    elif args.redis_url_env is not None:
+        url, option = os.environ.get(args.redis_url_env), "--redis-url-env"
+        if not url:
+            raise ConfigError(option, f"the variable {args.redis_url_env!r} is unset or empty")
+    else:
+        url, option = args.redis, "--redis"
+    if url is not None and (problem := check_url(url)):
         # checked like redis.url in the config; the URL is not echoed (a password)
-        print(f"config error: --redis: {problem}", file=sys.stderr)
+        raise ConfigError(option, problem)
+    return url
+
+
+async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        redis_url = _replay_redis_url(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
         return 2
     if args.report and (problem := _report_unavailable()):
         print(f"error: {problem}", file=sys.stderr)
@@ -110,7 +132,7 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
     # mixes with live counters
     settings = storage_settings(
         cfg,
-        redis_url=args.redis or "",
+        redis_url=redis_url or "",
         prefix=f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}",
     )
     ticks: list[dict[str, Any]] = []

@@ -29,7 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     rp = verbs.add_parser("replay", help="backtest recorded logs through the same pipeline")
     rp.add_argument("logs", nargs="+", metavar="LOG", help=".jsonl, .jsonl.gz or - for stdin")
     rp.add_argument("--config")
-    rp.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
+    redis = rp.add_mutually_exclusive_group()
+    redis.add_argument(
+        "--redis",
+        metavar="URL",
+        help="use this Redis instead of the embedded store; a password in it is visible to "
+        "every user in the process list: prefer --redis-url-file or --redis-url-env",
+    )
+    redis.add_argument("--redis-url-file", metavar="FILE", help="like --redis, URL read from FILE")
+    redis.add_argument(
+        "--redis-url-env", metavar="VAR", help="like --redis, URL read from the variable VAR"
+    )
     rp.add_argument("--timeline", metavar="FILE", help="write one JSON line per tick")
     rp.add_argument("--dead-letters", metavar="FILE", help="write rejected lines with reasons")
     rp.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")

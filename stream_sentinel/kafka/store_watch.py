@@ -68,6 +68,14 @@ class StoreWatch:
     def rebuilding(self) -> bool:
         return self._targets is not None or self._unsure
 
+    @property
+    def stalled_note(self) -> str | None:
+        if not self.stalled:
+            return None
+        return "partitions of the group not moving: " + ", ".join(
+            f"{tp.topic}:{tp.partition}" for tp in self.stalled
+        )
+
     async def claim(self) -> None:
         """At start-up: adopt the store's generation, or write one. Raises StoreUnavailable."""
         candidate = uuid.uuid4().hex

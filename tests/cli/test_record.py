@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from integration.harness import Service, free_port, produce, service_env
+from integration.harness import ServiceProcess, free_port, produce, service_env
 
 from stream_sentinel.cli.record import parse_time
 from stream_sentinel.sim.simulate import simulate, write_log
@@ -133,7 +133,7 @@ async def test_record_then_replay_matches_the_live_services_tick(
     newest = max(e["ts"] for e in events)
     port = free_port()
     tick = {"SENTINEL_ALERTING_TICK_SECONDS": str(TICK_S)}
-    svc = Service(
+    svc = ServiceProcess(
         service_env(
             bootstrap=kafka_bootstrap, redis_url=redis_url, prefix=f"rec{uuid.uuid4().hex[:8]}",
             requests=topics["request"], responses=topics["response"], dlq=topics["dlq"],
@@ -162,7 +162,7 @@ async def test_record_then_replay_matches_the_live_services_tick(
     assert last["top_users"] == live["top_users"]
 
 
-async def _first_tick_after(port: int, after: float, svc: Service) -> dict[str, Any]:
+async def _first_tick_after(port: int, after: float, svc: ServiceProcess) -> dict[str, Any]:
     deadline = time.monotonic() + 90
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
