@@ -2,6 +2,7 @@
 
     eval "$(scripts/services start)"
     .venv/bin/python bench/ingest.py [--events N] [--rounds R] [--partitions P]
+                                     [--shape contract|producer] [--stock-records]
 
 Needs the real broker and Redis (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL). Creates
 a private request/response topic pair (P partitions each), fills it with N
@@ -38,6 +39,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import random
 import statistics
 import sys
 import time
@@ -52,6 +54,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from naive import NaiveRun, naive
 from redis import asyncio as aioredis
+from shapes import SHAPES, producer_shaped
 
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.ingest import Processed
@@ -115,8 +118,9 @@ async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
         await admin.close()
 
 
-async def fill(bootstrap: str, topics: dict[str, str], events: int) -> float:
-    """Produce ``events`` simulated events; returns the ts of the oldest."""
+async def fill(bootstrap: str, topics: dict[str, str], events: int, shape: str) -> float:
+    """Produce ``events`` simulated events (as ``shape`` has them); returns the ts
+    of the oldest."""
     start = time.time() - SPAN_S
     # ~2 events per request, times a diurnal factor >= 0.55: at least 1.1 x
     # ``events`` in the span at any hour; the stream is cut at ``events``
@@ -128,12 +132,15 @@ async def fill(bootstrap: str, topics: dict[str, str], events: int) -> float:
     await producer.start()
     sent = 0
     oldest = float("inf")
+    rng = random.Random(SEED)
     try:
         pending: list[asyncio.Future[Any]] = []
         for event in stream:
             if sent == events:
                 break
             oldest = min(oldest, event["ts"])
+            if shape == "producer":
+                event = producer_shaped(event, rng)
             key = event["user_id"].encode()
             pending.append(await producer.send(topics[event["type"]], orjson.dumps(event), key=key))
             sent += 1
@@ -215,10 +222,13 @@ class _Counter:
             self.result.started = time.perf_counter()
 
 
-def bench_config(bootstrap: str, redis_url: str, topics: dict[str, str], run_id: str) -> Config:
+def bench_config(
+    bootstrap: str, redis_url: str, topics: dict[str, str], run_id: str, *, lean: bool = True
+) -> Config:
     return load_config(
         None,
         {
+            "SENTINEL_INGEST_LEAN_RECORDS": "true" if lean else "false",
             "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "SENTINEL_KAFKA_GROUP_ID": f"bench-ours-{run_id}",
             "SENTINEL_KAFKA_REQUEST_TOPIC": topics["request"],
@@ -262,6 +272,10 @@ async def _ours(
     )
     leader = asyncio.create_task(_leader(read_ahead, stop))
     await ingest.start()
+    if ingest.lean != settings.lean_records:
+        await ingest.stop()
+        leader.cancel()
+        raise SystemExit("aiokafka's record internals changed: lean records unavailable")
     try:
         await ingest.run(stop)
     finally:
@@ -289,7 +303,7 @@ async def main() -> int:
     # a fresh store rebuilds every partition from the start: that is the point
     # here, so the consumer's "rebuilding" warnings are noise
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("stream_sentinel.kafka.source").setLevel(logging.ERROR)
+    logging.getLogger("stream_sentinel.kafka").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -301,6 +315,17 @@ async def main() -> int:
         default=None,
         help="getmany sizes to run, comma-separated (default: the config's)",
     )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="contract",
+        help="producer: RFC 3339 ts and five extra fields per event (bench/shapes.py)",
+    )
+    parser.add_argument(
+        "--stock-records",
+        action="store_true",
+        help="ours without kafka/records.py's patch (ingest.lean_records = false)",
+    )
     args = parser.parse_args()
     bootstrap, redis_url = env("KAFKA_BOOTSTRAP_SERVERS"), env("REDIS_URL")
 
@@ -311,14 +336,16 @@ async def main() -> int:
     await create_topics(bootstrap, names, args.partitions)
     try:
         began = time.perf_counter()
-        oldest = await fill(bootstrap, topics, args.events)
+        oldest = await fill(bootstrap, topics, args.events, args.shape)
         took = time.perf_counter() - began
         print(f"filled {names} ({args.partitions} partitions each): {args.events:,} in {took:.0f}s")
         # getmany size -> (bare rounds, our rounds)
         by_step: dict[int, tuple[list[Round], list[Round]]] = {}
         naives: list[NaiveRun] = []
         for n in range(1, args.rounds + 1):
-            cfg = bench_config(bootstrap, redis_url, topics, f"{run}-{n}")
+            cfg = bench_config(
+                bootstrap, redis_url, topics, f"{run}-{n}", lean=not args.stock_records
+            )
             steps = args.fetch_steps or [cfg.ingest.fetch_step_records]
             for step in steps:
                 settings = dataclasses.replace(build_kafka_settings(cfg), fetch_records=step)

@@ -136,7 +136,7 @@ async def main() -> int:
     # ours rebuilds every partition of a fresh key prefix from offset 0: its
     # "rebuilding" warnings are the point of the run, not news
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("stream_sentinel.kafka.source").setLevel(logging.ERROR)
+    logging.getLogger("stream_sentinel.kafka").setLevel(logging.ERROR)
     # imported here, not at the top: bench/ingest.py imports this module
     sys.path.insert(0, BENCH)
     from ingest import create_topics, delete_topics, env, fill

@@ -1,6 +1,7 @@
 """Replay speed against a bare read-and-parse loop over the same log.
 
     .venv/bin/python bench/replay.py [--events N] [--rounds R] [--config FILE]
+                                     [--shape contract|producer]
 
 Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
 ``stream_sentinel.sim.simulate``, then times, alternating for R rounds:
@@ -8,14 +9,12 @@ Generates (once; cached outside git) an N-event ``.jsonl.gz`` with
 (a) a bare loop that only gunzips the file, splits lines and ``orjson.loads``
     each one: the floor any Python replay of this file pays;
 (b) ``stream_sentinel.replay.replay`` with the embedded ``MemoryStore``, built
-    as ``stream-sentinel replay`` builds it, without timeline or report;
-    ``.gz`` decompressed by a child process, as the verb does;
-(c) the same with ``--inline-gunzip``: decompressed in the replaying thread,
-    as the bare loop does (what the child process buys).
+    as ``stream-sentinel replay`` builds it, without timeline or report
+    (``.gz`` decompressed by isal in the replaying thread, as the verb does;
+    the bare loop keeps Python's gzip module, the floor it always measured).
 
 Prints events/s (wall clock and CPU) for each round, the best of each and
-their ratio, and the median of the rounds' ratios. CPU counts the child
-too: a replay that uses a second core shows it there. The machine may be
+their ratio, and the median of the rounds' ratios. The machine may be
 shared: the best round is the least disturbed one, and CPU seconds show how
 much of a round was spent waiting for a core.
 """
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from shapes import SHAPES, shaped
 
 from stream_sentinel.baselines import build_baselines
 from stream_sentinel.config import Config, load_config
@@ -67,9 +67,10 @@ def cache_dir() -> Path:
     return path
 
 
-def ensure_log(events: int) -> Path:
+def ensure_log(events: int, shape: str) -> Path:
     """The cached log of ``events`` simulated events, generated when missing."""
-    path = cache_dir() / f"replay-{events}-seed{SEED}-rps{BASE_RPS:g}.jsonl.gz"
+    kind = "" if shape == "contract" else f"-{shape}"
+    path = cache_dir() / f"replay-{events}-seed{SEED}-rps{BASE_RPS:g}{kind}.jsonl.gz"
     if path.exists():
         return path
     print(f"generating {events:,} events into {path} (once) ...", file=sys.stderr)
@@ -82,7 +83,7 @@ def ensure_log(events: int) -> Path:
         scenarios=default_suite(START, days),
     )
     partial = path.with_name(f"partial-{path.name}")  # still .gz: write_log compresses
-    written = write_log(itertools.islice(stream, events), partial)
+    written = write_log(shaped(itertools.islice(stream, events), shape, SEED), partial)
     if written != events:
         raise SystemExit(f"simulate gave {written} events, wanted {events}")
     partial.replace(path)  # an interrupted run leaves no truncated cache behind
@@ -105,7 +106,7 @@ class Timing:
 
 
 def cpu_s() -> float:
-    """CPU seconds of this process and of its finished children (the gunzip child)."""
+    """CPU seconds of this process and of its finished children (none today)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -136,14 +137,14 @@ def bare(path: Path) -> int:
     return count
 
 
-def ours(path: Path, cfg: Config, *, gunzip_process: bool = True) -> int:
-    summary = asyncio.run(_replay(path, cfg, gunzip_process))
+def ours(path: Path, cfg: Config) -> int:
+    summary = asyncio.run(_replay(path, cfg))
     if summary.dead_lettered:
         raise SystemExit(f"{summary.dead_lettered} lines dead-lettered: not a clean benchmark")
     return summary.lines
 
 
-async def _replay(path: Path, cfg: Config, gunzip_process: bool) -> ReplaySummary:
+async def _replay(path: Path, cfg: Config) -> ReplaySummary:
     # as commands.cmd_replay builds it for the embedded store, minus outputs
     def on_tick(tick: Tick) -> None:
         pass
@@ -161,7 +162,6 @@ async def _replay(path: Path, cfg: Config, gunzip_process: bool) -> ReplaySummar
             evaluator=evaluator,
             on_tick=on_tick,
             on_dead=on_dead,
-            gunzip_process=gunzip_process,
         )
 
 
@@ -174,23 +174,28 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_500_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", help="TOML config (default: static baselines of DESIGN.md)")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="contract",
+        help="producer: RFC 3339 ts and five extra fields per event (bench/shapes.py)",
+    )
     args = parser.parse_args()
 
     cfg = load_config(args.config, {} if args.config else STATIC)
-    path = ensure_log(args.events)
+    path = ensure_log(args.events, args.shape)
     sys.stderr.flush()
     size = path.stat().st_size / 2**20
     print(f"log: {path} ({args.events:,} events, {size:.1f} MiB gzipped)")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
 
     bares: list[Timing] = []
-    runs: dict[str, list[Timing]] = {"replay": [], "inline": []}
+    runs: dict[str, list[Timing]] = {"replay": []}
     rss_before = 0.0
     for round_no in range(1, args.rounds + 1):
         bares.append(timed(lambda: bare(path)))
         rss_before = rss_before or peak_rss_mib()
         runs["replay"].append(timed(lambda: ours(path, cfg)))
-        runs["inline"].append(timed(lambda: ours(path, cfg, gunzip_process=False)))
         b = bares[-1]
         print(f"round {round_no}: bare   {b.rate:>9,.0f} ev/s ({b.cpu_rate:>9,.0f}/s CPU)")
         for name, timings in runs.items():
@@ -204,7 +209,7 @@ def main() -> int:
     for name, timings in runs.items():
         if {t.events for t in timings} != {t.events for t in bares}:
             raise SystemExit(f"{name} and the bare loop saw different numbers of events")
-        label = "replay (child gunzip)" if name == "replay" else "replay --inline-gunzip"
+        label = "replay"
         best = max(timings, key=lambda t: t.rate)
         # each round runs the loops back to back: the median of the rounds'
         # ratios is steadier than best/best when one loop's speed swings more

@@ -119,7 +119,7 @@ class Service:
         self.evaluator = Evaluator(
             self.store,
             build_rules(cfg),
-            build_baselines(cfg, storage.history),
+            build_baselines(cfg, storage.history, storage.store),
             read_ahead=storage.read_ahead,
         )
         self.tracker = TransitionTracker()
@@ -392,5 +392,5 @@ def _redacted_url(cfg: Config) -> str:
 
 
 async def run_service(cfg: Config) -> int:
-    async with open_storage(storage_settings(cfg)) as storage:
+    async with open_storage(storage_settings(cfg, history_file=True)) as storage:
         return await Service(cfg, storage).run()

@@ -153,6 +153,8 @@ class LearningConfig(_Section):
     """hour_of_day: learn from the same hour of past days instead of all ticks."""
     history_days: int = Field(14, ge=1, le=366)
     """How long each tick's signal values are kept for learning."""
+    history_file: str = ""
+    """Embedded store only: file keeping the learning history across restarts."""
 
     @model_validator(mode="after")
     def _history_covers_learning(self) -> LearningConfig:

@@ -202,7 +202,8 @@ def apply_env(
     names = [n for n in environ if n.startswith(ENV_PREFIX) and n != CONFIG_PATH_ENV]
     # Natural order, so HEARTBEAT_2 is appended before HEARTBEAT_10 needs it.
     for name in sorted(names, key=_natural):
-        target, from_file = (name[:-5], True) if name.endswith("_FILE") else (name, False)
+        from_file = name.endswith("_FILE") and not _names_a_key(model, name)
+        target = name[:-5] if from_file else name
         if from_file and target in environ:
             raise ConfigError(name, f"{target} is set too; give one of them")
         loc, ann = _target(model, target[len(ENV_PREFIX) :], name)
@@ -215,6 +216,15 @@ def apply_env(
         _set(out, loc, value, name)
         origins[format_key(loc)] = name
     return out, origins
+
+
+def _names_a_key(model: type[BaseModel], name: str) -> bool:
+    """Whether ``name`` sets a key of its own (``[learning] history_file``), not a secret's file."""
+    try:
+        _target(model, name[len(ENV_PREFIX) :], name)
+    except ConfigError:
+        return False
+    return True
 
 
 def _natural(name: str) -> list[tuple[int, str]]:

@@ -1,9 +1,11 @@
 """Event contract v1 decoder: raw message bytes -> typed event or a Rejection.
 
-This is the hot path, so it checks fields by hand instead of running a JSON
-Schema validator; ``tests/test_decode_corpus.py`` proves it agrees with
-``schemas/llm_*.v1.json``. Policies the table in DESIGN.md leaves open, shared
-with the schemas:
+It checks fields by hand instead of running a JSON Schema validator;
+``tests/test_decode_corpus.py`` proves it agrees with ``schemas/llm_*.v1.json``.
+Batches of common shapes are decoded by ``decode_rows`` instead, which leaves
+every message it cannot take to this decoder: rejection reasons come from here
+alone. The value rules (ts range, ``safe`` from the score) are ``contract``'s.
+Policies the table in DESIGN.md leaves open, shared with the schemas:
 
 - duplicate keys: the last one wins (orjson's behaviour);
 - ``null`` in an optional field means absent;
@@ -27,19 +29,15 @@ from typing import Any
 
 import orjson
 
+from .contract import MAX_COST_USD, TsWindow, safe_from_score
 from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .timestamps import parse_rfc3339
 
 MAX_EVENT_ID = 128
 MAX_USER_ID = 256
-# one response costing more than this is a broken producer, and its nano-USD
-# sum would overflow the store's 64-bit counters
-MAX_COST_USD = 1_000_000.0
 MAX_TOKENS = 2**53 - 1
 
 _EVENT_TYPES: frozenset[str] = frozenset(("request", "response"))
-# the fast path takes integer ts only up to here; anything odder is the full path's
-_MAX_INT_TS = 2**53
 
 
 class Decoder:
@@ -48,7 +46,7 @@ class Decoder:
     ``decode`` never raises for any bytes input: bad input is data, not an error.
     """
 
-    __slots__ = ("_max_bytes", "_max_future_s", "_retention_s", "_safety_threshold")
+    __slots__ = ("_max_bytes", "_safety_threshold", "_window")
 
     def __init__(
         self,
@@ -66,8 +64,7 @@ class Decoder:
             raise ValueError("retention_s must be positive and max_future_s non-negative")
         self._max_bytes = max_bytes
         self._safety_threshold = safety_threshold
-        self._retention_s = retention_s
-        self._max_future_s = max_future_s
+        self._window = TsWindow(retention_s, max_future_s)
 
     @property
     def max_bytes(self) -> int:
@@ -78,12 +75,9 @@ class Decoder:
         return self._safety_threshold
 
     @property
-    def retention_s(self) -> float:
-        return self._retention_s
-
-    @property
-    def max_future_s(self) -> float:
-        return self._max_future_s
+    def window(self) -> TsWindow:
+        """The ts range a clock admits (checked when ``decode`` is given ``now``)."""
+        return self._window
 
     def decode(
         self, raw: bytes, *, topic_type: EventType | None = None, now: float | None = None
@@ -99,122 +93,14 @@ class Decoder:
             return Rejection("not_json", str(exc))
         if type(doc) is not dict:
             return Rejection("not_object", f"top level is {_json_type(doc)}, not an object")
-        common = self._common(doc, topic_type, now)
-        if common is not None:
-            return common
         event = self._event(doc, topic_type)
-        if now is not None and not isinstance(event, Rejection):
-            ts = event.ts
-            if ts < now - self._retention_s or ts > now + self._max_future_s:
-                return Rejection(
-                    "ts_out_of_range",
-                    f"ts is {ts - now:+.6g} s from now; "
-                    f"allowed -{self._retention_s:.0f}..+{self._max_future_s:.0f} s",
-                )
-        return event
-
-    def _common(
-        self, doc: dict[str, Any], topic_type: EventType | None, now: float | None
-    ) -> Event | None:
-        """The event when ``doc`` has the common, well-formed shape, else None.
-
-        The hot path: a few ``type() is`` tests instead of the field-by-field
-        walk in ``_event``. It only accepts what ``_event`` and the range check
-        accept, with the same values; for anything unusual (a string ts, an
-        integral float count, a missing, mistyped or out-of-range field) it
-        returns None and the full path decides, so rejection reasons come
-        from one place. ``tests/test_decode_fast.py`` checks the two agree.
-        """
-        get = doc.get
-        kind = get("type")
-        event_id = get("event_id")
-        user_id = get("user_id")
-        ts: Any = get("ts")
         if (
-            type(event_id) is not str
-            or type(user_id) is not str
-            or not event_id
-            or not user_id
-            or len(event_id) > MAX_EVENT_ID
-            or len(user_id) > MAX_USER_ID
-            or (topic_type is not None and kind != topic_type)
+            now is not None
+            and not isinstance(event, Rejection)
+            and not self._window.admits(event.ts, now)
         ):
-            return None
-        if type(ts) is not float:
-            if type(ts) is not int or not 0 <= ts <= _MAX_INT_TS:
-                return None
-            ts = float(ts)
-        elif not 0.0 <= ts < math.inf:
-            return None
-        if now is not None and not now - self._retention_s <= ts <= now + self._max_future_s:
-            return None
-        model = get("model")
-        if model is not None and type(model) is not str:
-            return None
-        prompt_tokens = get("prompt_tokens")
-        if prompt_tokens is not None and (
-            type(prompt_tokens) is not int or not 0 <= prompt_tokens <= MAX_TOKENS
-        ):
-            return None
-        if kind == "request":
-            blocked = get("blocked")
-            block_reason = get("block_reason")
-            if type(blocked) is not bool or (
-                block_reason is not None and type(block_reason) is not str
-            ):
-                return None
-            return RequestEvent(event_id, ts, user_id, blocked, model, block_reason, prompt_tokens)
-        if kind == "response":
-            return self._common_response(doc, event_id, ts, user_id, model, prompt_tokens)
-        return None
-
-    def _common_response(
-        self,
-        doc: dict[str, Any],
-        event_id: str,
-        ts: float,
-        user_id: str,
-        model: str | None,
-        prompt_tokens: int | None,
-    ) -> ResponseEvent | None:
-        get = doc.get
-        safe = get("safe")
-        score = get("safety_score")
-        if score is not None and (
-            (type(score) is not float and type(score) is not int) or not 0 <= score <= 1
-        ):
-            return None
-        if type(safe) is not bool:
-            if safe is not None or score is None:
-                return None
-            safe = score >= self._safety_threshold
-        request_id = get("request_id")
-        if request_id is not None and type(request_id) is not str:
-            return None
-        completion_tokens = get("completion_tokens")
-        if completion_tokens is not None and (
-            type(completion_tokens) is not int or not 0 <= completion_tokens <= MAX_TOKENS
-        ):
-            return None
-        cost_usd = get("cost_usd")
-        if cost_usd is not None:
-            if type(cost_usd) is not float:
-                if type(cost_usd) is not int:
-                    return None
-                cost_usd = float(cost_usd)
-            if not 0.0 <= cost_usd <= MAX_COST_USD:
-                return None
-        return ResponseEvent(
-            event_id,
-            ts,
-            user_id,
-            safe,
-            model,
-            request_id,
-            cost_usd,
-            prompt_tokens,
-            completion_tokens,
-        )
+            return Rejection("ts_out_of_range", self._window.describe(event.ts, now))
+        return event
 
     def _event(self, doc: dict[str, Any], topic_type: EventType | None) -> Event | Rejection:
         kind = doc.get("type")
@@ -274,7 +160,7 @@ class Decoder:
         if safe is None:
             if score is None:
                 return Rejection("missing:safe", "response needs safe or safety_score")
-            safe = score >= self._safety_threshold
+            safe = safe_from_score(score, self._safety_threshold)
         elif type(safe) is not bool:
             return _wrong_type("safe", "a boolean", safe)
         completion_tokens = _optional_count(doc, "completion_tokens")

@@ -111,6 +111,6 @@ class Evaluator:
             learning_note=learning_note,
             stale_reason=stale_reason,
         )
-        if stale_reason is None:
-            await self._baselines.record(tick)
+        # stale ticks too: the history shows the gap, and learning leaves them out
+        await self._baselines.record(tick)
         return tick

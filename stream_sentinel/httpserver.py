@@ -1,11 +1,8 @@
 """The sentinel's HTTP face: /metrics, /healthz, /readyz and /status.
 
-Named ``httpserver`` rather than ``http``: a module called ``http`` shadows the
-standard library (which aiohttp imports) whenever this directory itself ends
-up on ``sys.path``, e.g. when a file in it is run as a script.
-
-Everything served here is read-only and small. The app holds no state of its
-own: callers pass in the metrics and the callables that read the live state.
+Not named ``http``: that would shadow the standard library (which aiohttp imports)
+whenever this directory is on ``sys.path``. Everything served is read-only and
+small; callers pass in the metrics and the callables that read the live state.
 """
 
 from __future__ import annotations
@@ -193,14 +190,12 @@ class _Handlers:
         ready_checks: ReadyChecks,
         auth: BearerAuth | None,
         ready_timeout_s: float,
-        ready_warnings: Callable[[], list[str]] | None = None,
+        ready_warnings: Callable[[], list[str]],
     ) -> None:
-        self._ready_warnings = ready_warnings or list
         self._metrics = metrics
         self._status_provider = status_provider
-        self._ready_checks = ready_checks
-        self._auth = auth
-        self._ready_timeout_s = ready_timeout_s
+        self._ready_checks, self._ready_warnings = ready_checks, ready_warnings
+        self._auth, self._ready_timeout_s = auth, ready_timeout_s
         self._throttle = AuthThrottle()
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -221,9 +216,8 @@ class _Handlers:
             log.warning("readiness checks raised %s", type(exc).__name__)
             return self._not_ready(type(exc).__name__)
         failed = sorted(name for name, ok in checks.items() if ok is not True)
-        body: dict[str, Any] = {"ready": not failed, "failed": failed, "checks": checks}
-        if warnings := self._ready_warnings():
-            body["warnings"] = warnings
+        warned = {"warnings": found} if (found := self._ready_warnings()) else {}
+        body = {"ready": not failed, "failed": failed, "checks": checks, **warned}
         return _json(body, status=503 if failed else 200)
 
     @staticmethod
@@ -261,7 +255,7 @@ def build_http_app(
     ready_checks: ReadyChecks,
     status_token: str | None,
     ready_timeout_s: float = 5.0,
-    ready_warnings: Callable[[], list[str]] | None = None,
+    ready_warnings: Callable[[], list[str]] = list,  # wrong, yet not unready
     limits: ConnectionLimits | None = None,
     allowed_hosts: Collection[str] | None = None,
     secrets: Sequence[str] = (),
@@ -270,8 +264,7 @@ def build_http_app(
     """The HTTP app; serve it with :func:`start_http`.
 
     ``ready_checks`` maps check names to True (ready) or False / a short reason
-    (not ready); it must not put secrets in reasons; ``ready_warnings``, what
-    is wrong but not unready (a missing alerts topic). ``status_token``, when
+    (not ready); it must not put secrets in reasons. ``status_token``, when
     set, is required as a bearer token on /status only: /metrics stays open for
     Prometheus and /healthz, /readyz for orchestrators. ``allowed_hosts``: the
     names a Host header may give (None: any); ``secrets`` are scrubbed from the
@@ -298,10 +291,8 @@ def guarded_app(
     tls: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
-    """An app with every defence of this module and no routes: timeouts and a
-    connection cap (with :func:`start_http`), the Host check, body limits, JSON
-    error pages, security headers and the scrubbed access log. The service's app
-    and other listeners (``bridge litellm``) add their routes to it."""
+    """Every defence of this module, no routes (the service and ``bridge litellm``
+    add theirs): Host check, body limits, JSON errors, headers, scrubbed access log."""
     limits = limits or ConnectionLimits()
     app = web.Application(
         middlewares=[

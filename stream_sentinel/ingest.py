@@ -8,24 +8,27 @@ publish, and per-reason counts for metrics.
 from __future__ import annotations
 
 import base64
-import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, not_
 
 import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import RequestRow, ResponseRow, RowDecoder
-from .events import Event, EventType, Rejection, RequestEvent
+from .decode_rows import REQUEST_ROWS, RequestRow, ResponseRow, RowDecoder
+from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .store.base import PartitionId
 
 # outcome keys of counted events
 _COUNTED_REQUEST = ("request", "")
 _COUNTED_RESPONSE = ("response", "")
 _TS = attrgetter("ts")
+# what ``count`` takes: decoded events and rows, of either type
+Counted = RequestEvent | ResponseEvent | RequestRow | ResponseRow
+_REQUESTS = frozenset((RequestEvent, *REQUEST_ROWS))
 _TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
 # A dead letter keeps at most this much of the value. Base64 adds a third, and a
 # value near the broker's message.max.bytes (1 MiB) kept whole would make a DLQ
@@ -70,6 +73,10 @@ class Processed:
 
 
 class BatchProcessor:
+    """Decodes and counts batches: ``process`` for a Kafka partition's batch,
+    ``ingest_log.feed_chunk`` for a recorded log (which uses ``decide`` and
+    ``count`` here for the lines the rows leave to the decoder)."""
+
     __slots__ = ("_aggregator", "_decoder", "_rows")
 
     def __init__(self, decoder: Decoder, aggregator: BatchAggregator) -> None:
@@ -81,146 +88,50 @@ class BatchProcessor:
     def rows(self) -> RowDecoder:
         return self._rows
 
-    @property
-    def aggregator(self) -> BatchAggregator:
-        return self._aggregator
-
-    def process_values(
-        self,
-        topic_type: EventType | None,
-        values: Sequence[bytes | None],
-        *,
-        now: float | None,
-        next_offset: int,
-    ) -> Processed | None:
-        """``process`` for a batch whose every message is a well-formed contract
-        event (the common case), decoded and folded without Python per message.
-
-        None: some message needs the per-record path (``process``), which
-        alone decides rejections; nothing of the batch has been counted then.
-        """
-        out = self.new_batch(next_offset)
-        if topic_type == "request":
-            requests = self._rows.requests(values, now)
-            if requests is None:
-                return None
-            self.fold_rows(out, requests, ())
-            out.max_ts = max(map(_TS, requests))
-        elif topic_type == "response":
-            responses = self._rows.responses(values, now)
-            if responses is None:
-                return None
-            self.fold_rows(out, (), responses)
-            out.max_ts = max(map(_TS, responses))
-        else:
-            return None
-        out.delta = self._aggregator.result(out.delta)
-        return out
-
-    def fold_rows(
-        self, out: Processed, requests: Sequence[RequestRow], responses: Sequence[ResponseRow]
-    ) -> None:
-        """Count decoded rows into ``out``; its max ts is the caller's to set."""
-        if requests:
-            self._aggregator.agg_requests(out.delta, requests)
-            out.outcomes[_COUNTED_REQUEST] += len(requests)
-        if responses:
-            self._aggregator.agg_responses(out.delta, responses)
-            out.outcomes[_COUNTED_RESPONSE] += len(responses)
-
     def process(
         self,
+        *,
         part: PartitionId,
         topic_type: EventType | None,
-        records: Iterable[tuple[int, bytes | None]],
-        *,
+        offsets: Sequence[int],
+        values: Sequence[bytes | None],
         now: float | None,
-        next_offset: int,
     ) -> Processed:
-        """Fold ``records`` (offset, value) into one batch result.
+        """Fold one partition's records (``offsets[i]``, ``values[i]``; at least
+        one) into one batch result, their ts checked against ``now``.
 
-        ``next_offset`` is the offset after the batch when it is empty; with
-        records it is the last offset + 1. Nothing a record contains can make
-        this raise: a record the decoder cannot take becomes a dead letter.
+        Nothing a record contains can make this raise: a record the decoder
+        cannot take becomes a dead letter.
         """
-        out = self.new_batch(next_offset)
-        self._run(out, part, topic_type, iter(records), now, False, 0, math.inf)
-        out.delta = self._aggregator.result(out.delta)
+        out = Processed({}, offsets[-1] + 1)
+        rows = self._rows.rows(values, topic_type)
+        window = self._decoder.window
+        if None not in rows:
+            tss: list[float] = list(map(_TS, rows))
+            if now is None or window.admits_all(tss, now):
+                # the common case: no Python per record
+                if topic_type == "request":
+                    self.count_typed(out, rows, ())  # type: ignore[arg-type]
+                elif topic_type == "response":
+                    self.count_typed(out, (), rows)  # type: ignore[arg-type]
+                else:
+                    self.count(out, rows)  # type: ignore[arg-type]
+                out.max_ts = max(tss)
+                return out
+        counted: list[Counted] = []
+        for offset, value, row in zip(offsets, values, rows, strict=True):
+            if row is not None and (now is None or window.admits(row.ts, now)):
+                counted.append(row)
+                continue
+            event = self.decide(out, part, topic_type, offset, value, now)
+            if event is not None:
+                counted.append(event)
+        self.count(out, counted)
+        if counted:
+            out.max_ts = max(map(_TS, counted))
         return out
 
-    def feed_log(
-        self,
-        out: Processed,
-        part: PartitionId,
-        lines: Iterator[tuple[int, bytes]],
-        *,
-        lateness: float,
-        until: float,
-    ) -> bool:
-        """Feed (offset, line) pairs of a recorded log into ``out``, in event time.
-
-        A log is its own clock: each line's ts range check runs against the
-        largest ts counted before it (``out.max_ts``, which the caller carries
-        from batch to batch). Stops right after counting an event that moves
-        the watermark (largest ts - ``lateness``) to ``until`` or past, and
-        returns True; ``lines`` then resumes after it. False: ``lines`` ran out.
-        """
-        return self._run(out, part, None, lines, None, True, lateness, until)
-
-    def _run(
-        self,
-        out: Processed,
-        part: PartitionId,
-        topic_type: EventType | None,
-        records: Iterator[tuple[int, bytes | None]],
-        now: float | None,
-        log_clock: bool,
-        lateness: float,
-        until: float,
-    ) -> bool:
-        """``feed`` for many records, with the per-record work kept in locals.
-
-        ``log_clock``: ``now`` is the largest ts counted so far. The counted
-        tallies reach ``out`` once, at the end, rather than once per event.
-        """
-        decode, agg, delta = self._decoder.decode, self._aggregator.agg, out.delta
-        max_ts = out.max_ts
-        requests = responses = 0
-        offset = out.next_offset - 1
-        stopped = False
-        for offset, raw in records:
-            if log_clock:
-                now = max_ts
-            if raw is None:
-                result: Event | Rejection = _TOMBSTONE
-            else:
-                result = decode(raw, topic_type=topic_type, now=now)
-            if isinstance(result, Rejection):
-                self._reject(out, part, topic_type, offset, raw, result)
-                continue
-            agg(delta, result)
-            if isinstance(result, RequestEvent):
-                requests += 1
-            else:
-                responses += 1
-            ts = result.ts
-            if max_ts is None or ts > max_ts:
-                max_ts = ts
-                if ts - lateness >= until:
-                    stopped = True
-                    break
-        out.next_offset = offset + 1
-        out.max_ts = max_ts
-        if requests:
-            out.outcomes[_COUNTED_REQUEST] += requests
-        if responses:
-            out.outcomes[_COUNTED_RESPONSE] += responses
-        return stopped
-
-    def new_batch(self, next_offset: int) -> Processed:
-        return Processed(self._aggregator.initialize(), next_offset)
-
-    def feed(
+    def decide(
         self,
         out: Processed,
         part: PartitionId,
@@ -229,34 +140,41 @@ class BatchProcessor:
         raw: bytes | None,
         now: float | None,
     ) -> Event | None:
-        """Decode one record into ``out``; the event when it was counted."""
-        out.next_offset = offset + 1
+        """The decoder's answer on one record the rows left to it: the event,
+        or None with the rejection recorded in ``out``."""
         if raw is None:
             result: Event | Rejection = _TOMBSTONE
         else:
             result = self._decoder.decode(raw, topic_type=topic_type, now=now)
         if isinstance(result, Rejection):
-            self._reject(out, part, topic_type, offset, raw, result)
+            out.outcomes[(topic_type or "unknown", result.reason)] += 1
+            out.dead.append(
+                DeadLetter(
+                    result.reason, result.detail, part.topic, part.partition, offset, raw or b""
+                )
+            )
             return None
-        self._aggregator.agg(out.delta, result)
-        out.outcomes[
-            _COUNTED_REQUEST if isinstance(result, RequestEvent) else _COUNTED_RESPONSE
-        ] += 1
-        ts = result.ts
-        if out.max_ts is None or ts > out.max_ts:
-            out.max_ts = ts
         return result
 
-    @staticmethod
-    def _reject(
-        out: Processed,
-        part: PartitionId,
-        topic_type: EventType | None,
-        offset: int,
-        raw: bytes | None,
-        why: Rejection,
-    ) -> None:
-        out.outcomes[(topic_type or "unknown", why.reason)] += 1
-        out.dead.append(
-            DeadLetter(why.reason, why.detail, part.topic, part.partition, offset, raw or b"")
+    def count(self, out: Processed, counted: Sequence[Counted]) -> None:
+        """Count decoded events or rows of either type into ``out``; its max ts
+        is the caller's to set."""
+        is_request = list(map(_REQUESTS.__contains__, map(type, counted)))
+        requests: list[RequestEvent | RequestRow] = list(compress(counted, is_request))  # type: ignore[arg-type]
+        responses: list[ResponseEvent | ResponseRow] = (
+            [] if len(requests) == len(counted) else list(compress(counted, map(not_, is_request)))  # type: ignore[arg-type]
         )
+        self.count_typed(out, requests, responses)
+
+    def count_typed(
+        self,
+        out: Processed,
+        requests: Sequence[RequestEvent | RequestRow],
+        responses: Sequence[ResponseEvent | ResponseRow],
+    ) -> None:
+        if requests:
+            self._aggregator.count_requests(out.delta, requests)
+            out.outcomes[_COUNTED_REQUEST] += len(requests)
+        if responses:
+            self._aggregator.count_responses(out.delta, responses)
+            out.outcomes[_COUNTED_RESPONSE] += len(responses)

@@ -1,25 +1,25 @@
-"""A recorded log fed through the row decoder, stopping where a tick is due.
+"""A recorded log fed through the batch processor in event time, stopping where a tick is due.
 
-The same contract as ``BatchProcessor.feed_log`` (which it falls back on,
-line by line, wherever a row cannot decide): each line's ts range check runs
-against the largest ts counted before it, and feeding stops right after the
-event that moves the watermark (largest ts - lateness) to ``until`` or past.
-Here that is done for runs of decoded rows at once: running maxima, range
-checks and the stop are found with C loops and a bisection, then the run is
-folded with ``agg_requests`` / ``agg_responses``.
+A log is its own clock: each line's ts range check runs against the largest
+ts counted before it (``out.max_ts``, which the caller carries from batch to
+batch), and feeding stops right after the event that moves the watermark
+(largest ts - lateness) to ``until`` or past. Runs of decoded rows are done
+at once: running maxima, range checks and the stop are found with C loops and
+a bisection, then the run is counted by the processor. Lines the rows leave
+to the decoder go line by line.
 
-``tests/test_ingest_log.py`` checks it against ``feed_log`` on generated logs.
+``tests/test_ingest_log.py`` checks it against feeding one line at a time.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from itertools import accumulate, islice, repeat
-from operator import add, attrgetter, ge, le, sub
+from itertools import accumulate, islice
+from operator import attrgetter, le
 
 from .decode_rows import RequestRow, ResponseRow
-from .ingest import BatchProcessor, Processed
+from .ingest import BatchProcessor, Counted, Processed
 from .store.base import PartitionId
 
 _TS = attrgetter("ts")
@@ -33,7 +33,7 @@ class LogChunk:
     def __init__(self, proc: BatchProcessor, lines: list[bytes], first_offset: int) -> None:
         self.lines = lines
         self.first_offset = first_offset  # the offset of lines[0]
-        self.rows = proc.rows.log_rows(lines)
+        self.rows = proc.rows.rows(lines, None)
         self.pos = 0  # the next line to feed
 
 
@@ -46,7 +46,9 @@ def feed_chunk(
     lateness: float,
     until: float,
 ) -> bool:
-    """``feed_log`` for the rest of ``chunk``: True when it stopped for a tick."""
+    """Feed the rest of ``chunk`` into ``out``: True when it stopped for a tick
+    (right after the event that made it due; the chunk resumes after it),
+    False when the chunk ran out."""
     rows, n = chunk.rows, len(chunk.rows)
     while chunk.pos < n:
         i = chunk.pos
@@ -60,7 +62,7 @@ def feed_chunk(
             j = n
         run: list[RequestRow | ResponseRow] = rows[i:j]  # type: ignore[assignment]
         taken, stopped = _fold_run(proc, out, run, lateness, until)
-        if taken < 0:  # a case the run cannot settle alone: let feed_log decide
+        if taken < 0:  # a case the run cannot settle alone: line by line
             if _per_line(proc, out, part, chunk, j, lateness, until):
                 return True
             continue
@@ -69,7 +71,7 @@ def feed_chunk(
             out.next_offset = chunk.first_offset + chunk.pos
         if stopped:
             return True
-        # taken < len(run): the line at chunk.pos is out of range, a dead letter
+        # taken < len(run): the line at chunk.pos is out of range, the decoder's
         if taken < len(run) and _per_line(proc, out, part, chunk, chunk.pos + 1, lateness, until):
             return True
     return False
@@ -84,12 +86,34 @@ def _per_line(
     lateness: float,
     until: float,
 ) -> bool:
-    """``feed_log`` over lines [pos, end); moves ``chunk.pos`` to where it stopped."""
-    start = chunk.pos
-    offsets = range(chunk.first_offset + start, chunk.first_offset + end)
-    pairs = zip(offsets, chunk.lines[start:end], strict=True)
-    stopped = proc.feed_log(out, part, pairs, lateness=lateness, until=until)
-    chunk.pos = out.next_offset - chunk.first_offset if stopped else end
+    """Lines [pos, end) one at a time, through the decoder where the row is None;
+    moves ``chunk.pos`` to where it stopped."""
+    max_ts = out.max_ts
+    counted: list[Counted] = []
+    stopped = False
+    offset = chunk.first_offset + chunk.pos
+    window = proc.rows.decoder.window
+    for at in range(chunk.pos, end):
+        offset = chunk.first_offset + at
+        row = chunk.rows[at]
+        event: Counted | None
+        if row is not None and (max_ts is None or window.admits(row.ts, max_ts)):
+            event = row
+        else:
+            event = proc.decide(out, part, None, offset, chunk.lines[at], max_ts)
+        if event is None:
+            continue
+        counted.append(event)
+        ts = event.ts
+        if max_ts is None or ts > max_ts:
+            max_ts = ts
+            if ts - lateness >= until:
+                stopped = True
+                break
+    proc.count(out, counted)
+    out.next_offset = offset + 1
+    out.max_ts = max_ts
+    chunk.pos = offset + 1 - chunk.first_offset
     return stopped
 
 
@@ -108,10 +132,10 @@ def _fold_run(
     """
     tss: list[float] = list(map(_TS, run))
     prev = out.max_ts
-    decoder = proc.rows.decoder
+    window = proc.rows.decoder.window
     if (
         (prev is None or prev <= tss[0])
-        and decoder.max_future_s == math.inf
+        and window.max_future_s == math.inf
         and all(map(le, tss, islice(tss, 1, None)))
     ):
         # in order, as a log mostly is: each ts is its own running max and
@@ -120,7 +144,7 @@ def _fold_run(
             return -1, False
         stop = bisect_left(tss, True, key=lambda ts: ts - lateness >= until)
         taken = min(stop + 1, len(run))
-        _fold(proc, out, run[:taken])
+        proc.count(out, run[:taken])
         out.max_ts = tss[taken - 1]
         return taken, stop < len(run)
     # before[k]: the largest ts counted before row k (none before the first
@@ -136,11 +160,7 @@ def _fold_run(
         first_checked = 0
         before = [prev, *after[:-1]]
     checked = tss[first_checked:]
-    # the decoder's own comparisons: ts < now - retention or ts > now + max_future
-    ok = list(map(ge, checked, map(sub, before, repeat(decoder.retention_s))))
-    if decoder.max_future_s != math.inf:
-        highs = map(add, before, repeat(decoder.max_future_s))
-        ok = list(map(bool.__and__, ok, map(le, checked, highs)))
+    ok = window.admits_each(checked, before)
     try:
         bad = ok.index(False) + first_checked
     except ValueError:
@@ -150,12 +170,6 @@ def _fold_run(
     stop = bisect_left(after, True, 0, bad, key=lambda ts: ts - lateness >= until)
     taken = stop + 1 if stop < bad else bad
     if taken:
-        _fold(proc, out, run[:taken])
+        proc.count(out, run[:taken])
         out.max_ts = after[taken - 1]
     return taken, stop < bad
-
-
-def _fold(proc: BatchProcessor, out: Processed, rows: list[RequestRow | ResponseRow]) -> None:
-    requests = [r for r in rows if type(r) is RequestRow]
-    responses = [r for r in rows if type(r) is ResponseRow]
-    proc.fold_rows(out, requests, responses)

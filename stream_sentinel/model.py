@@ -12,7 +12,9 @@ SIGNALS: tuple[SignalName, ...] = ("blocked_pct", "safety_pct", "top_user_rps", 
 
 State = Literal["ok", "red", "insufficient_data"]
 Status = Literal["ok", "warning", "critical", "learning", "stale"]
-BaselineSource = Literal["static", "learned", "learning"]
+# "floor": learning is over but the comparison set is too thin (baseline_math),
+# so the rules' floor stands in; "learning": provisional, alerts suppressed
+BaselineSource = Literal["static", "learned", "floor", "learning"]
 
 NANO = 1_000_000_000  # cost is counted in integer nano-USD so sums are exact and order-free
 

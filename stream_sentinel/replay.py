@@ -68,7 +68,7 @@ class _Run:
         self.lateness = cfg.alerting.lateness_seconds
         self.summary = ReplaySummary()
         self.expected: int | None = None
-        self.batch: Processed = self.proc.new_batch(0)
+        self.batch: Processed = Processed({}, 0)
         self.next_at: int | None = None
         self.status: Status | None = None
 
@@ -84,7 +84,7 @@ class _Run:
         if batch.delta or batch.next_offset != self.expected:
             await self.store.apply(REPLAY_PART, self.expected, batch.next_offset, batch.delta)
             self.expected = batch.next_offset
-        self.batch = self.proc.new_batch(batch.next_offset)
+        self.batch = Processed({}, batch.next_offset)
         self.batch.max_ts = batch.max_ts
 
     async def evaluate_until(self, watermark: float) -> None:
@@ -145,12 +145,11 @@ async def replay(
     on_tick: Callable[[Tick], None],
     on_dead: Callable[[DeadLetter], None],
     on_bytes: Callable[[int], None] | None = None,
-    gunzip_process: bool = True,
 ) -> ReplaySummary:
     """Raises ``source_file.LogReadError`` for a log that cannot be read to its end."""
     run = _Run(cfg, store, evaluator, on_tick, on_dead)
     started = time.perf_counter()
-    for chunk in read_lines(paths, on_bytes, gunzip_process=gunzip_process):
+    for chunk in read_lines(paths, on_bytes):
         await run.feed(chunk)
     await run.finish()
     run.summary.seconds = time.perf_counter() - started

@@ -11,11 +11,12 @@ import socket
 
 from aiohttp import BasicAuth
 
-from .aggregate import BatchAggregator, ModelPrice
+from .aggregate import BatchAggregator
 from .alertmanager_push import AlertmanagerTarget
 from .baseline_math import DAY_S
 from .bucketing import LONGEST_WINDOW_S, TOP_USER_WINDOW_S, bucket_seconds_for
 from .config import Config
+from .contract import ModelPrice
 from .decode import Decoder
 from .ingest import BatchProcessor
 from .kafka.source import KafkaSettings
@@ -80,13 +81,19 @@ def build_rules(cfg: Config) -> RulesConfig:
 
 
 def storage_settings(
-    cfg: Config, *, redis_url: str | None = None, prefix: str | None = None
+    cfg: Config,
+    *,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    history_file: bool = False,
 ) -> StorageSettings:
     """Redis when a URL is configured, else the embedded store.
 
     ``redis_url`` overrides the config: a URL (``replay --redis``), or "" for
     the embedded store whatever the config says (a private backtest).
     ``prefix`` replaces the configured key prefix (a backtest's own).
+    ``history_file``: use ``[learning] history_file`` (the service only: a
+    backtest must not write into the deployment's history).
     """
     url = redis_url
     if url is None and cfg.redis.url is not None:
@@ -98,6 +105,7 @@ def storage_settings(
         counter_ttl_s=retention_s(cfg),
         user_ttl_s=TOP_USER_WINDOW_S + cfg.alerting.lateness_seconds + EXPIRY_MARGIN_S,
         history_keep_s=cfg.learning.history_days * DAY_S,
+        history_file=(cfg.learning.history_file or None) if history_file else None,
     )
 
 

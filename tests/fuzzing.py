@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from batch_reference import feed_one
 
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
@@ -205,7 +206,13 @@ def run_batch(
             tally.mutations[name] += 1
             records.append((offset, raw))
     part = PartitionId("fuzz", 0)
-    out = processor.process(part, topic_type, records, now=now, next_offset=first_offset + size)
+    out = processor.process(
+        part=part,
+        topic_type=topic_type,
+        offsets=[offset for offset, _ in records],
+        values=[raw for _, raw in records],
+        now=now,
+    )
     assert out.next_offset == first_offset + size
     assert out.counted + len(out.dead) == size, (out.counted, len(out.dead), size)
     raw_of = dict(records)
@@ -239,24 +246,23 @@ def _check_row_path(
     out: Processed,
     tally: Tally,
 ) -> None:
-    """The live path tries ``process_values`` (msgspec rows) first: whenever it
-    takes a batch it must count exactly what the per-record decoder counts."""
-    values = [raw for _, raw in records]
-    rows = processor.process_values(topic_type, values, now=now, next_offset=out.next_offset)
-    if rows is not None:
-        assert not out.dead
-        _same_counts(rows, out)
-    first = records[0][0]
+    """``process`` takes what msgspec rows can and leaves the rest to the
+    decoder: the batch must count exactly what feeding the records one by one
+    through the decoder alone counts, and each message a row takes must be
+    one the decoder counts."""
+    want = Processed({}, records[0][0])
     for offset, raw in records:
-        if (offset - first) % 3 == 0:
+        feed_one(processor, want, part, topic_type, offset, raw, now)
+    _same_counts(out, want)
+    assert out.dead == want.dead
+    rows = processor.rows.rows([raw for _, raw in records], topic_type)
+    first = records[0][0]
+    for (offset, raw), row in zip(records, rows, strict=True):
+        if (offset - first) % 3 == 0 or row is None:
             continue  # a pristine neighbour: test_process_rows.py covers valid events
-        one = processor.process_values(topic_type, [raw], now=now, next_offset=offset + 1)
-        if one is None:
-            continue
         tally.row_path += 1
-        want = processor.process(part, topic_type, [(offset, raw)], now=now, next_offset=offset + 1)
-        assert not want.dead, (raw, want.dead)
-        _same_counts(one, want)
+        one = Processed({}, offset)
+        assert feed_one(processor, one, part, topic_type, offset, raw, None) is not None, raw
 
 
 def _same_counts(got: Processed, want: Processed) -> None:

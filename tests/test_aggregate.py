@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from batch_reference import aggregate
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator, ModelPrice, cost_nanousd
+from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.bucketing import bucket_of, bucket_seconds_for, buckets_in, tick_floor
+from stream_sentinel.contract import ModelPrice, Pricing
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import Rejection, RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
@@ -16,7 +18,8 @@ PRICES = {"m": ModelPrice(prompt_per_1k=0.5, completion_per_1k=1.5)}
 
 def test_batch_counts_per_bucket_and_user() -> None:
     agg = BatchAggregator(60, PRICES)
-    delta = agg.aggregate(
+    delta = aggregate(
+        agg,
         [
             RequestEvent("1", 120.0, "a", blocked=True),
             RequestEvent("2", 179.999, "a", blocked=False),
@@ -24,7 +27,7 @@ def test_batch_counts_per_bucket_and_user() -> None:
             ResponseEvent("4", 121.0, "a", safe=False, cost_usd=0.25),
             ResponseEvent("5", 122.0, "a", safe=True, model="m", prompt_tokens=1000),
             ResponseEvent("6", 123.0, "a", safe=True),
-        ]
+        ],
     )
     assert sorted(delta) == [120, 180]
     assert delta[120].counts() == WindowCounts(
@@ -40,12 +43,13 @@ def test_batch_counts_per_bucket_and_user() -> None:
 
 
 def test_cost_from_price_table_and_unknowns() -> None:
-    assert cost_nanousd(None, "m", 2000, 1000, PRICES) == round(2.5 * NANO)
-    assert cost_nanousd(None, "unknown-model", 2000, 1000, PRICES) is None
-    assert cost_nanousd(None, "m", None, None, PRICES) is None
-    assert cost_nanousd(0.0, None, None, None, PRICES) == 0
+    pricing = Pricing(PRICES)
+    assert pricing.nanousd(None, "m", 2000, 1000) == round(2.5 * NANO)
+    assert pricing.nanousd(None, "unknown-model", 2000, 1000) is None
+    assert pricing.nanousd(None, "m", None, None) is None
+    assert pricing.nanousd(0.0, None, None, None) == 0
     # absurd token counts become unknown rather than overflowing 64-bit counters
-    assert cost_nanousd(None, "m", 2**53 - 1, 0, PRICES) is None
+    assert pricing.nanousd(None, "m", 2**53 - 1, 0) is None
 
 
 def test_decoder_caps_cost_so_sums_fit_64_bits() -> None:

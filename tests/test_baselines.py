@@ -1,10 +1,12 @@
-"""Pure median / seasonal logic (property tests) and the baseline providers."""
+"""Medians, learning days and floors (property tests) and the baseline providers."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,15 +16,14 @@ from stream_sentinel.baseline_math import (
     DAY_S,
     HOUR_S,
     BaselineTable,
+    Learned,
     Seasonality,
+    by_hour,
     hour_of_day,
-    is_usable,
-    learn_table,
-    learned_value,
     learning_note,
     median,
     min_points_for,
-    usable_values,
+    pick,
 )
 from stream_sentinel.baselines import FixedBaselines, LearnedBaselines, build_baselines
 from stream_sentinel.config import Config
@@ -33,13 +34,14 @@ from stream_sentinel.model import (
     SignalName,
     SignalReading,
     State,
+    Status,
     Tick,
     WindowCounts,
 )
 from stream_sentinel.rules import Baseline, RulesConfig, SignalRule, evaluate_signals
 from stream_sentinel.store.base import StoreUnavailable
 from stream_sentinel.store.build import open_storage
-from stream_sentinel.store.history import MemoryHistory, Point, TickRecord
+from stream_sentinel.store.history import MemoryHistory, Point, RedisHistory, TickRecord
 from stream_sentinel.wiring import storage_settings
 
 T0 = 1_790_035_200  # 2026-09-22T00:00:00Z, midnight UTC
@@ -47,15 +49,6 @@ assert T0 % DAY_S == 0
 
 finite = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 states = st.sampled_from(["ok", "red", "insufficient_data"])
-points = st.builds(Point, st.none() | finite, st.integers(0, 10_000), states, st.booleans())
-records_st = st.lists(
-    st.builds(
-        TickRecord,
-        st.integers(0, 3 * DAY_S // 60).map(lambda m: T0 + 60 * m),
-        st.fixed_dictionaries({"blocked_pct": points}),
-    ),
-    max_size=80,
-)
 
 
 # -- median ------------------------------------------------------------------
@@ -81,57 +74,7 @@ def test_median_of_nothing_is_none() -> None:
     assert median([]) is None
 
 
-# -- selection ---------------------------------------------------------------
-
-
-def reference_values(records: Sequence[TickRecord], hour: int | None) -> list[float]:
-    out = []
-    for r in records:
-        p = r.points["blocked_pct"]
-        if hour is not None and ((r.at % DAY_S) // HOUR_S) != hour:
-            continue
-        if p.value is None or p.state == "insufficient_data":
-            continue
-        if p.state == "red" and p.judged:
-            continue
-        out.append(p.value)
-    return out
-
-
-@given(records_st, st.none() | st.integers(0, 23))
-def test_usable_values_match_a_brute_force_reference(
-    records: list[TickRecord], hour: int | None
-) -> None:
-    assert usable_values(records, "blocked_pct", hour=hour) == reference_values(records, hour)
-
-
-@given(points)
-def test_only_judged_reds_and_empty_points_are_unusable(p: Point) -> None:
-    expected = p.value is not None and p.state != "insufficient_data"
-    expected = expected and not (p.state == "red" and p.judged)
-    assert is_usable(p) is expected
-
-
-@given(records_st, st.integers(0, 3 * DAY_S), st.integers(1, 40))
-def test_seasonal_uses_same_hour_when_it_has_enough_else_flat(
-    records: list[TickRecord], offset: int, min_points: int
-) -> None:
-    at = T0 + offset
-    same = reference_values(records, hour_of_day(at))
-    flat = reference_values(records, None)
-    got = learned_value(
-        records, "blocked_pct", at=at, seasonality="hour_of_day", min_points=min_points
-    )
-    if len(same) >= min_points:
-        assert got == median(same)
-    elif len(flat) >= min_points:
-        assert got == median(flat)
-    else:
-        assert got is None
-    flat_got = learned_value(
-        records, "blocked_pct", at=at, seasonality="none", min_points=min_points
-    )
-    assert flat_got == (median(flat) if len(flat) >= min_points else None)
+# -- hours and learning days ------------------------------------------------
 
 
 def test_hour_of_day_is_the_utc_hour_of_the_tick() -> None:
@@ -161,19 +104,6 @@ def test_min_points_is_half_an_hour_of_ticks() -> None:
     assert min_points_for(60) == 30
     assert min_points_for(10) == 180
     assert min_points_for(3600) == 1
-
-
-def test_learn_table_flat_and_hourly() -> None:
-    records = [
-        TickRecord(T0 + 60 * m, {"spend_hour": Point(float(m // 60), 10, "ok")})
-        for m in range(3 * 60)  # hours 0, 1, 2 with values 0, 1, 2
-    ]
-    table = learn_table(records, ("spend_hour", "blocked_pct"), min_points=30)
-    assert table.flat == {"spend_hour": 1.0}
-    assert table.hourly["spend_hour"] == {0: 0.0, 1: 1.0, 2: 2.0}
-    assert table.hourly["blocked_pct"] == {}
-    assert table.usable == {"spend_hour": 180, "blocked_pct": 0}
-    assert (table.ticks, table.first_at, table.last_at) == (180, T0, T0 + 179 * 60)
 
 
 # -- a median of 0 and the floors ---------------------------------------------
@@ -324,10 +254,17 @@ def test_hourly_cache_agrees_with_a_fresh_computation(
                 base, note = await p.baselines(at)
                 start = at // HOUR_S * HOUR_S
                 window = await history.records(start - lookback, start)
-                expected = learned_value(
-                    window, "spend_hour", at=at, seasonality=seasonality, min_points=30
+                fresh = pick(
+                    by_hour(window, ("spend_hour",), None),
+                    "spend_hour",
+                    hour=hour_of_day(at),
+                    seasonality=seasonality,
+                    min_points=30,
                 )
+                expected = None if fresh is None else fresh.value
                 got = base.get("spend_hour")
+                if got is not None and got.source == "floor":
+                    got = None
                 assert (got.value if got else None) == expected
                 found += expected is not None
                 v = None if value is None else value + i % 7
@@ -379,7 +316,7 @@ async def test_history_outage_keeps_cached_medians_and_never_loses_the_tick() ->
         await fresh.baselines(T0)
 
 
-async def test_no_usable_history_after_learning_keeps_the_floor(
+async def test_too_thin_a_history_after_learning_falls_back_to_the_floor(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     p = provider(MemoryHistory(14 * DAY_S), days=1)
@@ -388,10 +325,14 @@ async def test_no_usable_history_after_learning_keeps_the_floor(
         reading = SignalReading("spend_hour", None, 0.0, 0.0, "insufficient_data")
         await p.record(Tick(T0 + 60 * m, "learning", (), {"spend_hour": reading}))
     base, note = await p.baselines(T0 + DAY_S)
-    assert note is None and "spend_hour" not in base
-    readings = evaluate_signals(WindowCounts(), WindowCounts(), [], base, RulesConfig())
-    assert readings["spend_hour"].baseline_source == "learning"
-    assert "no usable history for spend_hour" in caplog.text
+    assert note is None and base["spend_hour"] == Baseline(0.0, "floor")
+    hour = WindowCounts(responses=10, cost_nanousd=int(1.5e9))
+    readings = evaluate_signals(WindowCounts(), hour, [], base, RulesConfig())
+    assert readings["spend_hour"].baseline_source == "floor"
+    assert readings["spend_hour"].to_json()["baseline_source"] == "floor"
+    # the floor is in force: $1/h, threshold $2/h
+    assert readings["spend_hour"].threshold == pytest.approx(2.0)
+    assert "too little usable history for spend_hour" in caplog.text
 
 
 # -- fixed tables and the factory ---------------------------------------------
@@ -399,9 +340,11 @@ async def test_no_usable_history_after_learning_keeps_the_floor(
 
 async def test_fixed_baselines_flat_and_hourly() -> None:
     table = BaselineTable(
-        flat={"spend_hour": 4.0, "blocked_pct": 0.2},
-        hourly={"spend_hour": {3: 1.0}},
-        usable={},
+        flat={
+            "spend_hour": Learned(4.0, 100, None, "all"),
+            "blocked_pct": Learned(0.2, 100, 10**5, "all"),
+        },
+        hourly={"spend_hour": {3: Learned(1.0, 60, None, "hour")}},
         ticks=0,
         first_at=None,
         last_at=None,
@@ -411,7 +354,11 @@ async def test_fixed_baselines_flat_and_hourly() -> None:
     flat = FixedBaselines(table, static=static, learned=learned)
     base, note = await flat.baselines(T0 + 3 * HOUR_S)
     assert note is None
-    assert base == {"blocked_pct": Baseline(0.1, "static"), "spend_hour": Baseline(4.0, "learned")}
+    assert base == {
+        "blocked_pct": Baseline(0.1, "static"),
+        "spend_hour": Baseline(4.0, "learned"),
+        "top_user_rps": Baseline(0.0, "floor"),  # nothing learned for it
+    }
     seasonal = FixedBaselines(table, static=static, learned=learned, seasonality="hour_of_day")
     assert (await seasonal.baselines(T0 + 3 * HOUR_S))[0]["spend_hour"].value == 1.0
     assert (await seasonal.baselines(T0 + 4 * HOUR_S))[0]["spend_hour"].value == 4.0
@@ -437,3 +384,133 @@ async def test_build_baselines_learns_in_memory_for_the_embedded_store() -> None
         built = build_baselines(cfg, storage.history)
     assert isinstance(built, LearnedBaselines)
     assert isinstance(built.history, MemoryHistory)
+
+
+# -- stale ticks and the first visible event -----------------------------------
+
+
+async def test_stale_ticks_are_recorded_marked_and_the_probe_waits_for_a_good_one() -> None:
+    history = MemoryHistory(14 * DAY_S)
+    asked: list[int] = []
+
+    async def probe(at: int) -> int:
+        asked.append(at)
+        return at - 1800
+
+    p = provider(history, probe=probe)
+    stale = SignalReading("spend_hour", 0.5, 0.0, 0.0, "ok", None, 3, "learning")
+    for m in range(3):  # rebuilding at the first start
+        await p.baselines(T0 + 60 * m)
+        await p.record(Tick(T0 + 60 * m, "stale", (), {"spend_hour": stale}, (), "rebuilding"))
+    assert asked == [] and await history.visible_since(None) is None
+    await run(p, T0 + 180, 3, 4.0)
+    assert asked == [T0 + 180]  # once, at the first tick that is not stale
+    assert await history.visible_since(None) == T0 + 180 - 1800
+    recs = await history.records(T0, T0 + 600)
+    assert [r.stale for r in recs] == [True] * 3 + [False] * 3
+
+
+async def test_a_history_from_before_warm_up_tracking_keeps_its_ticks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    history = MemoryHistory(14 * DAY_S)
+    await history.first_start(T0)
+    for m in range(120):
+        await history.append(
+            TickRecord(T0 + 60 * m, {"spend_hour": Point(1.0 + 2 * (m >= 60), 10, "ok", False)})
+        )
+
+    async def probe(at: int) -> int:
+        raise AssertionError("an old history is not probed")
+
+    p = provider(history, probe=probe)
+    at = T0 + DAY_S
+    await p.baselines(at)
+    with caplog.at_level(logging.INFO):
+        await p.record(tick(at, 2.0))
+    assert await history.visible_since(None) == T0 - HOUR_S
+    base, _ = await p.baselines(at + HOUR_S)
+    # 60 ticks of 1.0, 60 of 3.0 and one of 2.0: the first hour was not taken as warm-up
+    assert base["spend_hour"] == Baseline(2.0, "learning")
+    assert "predates warm-up tracking" in caplog.text
+
+
+async def test_history_file_is_used_by_the_embedded_store_and_ignored_with_redis(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "history.jsonl"
+    cfg = Config.model_validate({"learning": {"history_file": str(path)}})
+    async with open_storage(storage_settings(cfg, history_file=True)) as storage:
+        built = build_baselines(cfg, storage.history, storage.store)
+        assert isinstance(built, LearnedBaselines)
+        await built.baselines(T0)
+    assert path.exists()  # the first start is already in the file
+    assert await MemoryHistory(DAY_S, path=path).first_start(T0 + 5) == T0
+    # a backtest (replay, baseline) never touches the deployment's file
+    async with open_storage(storage_settings(cfg, redis_url="")) as storage:
+        await storage.history.first_start(T0 + 7)
+    assert await MemoryHistory(DAY_S, path=path).first_start(T0 + 5) == T0
+    prefix = f"t{T0}x{id(path)}"
+    settings = storage_settings(cfg, redis_url=redis_url, prefix=prefix, history_file=True)
+    async with open_storage(settings) as storage:
+        assert isinstance(storage.history, RedisHistory)
+    assert "history_file is ignored" in caplog.text
+
+
+ratio_runs = st.lists(  # runs of one-minute ticks: (gap, length, blocked per window, stale)
+    st.tuples(st.integers(1, 300), st.integers(1, 240), st.integers(0, 20), st.booleans()),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ratio_runs, st.sampled_from(["none", "hour_of_day"]))
+def test_pooled_cache_agrees_with_a_fresh_computation(
+    steps: list[tuple[int, int, int, bool]], seasonality: Seasonality
+) -> None:
+    """The provider's hourly cache of pooled counts equals pooling the lookback from scratch."""
+
+    async def scenario() -> int:
+        history = MemoryHistory(14 * DAY_S)
+        lookback = 6 * HOUR_S
+        p = LearnedBaselines(
+            history,
+            static={},
+            learned=("blocked_pct",),
+            learning_days=1,
+            seasonality=seasonality,
+            min_points=30,
+            lookback_s=lookback,
+        )
+        at, found = T0, 0
+        for gap, length, blocked, stale in steps:
+            at += 60 * gap
+            for _ in range(length):
+                at += 60
+                base, note = await p.baselines(at)
+                start = at // HOUR_S * HOUR_S
+                fresh = pick(
+                    by_hour(await history.records(start - lookback, start), ("blocked_pct",), None),
+                    "blocked_pct",
+                    hour=hour_of_day(at),
+                    seasonality=seasonality,
+                    min_points=30,
+                )
+                got = base.get("blocked_pct")
+                if got is None or got.source == "floor":
+                    assert fresh is None
+                else:
+                    assert fresh is not None and got.value == fresh.value
+                    found += 1
+                source: BaselineSource = "learning" if note else "learned"
+                value = 100.0 * blocked / 1000
+                reading = SignalReading("blocked_pct", value, 0.0, 0.0, "ok", None, 1000, source)
+                status: Status = "stale" if stale else "ok"
+                await p.record(Tick(at, status, (), {"blocked_pct": reading}))
+        return found
+
+    found = asyncio.run(scenario())
+    # three hours without a stale tick hold a whole hour of tiles and a refresh after it
+    if any(length >= 180 and not stale for _, length, _, stale in steps):
+        assert found > 0

@@ -368,6 +368,15 @@ def test_env_wins_over_toml_and_ignores_other_variables(tmp_path: Path) -> None:
     assert cfg.kafka.bootstrap_servers == "localhost:9092"
 
 
+def test_a_key_named_like_a_secret_file_is_set_as_itself(tmp_path: Path) -> None:
+    # [learning] history_file is a plain key, not the file of a secret "history"
+    env = {"SENTINEL_LEARNING_HISTORY_FILE": "/var/lib/sentinel/history.jsonl"}
+    cfg = load(tmp_path, "[learning]\nhistory_file = 'x'\n", env)
+    assert cfg.learning.history_file == "/var/lib/sentinel/history.jsonl"
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load(tmp_path, "", {"SENTINEL_LEARNING_NOPE_FILE": "/x"})
+
+
 def test_empty_env_value_clears_optional_keys(tmp_path: Path) -> None:
     text = "[redis]\nurl = 'redis://r:6379/1'\n[baselines]\nblocked_pct = 0.1\nsafety_pct = 99.5\n"
     env = {"SENTINEL_REDIS_URL": "", "SENTINEL_BASELINES_BLOCKED_PCT": ""}

@@ -140,6 +140,13 @@ def _nested(depth: int) -> str:
 
 
 MB = 1024 * 1024
+PRODUCER_EXTRAS: dict[str, Any] = {
+    "env": "prod",
+    "region": "eu-west-1",
+    "latency_ms": 412.5,
+    "client": {"name": "sdk-python", "version": "1.2.3", "retries": 0},
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
 HAND_PICKED: list[tuple[str, bytes, int]] = [
     ("valid request", dumps(REQ), 64 * 1024),
     ("valid response", dumps(RESP), 64 * 1024),
@@ -300,6 +307,30 @@ _RAW: dict[str, bytes | list[bytes]] = {
     "response fields on request": dumps({**REQ, "cost_usd": "x", "safe": 2}),
     "request fields on response": dumps({**RESP, "blocked": "x", "block_reason": 1}),
     "unknown fields": both(extra={"a": [1, None, 1.5]}, zzz=None, x="y"),
+    # as gateways and loggers write events: RFC 3339 ts in milliseconds and
+    # extra fields of every kind; the batch rows must take these with the
+    # decoder's values, and refuse what the decoder refuses in the extras
+    "producer shape": both(ts=_iso(NOW - 60, frac=".019", zone="Z"), **PRODUCER_EXTRAS),
+    "producer shape +02:00": both(ts=_iso(NOW - 60, 120, frac=".5"), **PRODUCER_EXTRAS),
+    "producer shape non-ASCII extra": both(**{**PRODUCER_EXTRAS, "region": "z\u00fcrich"}),
+    "producer shape hex ids": both(trace_id="7fe001e123e4567e89", span="1e100e999"),
+    "producer 1e-400 extra": splice(RESP, '"x": {"y": 1e-400}'),
+    "producer 1E400 nested extra": splice(RESP, '"x": {"y": [1, 1E400]}'),
+    "producer 1.5e+308 extra": splice(RESP, '"x": 1.5e+308'),
+    "producer 1e0308 extra": splice(RESP, '"x": 1e0308'),
+    "producer 2e0308 extra": splice(RESP, '"x": 2e0308'),
+    "producer 309-digit extra": splice(RESP, '"x": 9' + "0" * 308),
+    "producer 308-digit extra": splice(RESP, '"x": 9' + "0" * 307),
+    "producer 301 digits e10 extra": splice(RESP, '"x": 1' + "0" * 300 + "e10"),
+    "producer 301 digits e7 extra": splice(RESP, '"x": 1' + "0" * 300 + "e7"),
+    "producer 251 digits e60 extra": splice(RESP, '"x": [1' + "0" * 250 + "E+60]"),
+    "producer 0e999 extra": splice(RESP, '"x": 0e999'),
+    "producer deep 1025 in object": splice(RESP, '"x": {"y": ' + _nested(1023) + "}"),
+    "producer bad utf-8 in nested": dumps({**RESP, "c": {"n": "al_ice"}}).replace(
+        b"al_ice", b"al\xffice"
+    ),
+    "producer surrogate in extra": splice(RESP, r'"x": "\ud800"'),
+    "producer control char in extra": dumps({**RESP, "x": "a_b"}).replace(b"a_b", b"a\x01b"),
     "top array": b"[]",
     "top string": b'"request"',
     "top number": b"1",

@@ -242,7 +242,7 @@ def _cli_commands(doc: str) -> list[list[str]]:
             line = line.removeprefix("$ ").strip()
             if not line.startswith(("stream-sentinel ", "SENTINEL_")):
                 continue
-            argv = shlex.split(line)
+            argv = shlex.split(line, comments=True)
             while "=" in argv[0] and argv[0].startswith("SENTINEL_"):
                 argv.pop(0)  # an environment assignment for this one run
             assert argv[0] == "stream-sentinel", line
@@ -250,7 +250,7 @@ def _cli_commands(doc: str) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("doc", ["tuning.md", "deployment.md"])
+@pytest.mark.parametrize("doc", ["tuning.md", "deployment.md", "detection.md", "baselines.md"])
 def test_documented_commands_parse_with_the_real_cli(doc: str) -> None:
     commands = _cli_commands(doc)
     assert commands

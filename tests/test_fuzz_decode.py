@@ -19,7 +19,8 @@ from fuzzing import MAX_BYTES, REASON, Tally, hostile, run_batch, valid_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator, ModelPrice
+from stream_sentinel.aggregate import BatchAggregator
+from stream_sentinel.contract import ModelPrice
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType, Rejection, RequestEvent, ResponseEvent
 from stream_sentinel.ingest import BatchProcessor

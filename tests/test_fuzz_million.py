@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from fuzzing import MAX_BYTES, Tally, run_batch
 
-from stream_sentinel.aggregate import BatchAggregator, ModelPrice
+from stream_sentinel.aggregate import BatchAggregator
+from stream_sentinel.contract import ModelPrice
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor

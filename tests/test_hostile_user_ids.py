@@ -74,7 +74,9 @@ async def test_hostile_ids_never_choose_a_key_or_a_slot_on_the_cluster(
     try:
         for n, part in enumerate(PARTS):
             raw = _requests(HOSTILE * (n + 1))
-            out = processor.process(part, "request", enumerate(raw), now=NOW, next_offset=0)
+            out = processor.process(
+                part=part, topic_type="request", offsets=range(len(raw)), values=raw, now=NOW
+            )
             assert not out.dead
             await store.apply(part, None, out.next_offset, out.delta)
         keys = [k.decode() async for k in client.scan_iter(match=f"{prefix}:*")]
@@ -102,7 +104,7 @@ def test_a_ten_kilobyte_user_id_is_a_dead_letter_and_its_neighbours_count() -> N
     huge = "\x1b[2J" + "A" * 10_240
     raw = _requests(["before", huge, "after", "\n" * (MAX_USER_ID + 1)])
     out = BatchProcessor(Decoder(), BatchAggregator(60)).process(
-        PARTS[0], "request", enumerate(raw), now=NOW, next_offset=0
+        part=PARTS[0], topic_type="request", offsets=range(len(raw)), values=raw, now=NOW
     )
     assert [(d.offset, d.reason) for d in out.dead] == [
         (1, "length:user_id"),

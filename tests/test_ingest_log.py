@@ -1,4 +1,4 @@
-"""Feeding a log through rows (``ingest_log``) is exactly ``feed_log``, line by line.
+"""Feeding a log in chunks (``ingest_log``) is exactly feeding it one line at a time.
 
 Same generated logs as ``test_ingest_batch`` (valid events, late and very
 late ones, lines the rows leave to the decoder), fed in chunks with ticks due
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from test_ingest_batch import (
     PART,
     T0,
-    batches_feed_log,
-    next_batch,
+    batches_fed,
+    batches_one_by_one,
     processor,
     record,
     same,
@@ -27,25 +27,6 @@ from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.decode import Decoder
 from stream_sentinel.ingest import BatchProcessor, Processed
 from stream_sentinel.ingest_log import LogChunk, feed_chunk
-
-
-def batches_rows(
-    proc: BatchProcessor,
-    lines: list[bytes],
-    first: int,
-    until: float,
-    clock: float | None,
-    chunk_size: int,
-) -> list[Processed]:
-    out = proc.new_batch(first)
-    out.max_ts = clock
-    done = []
-    for at in range(0, len(lines), chunk_size):
-        chunk = LogChunk(proc, lines[at : at + chunk_size], out.next_offset)
-        while feed_chunk(proc, out, PART, chunk, lateness=30, until=until):
-            done.append(out)
-            out = next_batch(proc, out)
-    return [*done, out]
 
 
 @st.composite
@@ -97,13 +78,13 @@ LOGS = st.lists(record() | odd_line(), max_size=80)
 @example(  # runs of one row each: the second is older than the clock, the third too old
     [orjson.dumps({**_REQ, "ts": T0 + 100 - d}) for d in (0, 50, 5000)], 0, math.inf, None, 1
 )
-def test_rows_equal_feed_log(
+def test_chunks_equal_one_line_at_a_time(
     raws: list[bytes | None], first: int, until: float, clock: float | None, chunk_size: int
 ) -> None:
     lines = [raw for raw in raws if raw is not None]  # a log has no tombstones
     proc = processor()
-    want = batches_feed_log(proc, lines, first, until, clock)
-    got = batches_rows(proc, lines, first, until, clock, chunk_size)
+    want = batches_one_by_one(proc, lines, first, until, clock)
+    got = batches_fed(proc, lines, first, until, clock, chunk_size)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         same(g, w)
@@ -111,14 +92,14 @@ def test_rows_equal_feed_log(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LOGS, st.floats(-math.inf, T0 + 900), st.integers(1, 30))
-def test_rows_equal_feed_log_with_a_future_limit(
+def test_chunks_equal_one_line_at_a_time_with_a_future_limit(
     raws: list[bytes | None], until: float, chunk_size: int
 ) -> None:
     # replay has no future limit; the rows still apply one when the decoder has it
     lines = [raw for raw in raws if raw is not None]
     proc = BatchProcessor(Decoder(retention_s=300.0, max_future_s=120.0), BatchAggregator(60))
-    want = batches_feed_log(proc, lines, 0, until, None)
-    got = batches_rows(proc, lines, 0, until, None, chunk_size)
+    want = batches_one_by_one(proc, lines, 0, until, None)
+    got = batches_fed(proc, lines, 0, until, None, chunk_size)
     assert [g.outcomes for g in got] == [w.outcomes for w in want]
     for g, w in zip(got, want, strict=True):
         same(g, w)
@@ -144,6 +125,6 @@ def test_a_clean_log_is_taken_by_rows_not_line_by_line() -> None:
     ]
     chunk = LogChunk(proc, lines, 0)
     assert None not in chunk.rows
-    out = proc.new_batch(0)
+    out = Processed({}, 0)
     assert not feed_chunk(proc, out, PART, chunk, lateness=30, until=math.inf)
     assert out.counted == 100 and out.next_offset == 100 and out.max_ts == T0 + 99

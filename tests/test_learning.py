@@ -25,18 +25,18 @@ import pytest
 from redis import asyncio as aioredis
 
 from stream_sentinel.aggregate import Delta
-from stream_sentinel.baseline_math import DAY_S, HOUR_S, BaselineTable
+from stream_sentinel.baseline_math import DAY_S, HOUR_S, BaselineTable, Learned
 from stream_sentinel.baselines import LearnedBaselines, build_baselines
-from stream_sentinel.cli.baseline import full_windows, render_toml
+from stream_sentinel.cli.baseline import learn_from_logs, render_toml
 from stream_sentinel.cli.main import main
 from stream_sentinel.config import Config, load_config
 from stream_sentinel.evaluate import Evaluator
-from stream_sentinel.model import NANO, SignalName, Tick, WindowCounts
+from stream_sentinel.model import NANO, Tick, WindowCounts
 from stream_sentinel.sim.simulate import Scenario, simulate, write_log
 from stream_sentinel.sim.traffic import diurnal_factor
 from stream_sentinel.store.base import ApplyResult, PartitionId
 from stream_sentinel.store.build import open_storage
-from stream_sentinel.store.history import History, MemoryHistory, Point, RedisHistory, TickRecord
+from stream_sentinel.store.history import History, MemoryHistory, RedisHistory
 from stream_sentinel.wiring import build_rules, storage_settings
 
 T0 = 1_790_035_200  # midnight UTC
@@ -403,8 +403,27 @@ def test_baseline_verb_prints_a_section_config_accepts(
     assert b.top_user_rps is not None and 0.0 < b.top_user_rps < 1.0
     assert b.spend_hour is not None and 0.0 < b.spend_hour < 5.0
     assert b.blocked_pct is not None and 0.0 <= b.blocked_pct < 0.5
-    assert "# hour " in printed and "#   01 " in printed
+    # per signal and hour: the baseline and the windows / events it rests on
+    for name in ("blocked_pct", "safety_pct", "top_user_rps", "spend_hour"):
+        assert f"# {name:<13} hour      baseline  scope   windows      events" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith("#    ")]
+    assert len(rows) == 4 * 24
     assert cfg.learned_signals() == ()
+
+
+async def test_the_verb_leaves_out_the_logs_first_partial_windows(
+    logs: tuple[Path, Path, Scenario],
+) -> None:
+    normal, _, _ = logs
+    table, summary = await learn_from_logs([str(normal)], Config(), seasonality="none")
+    spend = table.flat["spend_hour"]
+    # the log's first minute may be partly filled, so it counts as warm-up:
+    # the first 60 ticks' hour-long windows reach back into it
+    assert spend.windows == table.ticks - 60 and spend.events is None
+    blocked = table.flat["blocked_pct"]
+    # non-overlapping 5-minute windows, the first five ticks left out
+    assert blocked.windows == (table.ticks - 5) // 5
+    assert blocked.events is not None and blocked.events <= summary.counted
 
 
 def test_baseline_verb_fails_on_a_log_without_events(tmp_path: Path) -> None:
@@ -414,7 +433,7 @@ def test_baseline_verb_fails_on_a_log_without_events(tmp_path: Path) -> None:
 
 
 def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
-    logs: tuple[Path, Path, Scenario], tmp_path: Path
+    logs: tuple[Path, Path, Scenario], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     normal, attacked, attack = logs
     cfg_file = tmp_path / "sentinel.toml"
@@ -430,6 +449,11 @@ def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
         "--no-progress",
     ]
     assert main([*argv, "--learn-from", str(normal)]) == 0
+    printed = capsys.readouterr().out
+    # what each learned baseline rests on, per signal and hour, as the verb prints it
+    assert "# blocked_pct   hour      baseline  scope   windows      events" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith("#    ")]
+    assert len(rows) == 4 * 24 and all(row[1] == f"{i % 24:02d}" for i, row in enumerate(rows))
     lines = [orjson.loads(line) for line in timeline.read_bytes().splitlines()]
     assert lines and all(line["status"] != "learning" for line in lines)
     for line in lines:
@@ -458,9 +482,15 @@ def test_replay_learn_from_uses_learned_baselines_and_finds_the_attack(
 
 def test_render_toml_is_valid_for_awkward_values_and_missing_signals() -> None:
     table = BaselineTable(
-        flat={"blocked_pct": 0.0, "safety_pct": 99.99999, "top_user_rps": 1.23456789e-05},
-        hourly={"blocked_pct": {0: 0.0}, "top_user_rps": {23: 4.0}},
-        usable={"blocked_pct": 40, "safety_pct": 40, "top_user_rps": 40, "spend_hour": 0},
+        flat={
+            "blocked_pct": Learned(0.0, 8, 8000, "all"),
+            "safety_pct": Learned(99.99999, 8, 8000, "all"),
+            "top_user_rps": Learned(1.23456789e-05, 40, None, "all"),
+        },
+        hourly={
+            "blocked_pct": {0: Learned(0.0, 8, 8000, "hour")},
+            "top_user_rps": {23: Learned(4.0, 40, None, "hour")},
+        },
         ticks=40,
         first_at=T0,
         last_at=T0 + 39 * 60,
@@ -470,18 +500,11 @@ def test_render_toml_is_valid_for_awkward_values_and_missing_signals() -> None:
     assert parsed == {
         "baselines": {"blocked_pct": 0.0, "safety_pct": 99.99999, "top_user_rps": 1.23457e-05}
     }
-    assert "# spend_hour: no usable history (0 of 40 ticks" in text
+    assert "# spend_hour: too little usable history (needs half an hour of ticks)" in text
     assert "0 means the floor" in text
-    assert "#   23              -             -           4.0             -" in text
-
-
-def test_full_windows_drops_points_whose_window_starts_before_the_logs() -> None:
-    points: dict[SignalName, Point] = {
-        "blocked_pct": Point(1.0, 10, "ok"),
-        "spend_hour": Point(1.0, 10, "ok"),
-    }
-    records = [TickRecord(T0 + 60 * m, points) for m in range(1, 70)]
-    kept = full_windows(records, T0)
-    assert next(r.at for r in kept if "blocked_pct" in r.points) == T0 + 300
-    assert next(r.at for r in kept if "spend_hour" in r.points) == T0 + 3600
-    assert len(kept) == len(records)
+    assert "blocked_pct = 0.0  # pooled over 8 windows, 8000 events" in text
+    assert "top_user_rps = 1.23457e-05  # median of 40 ticks" in text
+    rows = [line for line in text.splitlines() if line.startswith("#    ")]
+    assert "   23           4.0  hour         40           -" in rows[2 * 24 + 23]
+    assert "   22   1.23457e-05  all          40           -" in rows[2 * 24 + 22]
+    assert rows[3 * 24].split() == ["#", "00", "floor"]

@@ -1,23 +1,27 @@
-"""A batch taken by the row path counts exactly what the per-record path counts.
+"""A Kafka batch counts exactly what the per-record path counts.
 
-``BatchProcessor.process_values`` (msgspec rows, C loops) either declines a
-batch (None) or returns a ``Processed`` equal to ``process`` on the same
-records: increments per bucket and per user, outcomes, max ts, next offset,
-no dead letters. Batches here span several buckets, arrive out of order, mix
-priced and costed responses, and sometimes hold one message the rows must
-leave to the per-record decoder.
+``BatchProcessor.process`` decodes a batch into msgspec rows (C loops) and
+leaves each message the rows refuse to ``Decoder``; its ``Processed`` must
+equal feeding the records one by one through ``Decoder`` alone
+(``batch_reference``): increments per bucket and per user, outcomes, max ts,
+next offset, dead letters. Batches here span several buckets, arrive out of
+order, mix priced and costed responses, and sometimes hold one message the
+rows must leave to the per-record decoder.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from batch_reference import feed_one
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator, ModelPrice
+from stream_sentinel.aggregate import BatchAggregator
+from stream_sentinel.contract import ModelPrice
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
@@ -35,18 +39,26 @@ def processor(max_bytes: int = 64 * 1024) -> BatchProcessor:
 
 
 def per_record(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed:
-    records = [(FIRST + i, raw) for i, raw in enumerate(raws)]
-    return proc.process(PART, topic, records, now=NOW, next_offset=FIRST + len(raws))
+    out = Processed({}, FIRST)
+    for offset, raw in enumerate(raws, FIRST):
+        feed_one(proc, out, PART, topic, offset, raw, NOW)
+    return out
 
 
-def rows(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed | None:
-    return proc.process_values(topic, raws, now=NOW, next_offset=FIRST + len(raws))
+def batch_of(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed:
+    offsets = range(FIRST, FIRST + len(raws))
+    return proc.process(part=PART, topic_type=topic, offsets=offsets, values=raws, now=NOW)
+
+
+def taken(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> bool:
+    """Whether the rows take every message (the performance guard)."""
+    return None not in proc.rows.rows(raws, topic)
 
 
 def assert_same(got: Processed, want: Processed) -> None:
     assert got.delta == want.delta
     assert got.next_offset == want.next_offset
-    assert got.dead == want.dead == []
+    assert got.dead == want.dead
     assert got.outcomes == want.outcomes
     assert got.max_ts == want.max_ts
 
@@ -98,8 +110,9 @@ def test_a_batch_of_contract_events_is_taken_and_counted_exactly(
 ) -> None:
     kind, raws = sample
     proc = processor()
-    got = rows(proc, kind, raws)
-    assert got is not None  # every message here is one the rows must take
+    assert taken(proc, kind, raws)  # every message here is one the rows must take
+    got = batch_of(proc, kind, raws)
+    assert not got.dead
     assert_same(got, per_record(proc, kind, raws))
 
 
@@ -116,7 +129,7 @@ ODD = [
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch(), st.data())
-def test_one_odd_message_leaves_the_batch_to_the_per_record_path(
+def test_one_odd_message_is_left_to_the_per_record_path(
     sample: tuple[EventType, list[bytes | None]], data: st.DataObject
 ) -> None:
     kind, raws = sample
@@ -141,9 +154,11 @@ def test_one_odd_message_leaves_the_batch_to_the_per_record_path(
     )
     raws = [*raws[:at], odd, *raws[at:]]
     proc = processor()
-    assert rows(proc, kind, raws) is None
-    want = per_record(proc, kind, raws)
-    assert sum(want.outcomes.values()) == len(raws)  # the per-record path still counts the rest
+    got = batch_of(proc, kind, raws)
+    assert_same(got, per_record(proc, kind, raws))
+    assert sum(got.outcomes.values()) == len(raws)  # the rest is still counted
+    rows = proc.rows.rows(raws, kind)
+    assert all(row is not None for i, row in enumerate(rows) if i != at)
 
 
 def test_a_message_over_the_size_limit_is_left_to_the_per_record_path() -> None:
@@ -151,10 +166,11 @@ def test_a_message_over_the_size_limit_is_left_to_the_per_record_path() -> None:
     small = orjson.dumps(doc)
     big = orjson.dumps({**doc, "model": "m" * 200})
     proc = processor(max_bytes=len(small) + 10)
-    assert rows(proc, "request", [small]) is not None
-    assert rows(proc, "request", [small, big]) is None
-    (dead,) = per_record(proc, "request", [small, big]).dead
+    assert proc.rows.rows([small, big], "request")[1] is None
+    got = batch_of(proc, "request", [small, big])
+    (dead,) = got.dead
     assert dead.reason == "too_large"
+    assert_same(got, per_record(proc, "request", [small, big]))
 
 
 def test_a_missing_type_is_the_topics_type_on_both_paths() -> None:
@@ -163,14 +179,10 @@ def test_a_missing_type_is_the_topics_type_on_both_paths() -> None:
         orjson.dumps({"event_id": "e", "ts": NOW, "user_id": "u", "blocked": False}),
     ]
     proc = processor()
-    got = rows(proc, "request", raws)
-    assert got is not None
+    assert taken(proc, "request", raws)
+    got = batch_of(proc, "request", raws)
     assert_same(got, per_record(proc, "request", raws))
     assert got.outcomes == {("request", ""): 2}
-
-
-def test_an_empty_batch_is_declined() -> None:
-    assert rows(processor(), "request", []) is None
 
 
 def test_safe_comes_from_the_score_when_absent() -> None:
@@ -180,8 +192,9 @@ def test_safe_comes_from_the_score_when_absent() -> None:
         orjson.dumps({**base, "safety_score": 0.49}),
         orjson.dumps({**base, "safe": False, "safety_score": 0.9}),  # safe wins
     ]
-    got = rows(processor(), "response", raws)
-    assert got is not None
+    proc = processor()
+    assert taken(proc, "response", raws)
+    got = batch_of(proc, "response", raws)
     (bucket,) = got.delta.values()
     assert (bucket.responses, bucket.safe, bucket.cost_unknown) == (3, 1, 3)
 
@@ -203,7 +216,38 @@ def test_buckets_split_where_the_per_event_path_splits_them() -> None:
         for ts, u, b in zip(stamps, "abcabca", [True, False] * 4, strict=False)
     ]
     proc = processor()
-    got = rows(proc, "request", raws)
-    assert got is not None
+    assert taken(proc, "request", raws)
+    got = batch_of(proc, "request", raws)
     assert sorted(got.delta) == [edge - 10, edge, edge + 10]
     assert_same(got, per_record(proc, "request", raws))
+
+
+def producer_shaped(raw: bytes | None, extra: dict[str, Any]) -> bytes:
+    """``raw`` as a logger writes it: RFC 3339 ts in milliseconds, extra fields."""
+    doc = orjson.loads(raw or b"{}")
+    when = datetime.fromtimestamp(doc["ts"], UTC)
+    doc["ts"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps({**doc, **extra})
+
+
+EXTRAS = st.fixed_dictionaries(
+    {
+        "trace_id": st.integers(0, 2**128 - 1).map("{:032x}".format),
+        "latency_ms": st.floats(0, 1e4) | st.integers(-(2**63), 2**63 - 1),
+        "client": st.fixed_dictionaries({"v": st.text(max_size=5), "n": st.none() | st.booleans()}),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch(), st.lists(EXTRAS, min_size=1, max_size=3))
+def test_a_batch_as_producers_write_it_is_taken_and_counted_exactly(
+    sample: tuple[EventType, list[bytes | None]], extras: list[dict[str, Any]]
+) -> None:
+    kind, raws = sample
+    shaped: list[bytes | None] = [
+        producer_shaped(raw, extras[i % len(extras)]) for i, raw in enumerate(raws)
+    ]
+    proc = processor()
+    assert taken(proc, kind, shaped)  # RFC 3339 ts and extra fields stay on the rows
+    assert_same(batch_of(proc, kind, shaped), per_record(proc, kind, shaped))

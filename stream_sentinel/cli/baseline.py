@@ -1,9 +1,11 @@
 """``stream-sentinel baseline LOG...``: learn baselines from a recorded normal period.
 
 The logs go through the replay path (same decode, aggregate, store and rules)
-with a provider that records every tick's history and never alerts; the
-medians over the trailing days of that history are printed as a config
-section ready to paste. ``replay --learn-from`` uses the same learning step.
+with the service's provider recording every tick's history and never
+alerting; the baselines over the trailing days of that history (same rules as
+the service, ``baseline_math``) are printed as a config section ready to
+paste, with per signal and hour what each rests on. ``replay --learn-from``
+uses the same learning step and prints the same per-hour table.
 """
 
 from __future__ import annotations
@@ -19,20 +21,22 @@ from pathlib import Path
 from ..baseline_math import (
     DAY_S,
     LOOKBACK_S,
+    MIN_RATIO_EVENTS,
+    MIN_RATIO_WINDOWS,
     BaselineTable,
+    Learned,
     Seasonality,
     learn_table,
     min_points_for,
 )
-from ..baselines import FixedBaselines, LearnedBaselines
+from ..baselines import FixedBaselines, LearnedBaselines, first_visible_probe
 from ..config import Config
 from ..evaluate import Evaluator
 from ..ingest import DeadLetter
 from ..model import SIGNALS, SignalName, Tick, format_at
 from ..replay import ReplaySummary, replay
-from ..sim.truth import SIGNAL_WINDOW_S
 from ..store.build import open_storage
-from ..store.history import TickRecord
+from ..store.history import RATIO_SIGNALS
 from ..wiring import build_rules, storage_settings
 
 log = logging.getLogger(__name__)
@@ -41,15 +45,17 @@ log = logging.getLogger(__name__)
 async def learn_from_logs(
     paths: Sequence[str], cfg: Config, *, seasonality: Seasonality
 ) -> tuple[BaselineTable, ReplaySummary]:
-    """Replay ``paths`` in event time, recording history, and learn all four signals."""
+    """Replay ``paths`` in event time, recording history, and learn all four signals.
+
+    The same provider as the service records the history (stale ticks and the
+    log's first event included), and the same rules pick the comparison set.
+    """
     lookback = min(LOOKBACK_S, cfg.learning.history_days * DAY_S)
     min_points = min_points_for(cfg.alerting.tick_seconds)
-    first_at: int | None = None
     last_at: int | None = None
 
     def on_tick(tick: Tick) -> None:
-        nonlocal first_at, last_at
-        first_at = tick.at if first_at is None else first_at
+        nonlocal last_at
         last_at = tick.at
 
     # the embedded store, whatever the config says: learning is a private backtest
@@ -62,6 +68,7 @@ async def learn_from_logs(
             seasonality=seasonality,
             min_points=min_points,
             lookback_s=lookback,
+            probe=first_visible_probe(storage.store),
         )
         evaluator = Evaluator(storage.store, build_rules(cfg), recorder)
         summary = await replay(
@@ -72,24 +79,12 @@ async def learn_from_logs(
             on_tick=on_tick,
             on_dead=_ignore,
         )
-        if first_at is None or last_at is None:
-            return learn_table([], SIGNALS, min_points=min_points), summary
+        since = await storage.history.visible_since(None)
+        if last_at is None:
+            return learn_table([], SIGNALS, min_points=min_points, visible_since=since), summary
         records = await storage.history.records(last_at + 1 - lookback, last_at + 1)
-    return learn_table(full_windows(records, first_at), SIGNALS, min_points=min_points), summary
-
-
-def full_windows(records: Sequence[TickRecord], since: int) -> list[TickRecord]:
-    """Records without the points whose window reaches back before ``since``.
-
-    The first hour of a replay sees a spend window that is only partly
-    filled (the first five minutes, partly filled short windows): those
-    values are too low and would drag the medians down. A live deployment
-    has no such warm-up, since a fresh consumer counts the last hour again.
-    """
-    return [
-        TickRecord(r.at, {n: p for n, p in r.points.items() if r.at - SIGNAL_WINDOW_S[n] >= since})
-        for r in records
-    ]
+    table = learn_table(records, SIGNALS, min_points=min_points, visible_since=since)
+    return table, summary
 
 
 def _ignore(dead: DeadLetter) -> None:
@@ -110,6 +105,12 @@ def _num(value: float, name: SignalName) -> str:
     return text + "0" if text.endswith(".") else text
 
 
+def _rests_on(found: Learned) -> str:
+    if found.events is None:
+        return f"median of {found.windows} ticks"
+    return f"pooled over {found.windows} windows, {found.events} events"
+
+
 def render_toml(table: BaselineTable, *, seasonality: Seasonality, sources: Sequence[str]) -> str:
     """The ``[baselines]`` section, with comments saying where each value came from."""
     names = ", ".join(Path(p).name for p in sources)
@@ -118,45 +119,54 @@ def render_toml(table: BaselineTable, *, seasonality: Seasonality, sources: Sequ
         span = f"{format_at(table.first_at)} .. {format_at(table.last_at)}"
         lines += [
             f"# {table.ticks} ticks, {span} (at most the last 7 days of the logs).",
-            "# Medians leave out ticks with insufficient data or a window reaching",
-            "# back before the logs. The logs are taken as normal traffic: nothing was",
-            "# judged red while learning, the median keeps a short incident out.",
+            "# Ratio signals: pooled proportion over non-overlapping 5-minute windows;",
+            "# top_user_rps, spend_hour: median of ticks. Left out: stale ticks and",
+            "# windows reaching back before the logs' first event. The logs are taken",
+            "# as normal traffic: nothing was judged red while learning.",
         ]
     lines += [
         "# A signal given here has a static baseline and is no longer learned.",
         "[baselines]",
     ]
     for name in SIGNALS:
-        value = table.flat.get(name)
-        used = table.usable.get(name, 0)
-        if value is None:
+        found = table.flat.get(name)
+        if found is None:
             lines.append(
-                f"# {name}: no usable history ({used} of {table.ticks} ticks had enough data);"
-                " left out, so it is learned live"
+                f"# {name}: too little usable history (needs {_needs(name)}); "
+                "left out, so it is learned live"
             )
         else:
-            floor = "; 0 means the floor (alerting.floors) is used" if value == 0 else ""
-            lines.append(f"{name} = {_num(value, name)}  # median of {used} ticks{floor}")
-    if seasonality == "hour_of_day":
-        lines += _hourly_comment(table)
+            floor = "; 0 means the floor (alerting.floors) is used" if found.value == 0 else ""
+            lines.append(f"{name} = {_num(found.value, name)}  # {_rests_on(found)}{floor}")
+    lines += ["", *hourly_lines(table, seasonality=seasonality)]
     return "\n".join(lines) + "\n"
 
 
-def _hourly_comment(table: BaselineTable) -> list[str]:
+def _needs(name: SignalName) -> str:
+    if name in RATIO_SIGNALS:
+        return f"{MIN_RATIO_WINDOWS} windows and {MIN_RATIO_EVENTS} events"
+    return "half an hour of ticks"
+
+
+def hourly_lines(table: BaselineTable, *, seasonality: Seasonality) -> list[str]:
+    """Per signal and UTC hour: the baseline a tick uses and what it rests on, as comments."""
+    used = "used by" if seasonality == "hour_of_day" else "for reference; used with"
     lines = [
-        "",
-        "# Per-hour medians (UTC hour of the tick), for reference: [baselines] takes one",
-        "# value per signal. To alert on per-hour baselines, leave the signals out of",
-        '# [baselines] and set  [learning] seasonality = "hour_of_day"  (the service then',
-        "# learns them), or backtest with  stream-sentinel replay --learn-from LOG...",
-        "# hour " + "".join(f"{name:>14}" for name in SIGNALS),
+        f'# Per UTC hour of the tick ({used} [learning] seasonality = "hour_of_day").',
+        "# An hour with too little of its own uses the all-hours baseline (scope 'all').",
     ]
-    for hour in range(24):
-        cells = []
-        for name in SIGNALS:
-            value = table.hourly.get(name, {}).get(hour)
-            cells.append(f"{'-' if value is None else _num(value, name):>14}")
-        lines.append(f"#   {hour:02d} " + "".join(cells))
+    for name in SIGNALS:
+        lines.append(f"# {name:<13} hour      baseline  scope   windows      events")
+        for hour in range(24):
+            found = table.hourly.get(name, {}).get(hour) or table.flat.get(name)
+            if found is None:
+                lines.append(f"# {'':<13}   {hour:02d}   {'floor':>11}")
+                continue
+            events = "-" if found.events is None else str(found.events)
+            lines.append(
+                f"# {'':<13}   {hour:02d}   {_num(found.value, name):>11}  {found.scope:<5}"
+                f"  {found.windows:>8}  {events:>10}"
+            )
     return lines
 
 
@@ -169,8 +179,10 @@ async def learned_provider(paths: Sequence[str], cfg: Config) -> FixedBaselines:
         "learned baselines from %d ticks (%d events): %s",
         summary.ticks,
         summary.counted,
-        ", ".join(f"{n}={_num(v, n)}" for n, v in table.flat.items() if n in learned) or "none",
+        ", ".join(f"{n}={_num(v.value, n)}" for n, v in table.flat.items() if n in learned)
+        or "none",
     )
+    print("\n".join(hourly_lines(table, seasonality=seasonality)))
     if len(learned) < len(SIGNALS):
         log.info("static in the config, not replaced: %s", ", ".join(cfg.static_baselines()))
     return FixedBaselines(

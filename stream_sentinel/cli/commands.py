@@ -82,7 +82,7 @@ async def _baselines(
         return await learned_provider(learn_from, cfg)
     from ..baselines import build_baselines
 
-    return build_baselines(cfg, storage.history)
+    return build_baselines(cfg, storage.history, storage.store)
 
 
 # matplotlib is an optional extra (pyproject.toml): the service never draws
@@ -191,7 +191,6 @@ async def _replay_into(
                 on_tick=on_tick,
                 on_dead=on_dead,
                 on_bytes=on_bytes,
-                gunzip_process=not args.inline_gunzip,
             )
         finally:
             # a backtest's counters are scratch: nothing left behind in a shared Redis

@@ -45,11 +45,6 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     rp.add_argument("--learn-from", metavar="LOG", nargs="+", help="learn baselines first")
     rp.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
-    rp.add_argument(
-        "--inline-gunzip",
-        action="store_true",
-        help="decompress .gz logs in this process, not in a child process",
-    )
 
     pr = verbs.add_parser("produce", help="write recorded logs into the Kafka topics")
     pr.add_argument("logs", nargs="+", metavar="LOG")

@@ -14,7 +14,10 @@ aiokafka (checked on 0.14: ``AIOKafkaConsumer._fetcher``, ``Fetcher._records``,
 ``FetchResult._partition_records``, ``PartitionRecords._consumer_record``)
 and checks each before using it: if any is missing or shaped differently,
 the consumer keeps the stock records and the caller is told so (the service
-logs it once). Other consumers in the process are not touched.
+logs it once). Other consumers in the process are not touched. pyproject pins
+aiokafka below the first release not tested (0.15), and
+``tests/kafka/test_kafka_records.py`` fails loudly when the installed
+aiokafka's names are not the expected ones.
 
 ``Fetched`` holds one partition's records reduced to offsets and values, so
 the client's record objects can be dropped as soon as they are read.

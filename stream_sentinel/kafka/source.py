@@ -329,18 +329,13 @@ class KafkaIngest:
             return
         part = part_of(tp)
         topic_type = self._types.get(tp.topic)
-        now, next_offset = self.clock(), records.offsets[-1] + 1
-        processed = self.processor.process_values(
-            topic_type, records.values, now=now, next_offset=next_offset
+        processed = self.processor.process(
+            part=part,
+            topic_type=topic_type,
+            offsets=records.offsets,
+            values=records.values,
+            now=self.clock(),
         )
-        if processed is None:  # some record needs the per-record decoder
-            processed = self.processor.process(
-                part,
-                topic_type,
-                zip(records.offsets, records.values, strict=True),
-                now=now,
-                next_offset=next_offset,
-            )
         if processed.dead and not await self.dead_letters.publish(tp, processed.dead, stop):
             # not written: read again from the stored offset once the topic
             # is offered them again (or by whoever gets the partition)

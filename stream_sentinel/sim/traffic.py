@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..aggregate import ModelPrice
+from ..contract import ModelPrice
 
 Event = dict[str, Any]
 
@@ -210,7 +210,7 @@ def _response(
     resp["prompt_tokens"] = prompt
     resp["completion_tokens"] = completion
     if rng.random() >= spec.p_no_cost:
-        cost = (prompt * m.prompt_per_1k + completion * m.completion_per_1k) / 1000.0
+        cost = ModelPrice(m.prompt_per_1k, m.completion_per_1k).usd(prompt, completion)
         resp["cost_usd"] = round(cost, 8)
     return resp
 

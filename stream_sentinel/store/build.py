@@ -10,9 +10,11 @@ learns which kind it has (tests/test_layering.py keeps it so).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from .base import ReadAhead, Store
 from .history import History, MemoryHistory, RedisHistory
@@ -23,6 +25,8 @@ from .redis_client import RedisClient, check_url, connect
 
 __all__ = ["Storage", "StorageSettings", "check_url", "open_storage"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
@@ -32,6 +36,8 @@ class StorageSettings:
     counter_ttl_s: int  # how long counted buckets live (the embedded store: in event time)
     user_ttl_s: int  # how long per-user counts live
     history_keep_s: int  # how long tick history is kept for learned baselines
+    # the embedded store's history file (``[learning] history_file``); Redis keeps its own
+    history_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +59,10 @@ class Storage:
 @asynccontextmanager
 async def open_storage(settings: StorageSettings) -> AsyncIterator[Storage]:
     if settings.url is None:
+        path = Path(settings.history_file) if settings.history_file else None
         yield Storage(
             MemoryStore(retention_s=settings.counter_ttl_s),
-            MemoryHistory(settings.history_keep_s),
+            MemoryHistory(settings.history_keep_s, path=path),
             None,
             None,
             settings.prefix,
@@ -74,6 +81,8 @@ async def open_storage(settings: StorageSettings) -> AsyncIterator[Storage]:
             user_ttl_s=settings.user_ttl_s,
         )
         history = RedisHistory(client, prefix=settings.prefix, keep_s=settings.history_keep_s)
+        if settings.history_file:
+            log.warning("learning.history_file is ignored: the history lives in Redis")
         yield Storage(store, history, store, client, settings.prefix)
     finally:
         await client.aclose()

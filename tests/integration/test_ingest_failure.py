@@ -18,6 +18,7 @@ from stream_sentinel.decode import Decoder
 from stream_sentinel.events import EventType
 from stream_sentinel.ingest import BatchProcessor, Processed
 from stream_sentinel.kafka.source import KafkaIngest
+from stream_sentinel.store.base import PartitionId
 from stream_sentinel.store.memory import MemoryStore
 
 from .harness import (
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 class FailsOnce(BatchProcessor):
-    """The real processor, except that its first row batch raises."""
+    """The real processor, except that its first batch raises."""
 
     __slots__ = ("failed",)
 
@@ -43,18 +44,21 @@ class FailsOnce(BatchProcessor):
         super().__init__(Decoder(), BatchAggregator(WIDTH))
         self.failed = False
 
-    def process_values(
+    def process(
         self,
-        topic_type: EventType | None,
-        values: Sequence[bytes | None],
         *,
+        part: PartitionId,
+        topic_type: EventType | None,
+        offsets: Sequence[int],
+        values: Sequence[bytes | None],
         now: float | None,
-        next_offset: int,
-    ) -> Processed | None:
+    ) -> Processed:
         if not self.failed:
             self.failed = True
             raise RuntimeError("a bug in one round")
-        return super().process_values(topic_type, values, now=now, next_offset=next_offset)
+        return super().process(
+            part=part, topic_type=topic_type, offsets=offsets, values=values, now=now
+        )
 
 
 async def test_a_failed_round_is_counted_again_not_skipped(

@@ -157,3 +157,41 @@ def test_a_fetched_result_hands_out_parsed_records_with_the_same_fields() -> Non
     assert [r.offset for r in lean] == [40, 41, 42, 43]
     assert lean_parts.next_fetch_offset == stock_parts.next_fetch_offset == 44
     assert consumer._fetcher._records["error"] == "a FetchError is left alone"
+
+
+def test_the_installed_aiokafka_has_the_internals_lean_records_patch() -> None:
+    """Fails loudly, rather than letting the service fall back to stock
+    records, when an aiokafka upgrade moves the four private names: raise
+    pyproject's upper bound only together with a pass of this test and of
+    tests/integration/test_lean_records.py on the new version."""
+    import inspect
+
+    import aiokafka
+    from aiokafka.consumer.fetcher import Fetcher, FetchResult, PartitionRecords
+
+    assert list(inspect.signature(PartitionRecords._consumer_record).parameters) == [
+        "self",
+        "tp",
+        "record",
+    ]
+    assert "partition_records" in inspect.signature(FetchResult.__init__).parameters
+    fetcher_init = inspect.getsource(Fetcher.__init__)
+    assert "self._records = collections.OrderedDict()" in fetcher_init or (
+        "self._records = OrderedDict()" in fetcher_init
+    )
+    assert "_fetcher" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    records_loop = inspect.getsource(PartitionRecords)
+    assert "self._consumer_record(" in records_loop
+
+
+def test_pyproject_pins_the_aiokafka_these_internals_were_tested_on() -> None:
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (aiokafka,) = [d for d in deps if d.startswith("aiokafka")]
+    assert "<0.15" in aiokafka  # the newest minor release the patch is tested on: 0.14
+    major, minor = (int(part) for part in version("aiokafka").split(".")[:2])
+    assert (major, minor) < (0, 15), "aiokafka newer than the tested bound is installed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from batch_reference import aggregate
 from redis import asyncio as aioredis
 
 from stream_sentinel.aggregate import BatchAggregator
@@ -37,8 +38,9 @@ def _record(at: int) -> TickRecord:
 
 async def _use_every_part(url: str | None, prefix: str) -> None:
     async with open_storage(_settings(url, prefix)) as storage:
-        delta = BatchAggregator(60).aggregate(
-            [RequestEvent(event_id="e1", ts=T0 + 1, user_id="u", blocked=False)]
+        delta = aggregate(
+            BatchAggregator(60),
+            [RequestEvent(event_id="e1", ts=T0 + 1, user_id="u", blocked=False)],
         )
         await storage.store.apply(PART, None, 1, delta)
         await storage.history.append(_record(T0))
@@ -109,8 +111,9 @@ async def test_drop_all_keeps_the_keys_of_a_neighbouring_prefix(any_redis_url: s
     neighbour = f"{prefix}-next"  # "prefix:*" must not reach it
     async with open_storage(_settings(any_redis_url, neighbour)) as other:
         async with open_storage(_settings(any_redis_url, prefix)) as mine:
-            delta = BatchAggregator(60).aggregate(
-                [RequestEvent(event_id="e", ts=T0 + 1, user_id="u", blocked=False)]
+            delta = aggregate(
+                BatchAggregator(60),
+                [RequestEvent(event_id="e", ts=T0 + 1, user_id="u", blocked=False)],
             )
             await other.store.apply(PART, None, 1, delta)
             await mine.store.apply(PART, None, 1, delta)

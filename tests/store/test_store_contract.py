@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
+from batch_reference import aggregate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,7 +63,7 @@ AGG = BatchAggregator(WIDTH)
 
 
 def delta_of(*events: RequestEvent | ResponseEvent) -> Delta:
-    return AGG.aggregate(events)
+    return aggregate(AGG, events)
 
 
 async def test_apply_then_window_sums_exactly(store: Store) -> None:
