@@ -8,9 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Only what the package needs, so a local .venv or test output never reaches the image;
 # no extras: the report's matplotlib is for `replay --report`, the service never draws.
-COPY pyproject.toml README.md /tmp/src/
+# Dependencies at the versions the tests ran (constraints.txt, from scripts/constraints).
+COPY constraints.txt pyproject.toml README.md /tmp/src/
 COPY stream_sentinel /tmp/src/stream_sentinel
-RUN pip install /tmp/src && rm -rf /tmp/src
+RUN pip install --constraint /tmp/src/constraints.txt /tmp/src && rm -rf /tmp/src
 
 # No shell, no home, a fixed uid: the process needs nothing but the network.
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sentinel

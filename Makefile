@@ -22,7 +22,7 @@ SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:promet
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	amtool:prometheus-alertmanager chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
-.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop faults-under-load
+.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop mutation faults-under-load
 
 # The stamp is newer than pyproject.toml once the install for its current
 # contents succeeded, so an edited dependency list reinstalls and a failed
@@ -100,6 +100,12 @@ demo: venv
 	@mkdir -p out
 	$(BIN)/stream-sentinel replay examples/demo.jsonl.gz --config examples/sentinel.toml \
 		--report out/demo-report.html --timeline out/demo-timeline.jsonl
+
+# Mutation check of the pure core against its unit tests (no servers; slow, so
+# not part of `make test`): docs/testing.md. MODULES="rules stats" for a subset.
+MODULES ?=
+mutation: venv
+	$(BIN)/python scripts/mutation.py $(MODULES)
 
 services-start:
 	@scripts/services start

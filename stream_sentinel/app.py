@@ -22,6 +22,7 @@ from .alerts import TransitionTracker, alert_event
 from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
+from .health import Health
 from .heartbeat import HeartbeatSender, HeartbeatTarget, heartbeat_message
 from .http_connections import ConnectionLimits
 from .http_tls import ReloadingTls, TlsError
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 STARTUP_STORE_WAIT_S = 10.0
-# a tick's look at the store's generation and the group's progress
-WATCH_TIMEOUT_S = 3.0
 
 
 class MetricsObserver:
@@ -111,6 +110,7 @@ class Service:
             stall_after_s=self.stall_after_s,
             clock=time.time,
         )
+        self.health = Health(self.watch, self.ingest, stall_after_s=self.stall_after_s)
         self.alerts = AlertsTopic(cfg.kafka.alerts_topic, clock=time.monotonic)
         self.lease_ttl_s = max(1.0, 1.5 * tick_s)
         self.lease: Lease = storage.lease(
@@ -132,8 +132,8 @@ class Service:
             tick_seconds=tick_s,
             grace_s=min(2.0, tick_s / 4),
             lease_ttl_s=self.lease_ttl_s,
-            health=self.health,
-            recheck=self.recheck,
+            health=self.health.reason,
+            recheck=self.health.recheck,
             publish=self.publish,
             on_tick=self.on_tick,
         )
@@ -141,38 +141,12 @@ class Service:
 
     # -- health --------------------------------------------------------------
 
-    async def health(self) -> str | None:
-        """Why the pipeline cannot be trusted right now, or None (the leader asks
-        before each tick: the store's generation and the whole group's progress
-        are read here, so a wipe is stale from the very next tick). Raises
-        StoreUnavailable when the store does not answer: no reading then."""
-        try:
-            if await asyncio.wait_for(self.watch.check(), WATCH_TIMEOUT_S):
-                self.ingest.check_now = True  # our own partitions: rebuild now
-        except TimeoutError:
-            raise StoreUnavailable("store watch: no answer in time") from None
-        stalled_for = time.time() - self.ingest.last_progress
-        return stale_reason(
-            store_ok=self.ingest.store_ok,
-            rebuilding=self.ingest.rebuilding or self.watch.rebuilding,
-            dead_letters=self.ingest.dead_letters.reason,
-            stalled=bool(self.watch.stalled)
-            or (self.ingest.total_lag() > 0 and stalled_for > self.stall_after_s),
-        )
-
-    async def recheck(self) -> str | None:
-        """After a tick's reads: None while the store holds the generation the
-        health check saw; else the health, which finds the loss (a wipe between
-        check and reads is no quiet window)."""
-        try:
-            if await asyncio.wait_for(self.watch.unchanged(), WATCH_TIMEOUT_S):
-                return None
-        except TimeoutError:
-            raise StoreUnavailable("store watch: no answer in time") from None
-        return await self.health() or "rebuilding"
-
-    async def ready_checks(self) -> dict[str, bool]:
-        checks = {"kafka": False, "partitions_assigned": False}
+    async def ready_checks(self) -> dict[str, bool | str]:
+        checks: dict[str, bool | str] = {
+            "kafka": False,
+            "topics": False,
+            "partitions_assigned": False,
+        }
         if self.cfg.redis.url is not None:  # the embedded store has nothing to check
             checks["redis"] = False
             try:
@@ -180,20 +154,26 @@ class Service:
                 checks["redis"] = True
             except (StoreUnavailable, TimeoutError):
                 pass
+        k = self.cfg.kafka
+        wanted = (k.request_topic, k.response_topic, k.dlq_topic, k.alerts_topic)
         try:
-            parts = await asyncio.wait_for(
-                self.ingest.producer.partitions_for(self.cfg.kafka.request_topic), 2.0
-            )
-            checks["kafka"] = bool(parts)
+            # one metadata request for every topic (the producer's partitions_for
+            # would wait out its whole timeout on a missing topic)
+            known = await asyncio.wait_for(self.ingest.consumer.topics(), 2.0)
+            checks["kafka"] = True
+            missing = [name for name in wanted if name not in known]
+            checks["topics"] = f"missing: {', '.join(missing)}" if missing else True
         except Exception:  # any client error means "not reachable"
             checks["kafka"] = False
+            checks["topics"] = "not checked: kafka unreachable"
         checks["partitions_assigned"] = bool(self.ingest.assigned)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.alerts.check(self.ingest.consumer), 2.0)
         return checks
 
     def ready_warnings(self) -> list[str]:
-        """What /readyz reports without failing: outputs that cannot work."""
+        """What /readyz shows beside its checks: outputs that cannot work (a
+        refusing dead-letter topic passes ``topics`` yet stalls partitions)."""
         stalled = self.watch.stalled_note if self.loop.leader else None
         return [w for w in (self.alerts.warning, self.ingest.dead_letters.reason, stalled) if w]
 
@@ -216,12 +196,15 @@ class Service:
         self.latest = tick
         self.latest_at_wall = time.time()
         self.metrics.observe_tick(seconds)
+        line = tick.to_json()
+        del line["top_users"]  # user ids are untrusted input: never in a log line
         log.info(
             "tick %s status=%s red=%s %s",
-            tick.to_json()["at"],
+            line["at"],
             tick.status,
             ",".join(tick.red) or "-",
             heartbeat_message(tick),
+            extra={"fields": line},
         )
 
     async def publish(self, tick: Tick, deadline: float) -> None:
@@ -365,25 +348,6 @@ class Service:
                         f"(redis.url = {_redacted_url(self.cfg)})"
                     ) from None
                 await asyncio.sleep(0.5)
-
-
-def stale_reason(
-    *, store_ok: bool, rebuilding: bool, stalled: bool, dead_letters: str | None = None
-) -> str | None:
-    """Every reason that holds, rebuilding first: a Redis restarted empty is
-    both unreachable for a while and rebuilt, and the rebuild is what lasts
-    and what the operator must see (it may end while the store still flaps).
-    A dead-letter topic that refuses writes names itself."""
-    reasons = [
-        reason
-        for reason, holds in (("rebuilding", rebuilding), ("store unreachable", not store_ok))
-        if holds
-    ]
-    if dead_letters:
-        reasons.append(dead_letters)
-    if not reasons and stalled:  # a stall follows from any of the others
-        reasons.append("consumer stalled")
-    return ", ".join(reasons) or None
 
 
 def _redacted_url(cfg: Config) -> str:

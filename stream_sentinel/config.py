@@ -39,6 +39,8 @@ from stream_sentinel.config_types import Section as _Section
 from stream_sentinel.config_types import Token
 from stream_sentinel.http_config import HttpConfig
 from stream_sentinel.integrations.litellm_events import LiteLLMConfig
+from stream_sentinel.kafka.topic_config import TopicsConfig
+from stream_sentinel.logsetup import LogConfig
 from stream_sentinel.model import SIGNALS, SignalName
 from stream_sentinel.store.build import check_url
 
@@ -217,8 +219,9 @@ class HeartbeatConfig(_Section):
     kind: HeartbeatKind = "generic"
     """Wire format of the monitor (see docs/heartbeats.md)."""
     url: str = Field(max_length=MAX_URL_CHARS)
-    """Base URL (healthchecks, uptime-kuma) or endpoint (generic, webhook); never credentials in
-    it."""
+    """healthchecks: the ping URL up to the UUID (https://hc-ping.com, or
+    https://hc.example.org/ping self-hosted); uptime-kuma: its base URL; generic, webhook: the
+    endpoint. Never credentials in it."""
     tokens: HeartbeatTokens
     """One token per check: composite and/or any signal; at least one."""
     timeout_seconds: float = Field(5.0, gt=0, le=60)
@@ -262,6 +265,8 @@ class Config(_Section):
     )  # TOML gives a list
     alertmanager: AlertmanagerTargets = Field(default=(), strict=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
     litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
 
     @field_validator("heartbeat", mode="before")

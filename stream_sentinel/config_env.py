@@ -11,6 +11,9 @@ Rules (documented for operators in ``config.py``):
   sub-key (``SENTINEL_ALERTING_FLOORS_BLOCKED_PCT``) or a whole TOML inline table.
 - Values are parsed as TOML values (``60``, ``2.5``, ``true``, ``{ a = 1 }``) unless
   the key holds text; an empty value clears an optional key.
+- The variables Kubernetes injects for a Service named ``sentinel``
+  (``SENTINEL_SERVICE_HOST``, ``SENTINEL_SERVICE_PORT*``, ``SENTINEL_PORT``,
+  ``SENTINEL_PORT_<n>_<PROTO>*``) are ignored; any other unknown name is an error.
 - A secret key also reads a file: ``SENTINEL_..._FILE=path`` in the environment,
   ``<key>_file = "path"`` in TOML (``tokens_file = { composite = "path" }`` for the
   token table); one trailing newline is dropped.
@@ -34,6 +37,12 @@ CONFIG_PATH_ENV = "SENTINEL_CONFIG"
 MAX_SECRET_BYTES = 64 * 1024
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INDEXED = re.compile(r"(\d{1,4})_(.+)")
+# What Kubernetes injects into every pod for a Service named "sentinel" (docker
+# links use the same shape): not settings, and refusing them would crash-loop the pod.
+_SERVICE_LINKS = re.compile(
+    r"SENTINEL_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT|PORT_\d{1,5}_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)"
+)
 
 
 class ConfigError(Exception):
@@ -199,7 +208,11 @@ def apply_env(
     """``raw`` with ``SENTINEL_*`` overrides, and which variable set each dotted key."""
     out: dict[str, Any] = copy.deepcopy(dict(raw))
     origins: dict[str, str] = {}
-    names = [n for n in environ if n.startswith(ENV_PREFIX) and n != CONFIG_PATH_ENV]
+    names = [
+        n
+        for n in environ
+        if n.startswith(ENV_PREFIX) and n != CONFIG_PATH_ENV and not is_service_link(n)
+    ]
     # Natural order, so HEARTBEAT_2 is appended before HEARTBEAT_10 needs it.
     for name in sorted(names, key=_natural):
         from_file = name.endswith("_FILE") and not _names_a_key(model, name)
@@ -216,6 +229,11 @@ def apply_env(
         _set(out, loc, value, name)
         origins[format_key(loc)] = name
     return out, origins
+
+
+def is_service_link(name: str) -> bool:
+    """True for the variables Kubernetes sets for a Service named ``sentinel``."""
+    return _SERVICE_LINKS.fullmatch(name) is not None
 
 
 def _names_a_key(model: type[BaseModel], name: str) -> bool:

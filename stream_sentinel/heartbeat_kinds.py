@@ -227,7 +227,7 @@ def build_request(
         segments = (token, "fail") if failure else (token,)
         return PushRequest(
             "POST",
-            _append_path(target.url, "ping", *segments),
+            _append_path(target.url, *segments),
             message.encode(),
             "text/plain; charset=utf-8",
         )

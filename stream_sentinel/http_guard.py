@@ -207,7 +207,9 @@ class AccessLogger(AbstractAccessLogger):
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.DEBUG)
+        # INFO, the lowest level any line is logged at besides DEBUG: asking for DEBUG
+        # here would skip every line, /status included, whenever the level is INFO.
+        return self.logger.isEnabledFor(logging.INFO)
 
 
 def access_logger_with(secrets: Sequence[str]) -> type[AccessLogger]:

@@ -10,6 +10,7 @@ alert rules and graphs: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -18,10 +19,13 @@ from typing import Final, Literal, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from stream_sentinel.model import State, Status, Tick
+from stream_sentinel.version import package_version
 
 # generate_latest writes the classic text format; announce that version rather
 # than prometheus_client's newest default so older Prometheus servers agree.
@@ -255,9 +259,20 @@ class Metrics:
         self._target = BoundedLabel()
         self._result = BoundedLabel(limit=16)
         r.register(TickCollector(lambda: self._latest_tick(), lambda: self._is_leader()))
+        self.build_info = Gauge(
+            p + "build_info",
+            "Always 1; the labels say which version runs on which Python.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(package_version(), platform.python_version()).set(1)
         if process_metrics:
-            # Namespaced so every name keeps the project's prefix.
-            ProcessCollector(namespace="stream_sentinel", registry=r)
+            # The standard names every Python exporter publishes (process_*,
+            # python_gc_*, python_info), unprefixed, so stock dashboards and
+            # alerts work on this service as they are.
+            ProcessCollector(registry=r)
+            GCCollector(registry=r)
+            PlatformCollector(registry=r)
 
     def bind_state(
         self, latest_tick: Callable[[], Tick | None], is_leader: Callable[[], bool]

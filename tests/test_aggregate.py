@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
 from batch_reference import aggregate
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_sentinel.aggregate import BatchAggregator
+from stream_sentinel.aggregate import BatchAggregator, BucketDelta, Delta
 from stream_sentinel.bucketing import bucket_of, bucket_seconds_for, buckets_in, tick_floor
 from stream_sentinel.contract import ModelPrice, Pricing
 from stream_sentinel.decode import Decoder
@@ -80,3 +83,121 @@ def test_window_alignment_and_tick_floor() -> None:
         assert "aligned" in str(exc)
     else:
         raise AssertionError("misaligned window accepted")
+
+
+def test_buckets_in_checks_both_ends_at_any_aligned_start() -> None:
+    # starts past the first width: a check of `start / width` instead of
+    # `start % width` would refuse these aligned windows
+    assert list(buckets_in(120, 300, 60)) == [120, 180, 240]
+    assert list(buckets_in(3600, 3620, 10)) == [3600, 3610]
+    assert list(buckets_in(300, 300, 60)) == []
+    with pytest.raises(ValueError) as misaligned_end:
+        buckets_in(120, 301, 60)
+    assert str(misaligned_end.value) == "window [120, 301) is not aligned to 60 s buckets"
+    with pytest.raises(ValueError, match=r"^window \[61, 120\) is not aligned to 60 s buckets$"):
+        buckets_in(61, 120, 60)
+
+
+def test_bucket_width_of_usual_ticks() -> None:
+    assert [bucket_seconds_for(t) for t in (1, 15, 45, 60, 90, 120, 300)] == [
+        1,
+        15,
+        15,
+        60,
+        30,
+        60,
+        60,
+    ]
+
+
+@pytest.mark.parametrize("tick", [0, -60])
+def test_tick_width_must_be_positive(tick: int) -> None:
+    with pytest.raises(ValueError) as refused:
+        bucket_seconds_for(tick)
+    assert str(refused.value) == "tick_seconds must be positive"
+
+
+def test_tick_floor_of_negative_and_exact_times() -> None:
+    assert tick_floor(120.0, 60) == 120
+    assert tick_floor(-0.5, 60) == -60
+    assert tick_floor(59.999, 30) == 30
+    assert bucket_of(-0.5, 60) == -60
+    assert bucket_of(-1e-300, 10) == -10
+
+
+def _requests(*spec: tuple[float, str, bool]) -> list[RequestEvent]:
+    return [RequestEvent(f"r{i}", ts, user, blocked=b) for i, (ts, user, b) in enumerate(spec)]
+
+
+def test_a_batch_adds_to_a_bucket_that_already_holds_counts() -> None:
+    agg = BatchAggregator(60, PRICES)
+    delta = aggregate(
+        agg,
+        [
+            RequestEvent("0", 65.0, "a", blocked=True),
+            ResponseEvent("1", 66.0, "a", safe=True, cost_usd=1.0),
+            ResponseEvent("2", 67.0, "a", safe=True, model="nope"),
+        ],
+    )
+    agg.count_requests(delta, _requests((61.0, "a", True), (62.0, "b", False), (63.0, "b", True)))
+    agg.count_responses(
+        delta,
+        [
+            ResponseEvent("3", 70.0, "b", safe=True, cost_usd=0.5),
+            ResponseEvent("4", 71.0, "b", safe=False, model="m", completion_tokens=1000),
+            ResponseEvent("5", 72.0, "b", safe=True),
+        ],
+    )
+    assert list(delta) == [60]
+    assert delta[60].counts() == WindowCounts(
+        requests=4,
+        blocked=3,
+        responses=5,
+        safe=4,
+        cost_nanousd=NANO + NANO // 2 + round(1.5 * NANO),
+        cost_unknown=2,
+    )
+    assert dict(delta[60].users) == {"a": 2, "b": 2}
+
+
+def test_unordered_rows_over_many_buckets_are_split_exactly() -> None:
+    agg = BatchAggregator(10, {})
+    rows = _requests(
+        (35.0, "c", False),
+        (9.999, "a", True),
+        (10.0, "b", False),
+        (-0.5, "z", True),
+        (39.999, "c", True),
+        (19.0, "b", False),
+    )
+    delta: Delta = {}
+    agg.count_requests(delta, rows)
+    assert sorted(delta) == [-10, 0, 10, 30]
+    assert {s: (d.requests, d.blocked) for s, d in delta.items()} == {
+        -10: (1, 1),
+        0: (1, 1),
+        10: (2, 0),
+        30: (2, 1),
+    }
+    assert dict(delta[30].users) == {"c": 2}
+    assert delta == aggregate(agg, rows)
+    # ordered input over several buckets takes the path without a sort
+    ordered = sorted(rows, key=lambda r: r.ts)
+    again: Delta = {}
+    agg.count_requests(again, ordered)
+    assert again == delta
+
+
+def test_an_empty_batch_changes_nothing() -> None:
+    agg = BatchAggregator(60, PRICES)
+    delta: Delta = {0: BucketDelta(requests=1)}
+    agg.count_requests(delta, [])
+    agg.count_responses(delta, [])
+    assert delta == {0: BucketDelta(requests=1)}
+
+
+def test_bucket_deltas_merge_every_field() -> None:
+    a = BucketDelta(1, 2, 3, 4, 5, 6, Counter({"u": 1}))
+    a.merge(BucketDelta(10, 20, 30, 40, 50, 60, Counter({"u": 2, "v": 1})))
+    assert a.counts() == WindowCounts(11, 22, 33, 44, 55, 66)
+    assert a.users == Counter({"u": 3, "v": 1})

@@ -21,6 +21,7 @@ from stream_sentinel.baseline_math import (
     learn,
     learn_table,
     median,
+    min_points_for,
     pick,
     pool,
 )
@@ -247,3 +248,42 @@ def test_learn_table_reports_what_each_baseline_rests_on() -> None:
     assert table.lookup("spend_hour", T0 + DAY_S, "hour_of_day") == table.flat["spend_hour"]
     assert table.lookup("spend_hour", T0 + HOUR_S, "hour_of_day") == table.hourly["spend_hour"][1]
     assert (table.ticks, table.first_at, table.last_at) == (180, T0 + 60, T0 + 180 * 60)
+
+
+def test_learn_table_learns_each_hours_own_ratio_when_it_has_the_hits() -> None:
+    # hour 0: 1 % blocked (550 hits); hour 1: none at all, fewer than MIN_HOUR_HITS
+    busy = [(10, 1000)] * 55 + [(0, 1000)] * 5
+    quiet = [(0, 1000)] * 60
+    records = ticks(T0, 120, busy + quiet)
+    table = learn_table(records, ("blocked_pct",), min_points=30, visible_since=None)
+    own = table.hourly["blocked_pct"]
+    assert sorted(own) == [0]  # hour 1 rests on too few hits for a rate of its own
+    assert own[0].scope == "hour"
+    assert own[0].events is not None and own[0].value == pytest.approx(1.0)
+    assert table.flat["blocked_pct"].scope == "all"
+    assert table.lookup("blocked_pct", T0 + HOUR_S + 60, "hour_of_day") == table.flat["blocked_pct"]
+
+
+def test_learn_table_of_no_history() -> None:
+    table = learn_table([], ("blocked_pct", "spend_hour"), min_points=30, visible_since=None)
+    assert (table.ticks, table.first_at, table.last_at) == (0, None, None)
+    assert table.flat == {}
+    assert table.hourly == {"blocked_pct": {}, "spend_hour": {}}
+
+
+def test_a_median_signal_leaves_out_ticks_without_enough_data() -> None:
+    records = [
+        TickRecord(T0 + 60 * i, {"spend_hour": Point(9.0, 3, "insufficient_data")}, False)
+        for i in range(1, 40)
+    ]
+    assert pool(records, "spend_hour", None) == Pool()
+    records += [
+        TickRecord(T0 + 3600 + 60 * i, {"spend_hour": Point(2.0, 50, "ok")}, False)
+        for i in range(30)
+    ]
+    assert pool(records, "spend_hour", None) == Pool(0, 1500, 30, (2.0,) * 30)
+
+
+def test_min_points_is_half_an_hour_of_ticks_as_a_whole_number() -> None:
+    assert [min_points_for(t) for t in (1, 7, 60, 1800, 4000)] == [1800, 257, 30, 1, 1]
+    assert type(min_points_for(7)) is int

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from stream_sentinel.bucketing import LONGEST_WINDOW_S
-from stream_sentinel.cli.main import _parser, main
+from stream_sentinel.cli.args import build_parser
+from stream_sentinel.cli.main import main
 from stream_sentinel.cli.simulate import parse_attack
 from stream_sentinel.config import load_config
 from stream_sentinel.sim.score import parse_at
@@ -264,7 +265,7 @@ def test_the_demo_simulation_parses_with_the_real_cli(
     services: dict[str, dict[str, Any]],
 ) -> None:
     now = 1_800_000_000
-    args = _parser().parse_args(_simulate_argv(services, now))
+    args = build_parser("test").parse_args(_simulate_argv(services, now))
     assert args.verb == "simulate"
     assert args.out == "kafka:"
     duration = args.hours * 3600

@@ -711,3 +711,41 @@ def test_format_key() -> None:
     assert format_key(("heartbeat", 0, "tokens", "composite")) == "heartbeat[0].tokens.composite"
     assert format_key(("alerting", "floors", "x", "[key]")) == "alerting.floors.x"
     assert format_key(("ingest", "prices", 'a."b', "x")) == 'ingest.prices."a.\\"b".x'
+
+
+# What Kubernetes sets in every pod of a namespace holding a Service named
+# "sentinel" with ports 9464/TCP (named http) and 9000/UDP.
+KUBERNETES_SERVICE_LINKS = {
+    "SENTINEL_SERVICE_HOST": "10.96.0.12",
+    "SENTINEL_SERVICE_PORT": "9464",
+    "SENTINEL_SERVICE_PORT_HTTP": "9464",
+    "SENTINEL_PORT": "tcp://10.96.0.12:9464",
+    "SENTINEL_PORT_9464_TCP": "tcp://10.96.0.12:9464",
+    "SENTINEL_PORT_9464_TCP_PROTO": "tcp",
+    "SENTINEL_PORT_9464_TCP_PORT": "9464",
+    "SENTINEL_PORT_9464_TCP_ADDR": "10.96.0.12",
+    "SENTINEL_PORT_9000_UDP": "udp://10.96.0.12:9000",
+}
+
+
+def test_kubernetes_service_variables_are_not_settings(tmp_path: Path) -> None:
+    env = {**KUBERNETES_SERVICE_LINKS, "SENTINEL_HTTP_PORT": "9500"}
+    cfg = load(tmp_path, "", env)
+    assert cfg.http.port == 9500
+    assert cfg.http.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "SENTINEL_HTTP_PORTS",
+        "SENTINEL_PORTS",
+        "SENTINEL_PORT_HTTP",
+        "SENTINEL_PORT_9464_TCP_HOST",
+        "SENTINEL_SERVICE_HOSTNAME",
+        "SENTINEL_SERVICE",
+    ],
+)
+def test_near_misses_of_service_variables_are_still_errors(tmp_path: Path, var: str) -> None:
+    err = error(tmp_path, "", {**KUBERNETES_SERVICE_LINKS, var: "1"})
+    assert err.key == var

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -416,6 +418,39 @@ def test_rfc3339_matches_datetime(moment: datetime, offset_min: int) -> None:
     assert parse_rfc3339(text) == moment.timestamp()
 
 
+@pytest.mark.parametrize("year", [2024, 2000, 1996, 2026, 2100, 1900])
+def test_rfc3339_month_lengths(year: int) -> None:
+    # the last day of every month is a date, the day after it is not
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    lengths = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    for month, days in enumerate(lengths, start=1):
+        last = f"{year:04d}-{month:02d}-{days:02d}T12:00:00Z"
+        assert parse_rfc3339(last) == datetime.fromisoformat(last).timestamp(), last
+        assert parse_rfc3339(f"{year:04d}-{month:02d}-{days + 1:02d}T12:00:00Z") is None
+    assert parse_rfc3339(f"{year:04d}-02-30T00:00:00Z") is None
+
+
+def test_rfc3339_edges_of_the_clock_and_offset() -> None:
+    # the largest offsets and the last second of a day
+    assert parse_rfc3339("2026-11-02T23:59:59+23:59") == 1793577659.0
+    assert parse_rfc3339("2026-11-02T09:00:00-23:59") == NOW + 23 * 3600 + 59 * 60
+    assert parse_rfc3339("2026-12-31T00:00:00Z") == 1798675200.0
+    assert parse_rfc3339("2026-01-01T00:00:00Z") == 1767225600.0
+    assert parse_rfc3339("2026-03-01T00:00:00Z") == 1772323200.0
+    assert parse_rfc3339("1600-03-01T00:00:00Z") == -11670912000.0
+    assert parse_rfc3339("1600-02-29T00:00:00Z") == -11670998400.0
+
+
+def test_rfc3339_fractions_before_1970_keep_every_digit() -> None:
+    # negative seconds: the fraction is added exactly, then rounded once
+    assert parse_rfc3339("1969-12-31T23:59:59.5Z") == -0.5
+    tiny = parse_rfc3339("1969-12-31T23:59:59.999999999999999999999999Z")
+    assert tiny == -1e-24
+    deep = parse_rfc3339("1900-01-01T00:00:00.123456789012345678Z")
+    assert deep == float(Decimal(-2208988800) + Decimal("0.123456789012345678"))
+    assert parse_rfc3339("1969-12-31T23:59:00.25+00:00") == -59.75
+
+
 def test_string_ts_reaches_the_event() -> None:
     got = decode(raw(RESP, ts="2026-11-02T10:00:00.5+01:00"))
     assert isinstance(got, ResponseEvent)
@@ -476,8 +511,145 @@ def test_details_never_echo_user_strings() -> None:
     ],
 )
 def test_constructor_refuses_nonsense(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as refused:
         Decoder(**kwargs)
+    key = next(iter(kwargs))
+    named = "retention_s" if key == "max_future_s" else key
+    assert str(refused.value).startswith(f"{named} must be")
+
+
+def test_constructor_accepts_the_edges() -> None:
+    edge = Decoder(max_bytes=1, safety_threshold=0.0, retention_s=0.001, max_future_s=0)
+    assert (edge.max_bytes, edge.safety_threshold) == (1, 0.0)
+    assert Decoder(safety_threshold=1.0).safety_threshold == 1.0
+
+
+# Dead letters carry the detail to the operator: it names the field and what
+# was expected, never the value (test_details_never_echo_user_strings).
+@pytest.mark.parametrize(
+    ("data", "topic", "expected"),
+    [
+        (b"x" * 65537, None, ("too_large", "65537 bytes, limit 65536")),
+        (b"[1]", None, ("not_object", "top level is array, not an object")),
+        (b'"s"', None, ("not_object", "top level is string, not an object")),
+        (b"1.5", None, ("not_object", "top level is number, not an object")),
+        (b"true", None, ("not_object", "top level is boolean, not an object")),
+        (b"null", None, ("not_object", "top level is null, not an object")),
+        (raw(REQ, type=...), None, ("missing:type", "type is required")),
+        (raw(REQ, type=7), None, ("type:type", "type must be a string, got number")),
+        (raw(REQ, type="x"), None, ("bad_value:type", 'type must be "request" or "response"')),
+        (raw(REQ), "response", ("type_mismatch", "type request on the responses topic")),
+        (raw(REQ, event_id=...), None, ("missing:event_id", "event_id is required")),
+        (
+            raw(REQ, event_id=None),
+            None,
+            ("type:event_id", "event_id must be a string, got null"),
+        ),
+        (
+            raw(REQ, event_id=[]),
+            None,
+            ("type:event_id", "event_id must be a string, got array"),
+        ),
+        (
+            raw(REQ, event_id=""),
+            None,
+            ("length:event_id", "event_id has 0 characters, allowed 1..128"),
+        ),
+        (
+            raw(REQ, user_id="u" * 257),
+            None,
+            ("length:user_id", "user_id has 257 characters, allowed 1..256"),
+        ),
+        (raw(REQ, user_id={}), None, ("type:user_id", "user_id must be a string, got object")),
+        (
+            raw(REQ, ts=-1),
+            None,
+            ("bad_number:ts", "numeric ts must be finite Unix seconds >= 0"),
+        ),
+        (
+            raw(REQ, ts="x"),
+            None,
+            ("bad_ts", "ts string is not an RFC 3339 date-time with an offset"),
+        ),
+        (
+            raw(REQ, ts=True),
+            None,
+            ("type:ts", "ts must be a number or an RFC 3339 string, got boolean"),
+        ),
+        (raw(REQ, model=1), None, ("type:model", "model must be a string, got number")),
+        (
+            raw(REQ, prompt_tokens=1.5),
+            None,
+            ("type:prompt_tokens", "prompt_tokens must be an integer, got number"),
+        ),
+        (
+            raw(REQ, prompt_tokens=-1),
+            None,
+            ("bad_number:prompt_tokens", f"prompt_tokens must be within 0..{MAX_TOKENS}"),
+        ),
+        (raw(REQ, blocked=...), None, ("missing:blocked", "blocked is required")),
+        (raw(REQ, blocked=1), None, ("type:blocked", "blocked must be a boolean, got number")),
+        (
+            raw(REQ, block_reason=False),
+            None,
+            ("type:block_reason", "block_reason must be a string, got boolean"),
+        ),
+        (
+            raw(RESP, request_id=2),
+            None,
+            ("type:request_id", "request_id must be a string, got number"),
+        ),
+        (
+            raw(RESP, safe=..., safety_score=...),
+            None,
+            ("missing:safe", "response needs safe or safety_score"),
+        ),
+        (raw(RESP, safe="yes"), None, ("type:safe", "safe must be a boolean, got string")),
+        (
+            raw(RESP, safety_score="1"),
+            None,
+            ("type:safety_score", "safety_score must be a number, got string"),
+        ),
+        (
+            raw(RESP, safety_score=1.01),
+            None,
+            ("bad_number:safety_score", "safety_score must be a finite number within 0..1.0"),
+        ),
+        (
+            raw(RESP, completion_tokens=MAX_TOKENS + 1),
+            None,
+            ("bad_number:completion_tokens", f"completion_tokens must be within 0..{MAX_TOKENS}"),
+        ),
+        (
+            raw(RESP, cost_usd=-0.5),
+            None,
+            ("bad_number:cost_usd", "cost_usd must be a finite number within 0..1000000.0"),
+        ),
+    ],
+)
+def test_rejection_reasons_and_details(
+    data: bytes, topic: EventType | None, expected: tuple[str, str]
+) -> None:
+    got = decode(data, topic, now=None)
+    assert isinstance(got, Rejection)
+    assert (got.reason, got.detail) == expected
+
+
+def test_out_of_range_detail_says_how_far_and_the_window() -> None:
+    got = decode(raw(REQ, ts=NOW - 4000.25))
+    assert isinstance(got, Rejection)
+    assert (got.reason, got.detail) == (
+        "ts_out_of_range",
+        "ts is -4000.25 s from now; allowed -3690..+300 s",
+    )
+
+
+def test_not_json_detail_is_orjsons_message() -> None:
+    with pytest.raises(orjson.JSONDecodeError) as parse_error:
+        orjson.loads(b'{"a": }')
+    got = decode(b'{"a": }')
+    assert isinstance(got, Rejection)
+    assert (got.reason, got.detail) == ("not_json", str(parse_error.value))
 
 
 # --- never raises ----------------------------------------------------------------------

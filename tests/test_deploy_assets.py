@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ RULE_TESTS = ROOT / "deploy/prometheus/alerts.test.yml"
 DASHBOARD = ROOT / "deploy/grafana/stream-sentinel.json"
 PROVISIONING = ROOT / "deploy/grafana/provisioning"
 DEPLOYMENT_DOC = ROOT / "docs/deployment.md"
+# Where the docs are published: pyproject.toml's Documentation URL, one place to change.
+DOCS_URL = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"][
+    "Documentation"
+]
 # Added by Prometheus to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance"})
 # Labels whose values come from a closed set in the code: a typo in a matcher
@@ -269,8 +274,8 @@ def test_alerts_are_operable() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         notes = rule["annotations"]
         assert notes["summary"] and notes["description"], name
-        doc, _, anchor = notes["runbook"].partition("#")
-        assert doc == "docs/deployment.md", name
+        doc, _, anchor = notes["runbook_url"].partition("#")
+        assert doc == DOCS_URL + "deployment.md", name
         assert anchor == name.lower() and anchor in anchors, f"{name}: no runbook section"
 
 
@@ -320,9 +325,32 @@ def test_dashboard_shows_each_signal_with_its_threshold() -> None:
     exprs = _dashboard_exprs()
     for signal in SIGNALS:
         for metric in ("signal_value", "signal_threshold", "signal_baseline"):
-            assert any(f'stream_sentinel_{metric}{{signal="{signal}"}}' in e for e in exprs), (
-                f"no {metric} panel for {signal}"
-            )
+            wanted = f'stream_sentinel_{metric}{{{DEPLOYMENT_FILTER}, signal="{signal}"}}'
+            assert any(wanted in e for e in exprs), f"no {metric} panel for {signal}"
+
+
+# Grafana variables of the dashboard: Grafana's own and those it defines.
+DEPLOYMENT_FILTER = 'job=~"$job", instance=~"$instance"'
+
+
+def _concrete(expr: str) -> str:
+    """A dashboard query as Grafana sends it with every job and instance chosen."""
+    return expr.replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*")
+
+
+def test_dashboard_selects_one_deployment_by_job_and_instance() -> None:
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    job, instance = variables["job"], variables["instance"]
+    assert job["type"] == instance["type"] == "query"
+    assert job["query"]["query"] == "label_values(stream_sentinel_build_info, job)"
+    assert instance["query"]["query"] == (
+        'label_values(stream_sentinel_build_info{job=~"$job"}, instance)'
+    )
+    assert instance["includeAll"] and instance["allValue"] == ".*"
+    for expr in _dashboard_exprs():
+        for sel in selectors(expr):
+            assert ("job", "=~", "$job") in sel.matchers, f"{sel.name} in {expr!r}"
+            assert ("instance", "=~", "$instance") in sel.matchers, f"{sel.name} in {expr!r}"
 
 
 def test_grafana_provisioning_points_at_the_compose_services() -> None:
@@ -348,7 +376,7 @@ def test_grafana_provisioning_points_at_the_compose_services() -> None:
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     # promtool parses rule expressions, so each panel query becomes a recording
     # rule (Grafana's $__rate_interval replaced by a duration) and is checked.
-    exprs = [e.replace("$__rate_interval", "1m") for e in _dashboard_exprs()]
+    exprs = [_concrete(e) for e in _dashboard_exprs()]
     rules = {
         "groups": [
             {
@@ -449,7 +477,7 @@ async def test_a_real_prometheus_loads_the_rules_and_the_dashboard_finds_data(
             loaded = {r["name"] for g in groups["groups"] for r in g["rules"]}
             assert loaded == {rule["alert"] for rule in _rules()}
             for expr in _dashboard_exprs():
-                query = expr.replace("$__rate_interval", "1m")
+                query = _concrete(expr)
 
                 async def has_data(q: str = query) -> Any:
                     data = await get("/query", query=q)

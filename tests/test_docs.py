@@ -18,7 +18,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
-from stream_sentinel.cli.main import _parser, main
+from stream_sentinel.cli.args import build_parser
+from stream_sentinel.cli.main import main
 from stream_sentinel.config import load_config
 from stream_sentinel.decode import Decoder, Rejection
 from stream_sentinel.heartbeat_kinds import HeartbeatTarget, build_request
@@ -177,8 +178,15 @@ def test_heartbeat_compose_example_loads_from_the_environment(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("kind", "url", "failure", "method", "expected_url"),
     [
-        ("healthchecks", "https://hc-ping.com", False, "POST", "https://hc-ping.com/ping/T"),
-        ("healthchecks", "https://hc-ping.com", True, "POST", "https://hc-ping.com/ping/T/fail"),
+        ("healthchecks", "https://hc-ping.com", False, "POST", "https://hc-ping.com/T"),
+        ("healthchecks", "https://hc-ping.com", True, "POST", "https://hc-ping.com/T/fail"),
+        (
+            "healthchecks",
+            "https://hc.example.org/ping",
+            True,
+            "POST",
+            "https://hc.example.org/ping/T/fail",
+        ),
         (
             "uptime-kuma",
             "https://kuma.example",
@@ -255,8 +263,8 @@ def test_documented_commands_parse_with_the_real_cli(doc: str) -> None:
     commands = _cli_commands(doc)
     assert commands
     for argv in commands:
-        args = _parser().parse_args(argv)
-        assert args.verb in {"run", "replay", "score", "baseline", "simulate", "produce"}
+        args = build_parser("test").parse_args(argv)
+        assert args.verb in {"run", "replay", "score", "baseline", "simulate", "produce", "topics"}
 
 
 def test_tuning_example_output_is_what_replay_and_score_print(

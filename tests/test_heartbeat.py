@@ -179,7 +179,7 @@ def all_kinds(
     m.hc.known.update(tokens["hc"].values())
     m.kuma.known.update(tokens["kuma"].values())
     targets = [
-        HeartbeatTarget("hc", "healthchecks", m.hc.base, tokens["hc"], retries=retries),
+        HeartbeatTarget("hc", "healthchecks", m.hc.base + "/ping", tokens["hc"], retries=retries),
         HeartbeatTarget("kuma", "uptime-kuma", m.kuma.base, tokens["kuma"], retries=retries),
         HeartbeatTarget("gen", "generic", m.generic.base + "/api/heartbeat", tokens["gen"]),
         HeartbeatTarget("hook", "webhook", m.hook.base + "/hook", tokens["hook"], retries=retries),
@@ -300,7 +300,7 @@ async def test_composite_carries_the_summary_and_a_signal_its_own_line(
     tick = TICKS["warning"][0]
     hc_tokens = {"composite": str(uuid.uuid4()), "blocked_pct": str(uuid.uuid4())}
     monitors.hc.known.update(hc_tokens.values())
-    target = HeartbeatTarget("hc", "healthchecks", monitors.hc.base, hc_tokens)
+    target = HeartbeatTarget("hc", "healthchecks", monitors.hc.base + "/ping", hc_tokens)
     loop = asyncio.get_running_loop()
     await HeartbeatSender([target], session).push(tick, deadline=loop.time() + 10)
     bodies = {s.raw_path: s.body.decode() for s in monitors.hc.seen}
@@ -311,6 +311,20 @@ async def test_composite_carries_the_summary_and_a_signal_its_own_line(
     assert bodies[f"/ping/{hc_tokens['blocked_pct']}/fail"] == (
         "blocked_pct red: value=0.12%, baseline=1.00%, threshold=2.00%, p=n/a"
     )
+
+
+async def test_healthchecks_hosted_url_shape_over_http(
+    monitors: Monitors, session: ClientSession
+) -> None:
+    """Hosted Healthchecks pings are https://hc-ping.com/<uuid>: no /ping segment.
+    (The self-hosted shape, {url}/ping/<uuid>, is what the other tests push to.)"""
+    tick = TICKS["critical"][0]
+    token = str(uuid.uuid4())
+    target = HeartbeatTarget("hosted", "healthchecks", monitors.generic.base, {"composite": token})
+    loop = asyncio.get_running_loop()
+    [result] = await HeartbeatSender([target], session).push(tick, deadline=loop.time() + 10)
+    assert result.result == "ok"
+    assert [(s.method, s.raw_path) for s in monitors.generic.seen] == [("POST", f"/{token}/fail")]
 
 
 async def test_caller_message_function_is_used_and_quoted(
@@ -345,7 +359,9 @@ async def test_caller_message_function_is_used_and_quoted(
 
 
 def hc_target(m: Monitors, token: str, retries: int = 2) -> HeartbeatTarget:
-    return HeartbeatTarget("hc", "healthchecks", m.hc.base, {"composite": token}, retries=retries)
+    return HeartbeatTarget(
+        "hc", "healthchecks", m.hc.base + "/ping", {"composite": token}, retries=retries
+    )
 
 
 def fast_sender(

@@ -202,7 +202,7 @@ NASTY = "a/b?c=d&e#f %+ü"
 
 
 def test_healthchecks_success_and_fail_paths() -> None:
-    t = target("healthchecks", url="http://h:1/hc/", tokens={"composite": NASTY})
+    t = target("healthchecks", url="http://h:1/hc/ping/", tokens={"composite": NASTY})
     ok = build_request(t, "composite", make_tick(), False, "all good")
     assert ok.method == "POST"
     assert ok.url.raw_path == "/hc/ping/" + quote(NASTY, safe="")
@@ -211,6 +211,26 @@ def test_healthchecks_success_and_fail_paths() -> None:
     fail = build_request(t, "composite", make_tick(), True, "bad")
     assert fail.url.raw_path == "/hc/ping/" + quote(NASTY, safe="") + "/fail"
     assert fail.url.raw_query_string == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # hosted: the ping URL Healthchecks shows is https://hc-ping.com/<uuid>
+        ("https://hc-ping.com", "https://hc-ping.com/{uuid}"),
+        ("https://hc-ping.com/", "https://hc-ping.com/{uuid}"),
+        # self-hosted: https://hc.example.org/ping/<uuid>
+        ("https://hc.example.org/ping", "https://hc.example.org/ping/{uuid}"),
+        ("http://10.0.0.5:8000/ping/", "http://10.0.0.5:8000/ping/{uuid}"),
+    ],
+)
+def test_healthchecks_url_is_the_ping_url_up_to_the_uuid(url: str, expected: str) -> None:
+    uuid = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+    t = target("healthchecks", url=url, tokens={"composite": uuid})
+    ok = build_request(t, "composite", make_tick(), False, "fine")
+    fail = build_request(t, "composite", make_tick(), True, "down")
+    assert str(ok.url) == expected.format(uuid=uuid)
+    assert str(fail.url) == expected.format(uuid=uuid) + "/fail"
 
 
 def test_uptime_kuma_query() -> None:
@@ -290,9 +310,9 @@ def test_untrusted_strings_never_shape_the_url(
     assert (req.url.host, req.url.port, req.url.fragment) == ("h", 1, "")
     segments = req.url.raw_path.split("/")
     if kind == "healthchecks":
-        assert segments[:3] == ["", "base", "ping"]
-        assert segments[3] == quote(token, safe="")
-        assert segments[4:] == (["fail"] if failure else [])
+        assert segments[:2] == ["", "base"]
+        assert segments[2] == quote(token, safe="")
+        assert segments[3:] == (["fail"] if failure else [])
         assert req.body == message.encode()
     elif kind == "uptime-kuma":
         assert segments == ["", "base", "api", "push", quote(token, safe="")]

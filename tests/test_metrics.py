@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import platform
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.metrics import CONTENT_TYPE, OTHER, STATUS_CODES, BoundedLabel, Metrics
 from stream_sentinel.model import SignalReading, Status, Tick
+from stream_sentinel.version import package_version
 
 PROMTOOL = Path("/usr/bin/promtool")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -74,11 +76,42 @@ def test_instances_do_not_share_state() -> None:
     assert a.registry is not b.registry
 
 
-def test_every_metric_name_has_the_project_prefix() -> None:
+# What prometheus_client's process, GC and platform collectors export: the
+# names every Python exporter has, which stock dashboards and alerts query.
+STANDARD_PREFIXES = ("process_", "python_gc_", "python_info")
+
+
+def test_every_metric_name_has_the_project_prefix_or_a_standard_one() -> None:
     m = Metrics(latest_tick=make_tick, is_leader=lambda: True)
     found = names(m)
-    assert "stream_sentinel_process_resident_memory_bytes" in found
-    assert all(n.startswith("stream_sentinel_") for n in found), sorted(found)
+    own = {n for n in found if n.startswith("stream_sentinel_")}
+    standard = found - own
+    assert all(n.startswith(STANDARD_PREFIXES) for n in standard), sorted(standard)
+    assert not any(n.startswith("stream_sentinel_process") for n in own)
+
+
+def test_process_and_gc_metrics_under_their_standard_names() -> None:
+    s = samples(Metrics())
+    assert s[key("process_resident_memory_bytes")] > 1_000_000
+    assert s[key("process_cpu_seconds_total")] > 0
+    assert s[key("process_open_fds")] >= 3
+    for generation in ("0", "1", "2"):
+        assert s[key("python_gc_collections_total", generation=generation)] >= 0
+        assert key("python_gc_objects_collected_total", generation=generation) in s
+    info = [k for k in s if k[0] == "python_info"]
+    assert len(info) == 1 and s[info[0]] == 1
+
+
+def test_build_info_names_version_and_python() -> None:
+    s = samples(Metrics(process_metrics=False))
+    expected = key(
+        "stream_sentinel_build_info",
+        version=package_version(),
+        python=platform.python_version(),
+    )
+    assert s[expected] == 1
+    assert [k for k in s if k[0] == "stream_sentinel_build_info"] == [expected]
+    assert package_version() != "0+unknown"  # the test venv has the package installed
 
 
 def test_counters_start_at_zero_for_known_label_sets() -> None:

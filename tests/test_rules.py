@@ -131,8 +131,27 @@ def test_hysteresis_is_immutable_and_round_trips_through_json() -> None:
     ],
 )
 def test_malformed_hysteresis_json_is_rejected(bad: object) -> None:
-    with pytest.raises(ValueError, match="hysteresis"):
+    with pytest.raises(ValueError) as refused:
         Hysteresis.from_json(bad)
+    expected = (
+        "malformed hysteresis state for blocked_pct"
+        if isinstance(bad, dict)
+        else "hysteresis state must be an object"
+    )
+    assert str(refused.value) == expected
+
+
+def test_a_held_red_missing_from_a_tick_keeps_its_hold() -> None:
+    # a signal can be absent from one tick's readings (a caller evaluating a
+    # subset): its hold must survive untouched, and the others move on
+    held = Hysteresis({"blocked_pct": Hold(True, 1), "safety_pct": Hold(True, 0)})
+    shown, after = apply_hysteresis(
+        {"safety_pct": reading("safety_pct", "ok")}, held, RulesConfig(clear_ticks=3)
+    )
+    assert list(shown) == ["safety_pct"]
+    assert shown["safety_pct"].state == "red"
+    assert after.hold("blocked_pct") == Hold(True, 1)
+    assert after.hold("safety_pct") == Hold(True, 1)
 
 
 # --- composite -------------------------------------------------------------------
@@ -242,6 +261,26 @@ def test_learning_tick_shows_reds_and_its_note() -> None:
     assert state.hold("blocked_pct").red  # the rules ran; only the alert is suppressed
 
 
+def test_a_learning_note_shows_only_while_learning() -> None:
+    tick, _ = evaluate_tick(
+        AT,
+        CALM_SHORT,
+        CALM_HOUR,
+        CALM_USERS,
+        SEED,
+        CFG,
+        Hysteresis(),
+        learning=False,
+        learning_note="day 8 of 7",
+    )
+    assert (tick.status, tick.reason) == ("ok", None)
+    assert heartbeat_message(tick) == VALUES
+    tick, _ = evaluate_tick(
+        AT, CALM_SHORT, CALM_HOUR, CALM_USERS, SEED, CFG, Hysteresis(), learning_note="x"
+    )
+    assert tick.reason is None
+
+
 def test_top_users_in_the_tick_are_cut_to_top_k() -> None:
     users = [(f"user{i:02d}", 100 + i) for i in range(25)]
     tick, _ = evaluate_tick(
@@ -320,6 +359,8 @@ def test_message_prefixes_for_learning_and_stale() -> None:
     assert message(learning=True) == f"learning: {VALUES}"
     assert message(stale_reason="store\nunreachable") == f"stale: store unreachable; {VALUES}"
     assert message(ATTACK_SHORT, stale_reason="x").endswith("; red: blocked_pct, safety_pct")
+    assert message(stale_reason="") == f"stale: unknown; {VALUES}"
+    assert message(stale_reason=" \n ") == f"stale: unknown; {VALUES}"
 
 
 def test_message_shows_na_without_events() -> None:

@@ -30,6 +30,12 @@ DEFAULT = RulesConfig()
 EMPTY = WindowCounts()
 
 
+def same_p(expected: float) -> object:
+    """p-values are compared relatively: approx's default absolute tolerance
+    (1e-12) would make 2e-30 equal to 8e-31, or to 0."""
+    return pytest.approx(expected, rel=1e-9, abs=0.0)
+
+
 def short(requests: int = 0, blocked: int = 0, responses: int = 0, safe: int = 0) -> WindowCounts:
     return WindowCounts(requests=requests, blocked=blocked, responses=responses, safe=safe)
 
@@ -54,6 +60,7 @@ def test_values_follow_the_definitions() -> None:
     assert r["top_user_rps"].value == pytest.approx(3.2)
     assert r["spend_hour"].value == pytest.approx(4.10)
     assert list(r) == list(SIGNALS)
+    assert [r[n].name for n in SIGNALS] == list(SIGNALS)
     assert [r[n].volume for n in SIGNALS] == [10_000, 10_000, 10_000, 100]
     assert all(r[n].state == "ok" for n in SIGNALS)
 
@@ -115,7 +122,7 @@ def test_significance_keeps_a_small_excess_from_going_red() -> None:
     # 3 blocked in 1,000 is "3x" the baseline, but p ~ 0.08 at this volume.
     r = evaluate_signals(short(1000, 3), EMPTY, [], SEED, DEFAULT)["blocked_pct"]
     assert r.state == "ok"
-    assert r.p_value == pytest.approx(binom_sf(3, 1000, 0.001))
+    assert r.p_value == same_p(binom_sf(3, 1000, 0.001))
     assert r.p_value is not None and r.p_value > 0.05
     # the same 0.3 % at 100,000 requests is overwhelming evidence
     r = evaluate_signals(short(100_000, 300), EMPTY, [], SEED, DEFAULT)["blocked_pct"]
@@ -127,7 +134,7 @@ def test_safety_is_tested_on_the_unsafe_count() -> None:
     r = evaluate_signals(short(responses=10_000, safe=9_850), EMPTY, [], SEED, DEFAULT)
     s = r["safety_pct"]
     assert s.state == "red"
-    assert s.p_value == pytest.approx(binom_sf(150, 10_000, 0.005))
+    assert s.p_value == same_p(binom_sf(150, 10_000, 0.005))
     # 1.1 % unsafe in 1,000: over 2x, yet not significant against 0.5 %
     r = evaluate_signals(short(responses=1_000, safe=989), EMPTY, [], SEED, DEFAULT)
     assert r["safety_pct"].state == "ok"
@@ -135,14 +142,14 @@ def test_safety_is_tested_on_the_unsafe_count() -> None:
 
 def test_top_user_uses_a_poisson_test_against_baseline_times_window() -> None:
     r = evaluate_signals(short(4000), EMPTY, [("u", 3100)], SEED, DEFAULT)["top_user_rps"]
-    assert r.p_value == pytest.approx(poisson_sf(3100, 5.0 * 300))
+    assert r.p_value == same_p(poisson_sf(3100, 5.0 * 300))
     assert r.state == "red"
     # just over the threshold, not significant against lam = 30 (floor 0.1 rps)
     low = {**SEED, "top_user_rps": Baseline(0.0)}
     strict = RulesConfig(significance=1e-9)
     weak = evaluate_signals(short(70), EMPTY, [("u", 61)], low, strict)["top_user_rps"]
     assert weak.value == pytest.approx(61 / 300)
-    assert weak.p_value == pytest.approx(poisson_sf(61, 30.0))
+    assert weak.p_value == same_p(poisson_sf(61, 30.0))
     assert weak.state == "ok"
     assert evaluate_signals(short(70), EMPTY, [("u", 61)], low, DEFAULT)["top_user_rps"].state == (
         "red"
@@ -208,14 +215,14 @@ def test_absolute_limit_makes_red_below_the_multiplier_threshold() -> None:
     r = evaluate_signals(short(100_000, 1_200), EMPTY, [], drifted, cfg)["blocked_pct"]
     assert r.threshold == 1.0
     assert r.state == "red"
-    assert r.p_value == pytest.approx(binom_sf(1_200, 100_000, 0.008))
+    assert r.p_value == same_p(binom_sf(1_200, 100_000, 0.008))
 
 
 def test_absolute_limit_below_the_baseline_tests_against_the_limit() -> None:
     cfg = RulesConfig(signals={"blocked_pct": SignalRule(absolute_limit=1.0)})
     drifted = {**SEED, "blocked_pct": Baseline(1.5, "learned")}
     r = evaluate_signals(short(100_000, 1_300), EMPTY, [], drifted, cfg)["blocked_pct"]
-    assert r.p_value == pytest.approx(binom_sf(1_300, 100_000, 0.01))
+    assert r.p_value == same_p(binom_sf(1_300, 100_000, 0.01))
     assert r.state == "red"
 
 
@@ -356,25 +363,46 @@ def test_a_single_huge_user(huge: int, others: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: Baseline(math.nan),
-        lambda: Baseline(-1.0),
-        lambda: Baseline(math.inf),
-        lambda: SignalRule(multiplier=0.0),
-        lambda: SignalRule(multiplier=math.nan),
-        lambda: SignalRule(floor=0.0),
-        lambda: SignalRule(absolute_limit=math.inf),
-        lambda: RulesConfig(significance=-0.1),
-        lambda: RulesConfig(significance=math.nan),
-        lambda: RulesConfig(min_events=-1),
-        lambda: RulesConfig(red_needed=0),
-        lambda: RulesConfig(clear_ticks=-1),
+        (lambda: Baseline(math.nan), "baseline must be a finite number, got nan"),
+        (lambda: Baseline(-1.0), "baseline must be >= 0"),
+        (lambda: Baseline(math.inf), "baseline must be a finite number, got inf"),
+        (lambda: SignalRule(multiplier=0.0), "multiplier must be positive"),
+        (lambda: SignalRule(multiplier=-2.0), "multiplier must be positive"),
+        (lambda: SignalRule(multiplier=math.nan), "multiplier must be a finite number, got nan"),
+        (lambda: SignalRule(floor=0.0), "floor must be positive"),
+        (lambda: SignalRule(floor=-math.inf), "floor must be a finite number, got -inf"),
+        (
+            lambda: SignalRule(absolute_limit=math.inf),
+            "absolute_limit must be a finite number, got inf",
+        ),
+        (lambda: RulesConfig(significance=-0.1), "significance must be within [0, 1]"),
+        (lambda: RulesConfig(significance=1.01), "significance must be within [0, 1]"),
+        (
+            lambda: RulesConfig(significance=math.nan),
+            "significance must be a finite number, got nan",
+        ),
+        (lambda: RulesConfig(min_events=-1), "min_events must be >= 0"),
+        (lambda: RulesConfig(clear_ticks=-1), "clear_ticks must be >= 0"),
+        (lambda: RulesConfig(top_k=-1), "top_k must be >= 0"),
+        (lambda: RulesConfig(red_needed=0), "red_needed must be >= 1"),
     ],
 )
-def test_invalid_settings_are_rejected(make: object) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_settings_are_rejected_naming_the_setting(make: object, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
         make()  # type: ignore[operator]
+    assert str(refused.value) == message
+
+
+def test_boundary_settings_are_accepted() -> None:
+    for significance in (0.0, 1.0):
+        assert RulesConfig(significance=significance).significance == significance
+    edge = RulesConfig(min_events=0, clear_ticks=0, top_k=0, red_needed=1)
+    assert (edge.min_events, edge.clear_ticks, edge.top_k, edge.red_needed) == (0, 0, 0, 1)
+    assert Baseline(0.0).value == 0.0
+    assert SignalRule(absolute_limit=-5.0, floor=1e-9).floor == 1e-9
+    assert SignalRule(multiplier=0.5).multiplier == 0.5  # a limit tighter than the baseline
 
 
 def test_partial_signal_rules_are_completed_with_defaults() -> None:
@@ -392,3 +420,115 @@ def test_top_user_rates_rank_round_and_cut() -> None:
     assert top_user_rates(users, 10)[-1] == ("c", 0.0033)
     assert top_user_rates([], 10) == ()
     assert top_user_rates(users, 0) == ()
+
+
+# --- edges a wrong change would cross ---------------------------------------------
+
+
+def test_traffic_without_blocks_or_failures_is_exactly_zero() -> None:
+    r = evaluate_signals(short(1000, 0, 1000, 0), EMPTY, [], SEED, DEFAULT)
+    assert r["blocked_pct"].value == 0.0
+    assert r["blocked_pct"].p_value == 1.0  # nothing blocked cannot be evidence
+    assert r["safety_pct"].value == 0.0  # nothing safe
+    assert r["safety_pct"].p_value == same_p(binom_sf(1000, 1000, 0.005))
+    r = evaluate_signals(short(1000, 0, 1000, 1000), EMPTY, [], SEED, DEFAULT)
+    assert r["safety_pct"].value == 100.0
+    assert r["safety_pct"].p_value == 1.0
+
+
+def test_a_p_value_exactly_at_significance_is_not_red() -> None:
+    p = binom_sf(300, 100_000, 0.001)
+    at = RulesConfig(significance=p)
+    assert evaluate_signals(short(100_000, 300), EMPTY, [], SEED, at)["blocked_pct"].state == "ok"
+    above = RulesConfig(significance=p * 1.000001)
+    assert (
+        evaluate_signals(short(100_000, 300), EMPTY, [], SEED, above)["blocked_pct"].state == "red"
+    )
+
+
+def test_safety_absolute_limit_with_significance_tests_against_the_limit() -> None:
+    # 2x rule alone would allow 96 %; the 99.4 % minimum is the line and the
+    # null failure rate of the test is the limit's 0.6 %, not the baseline's 2 %
+    cfg = RulesConfig(signals={"safety_pct": SignalRule(absolute_limit=99.4)})
+    good = {**SEED, "safety_pct": Baseline(98.0)}
+    r = evaluate_signals(short(responses=100_000, safe=99_300), EMPTY, [], good, cfg)["safety_pct"]
+    assert r.threshold == pytest.approx(99.4)
+    assert r.p_value == same_p(binom_sf(700, 100_000, 0.006))
+    assert r.state == "red"
+    # the same rate on 1,000 responses: crossed, not significant
+    r = evaluate_signals(short(responses=1000, safe=993), EMPTY, [], good, cfg)["safety_pct"]
+    assert r.p_value == same_p(binom_sf(7, 1000, 0.006))
+    assert r.state == "ok"
+
+
+def test_safety_limit_looser_than_the_rule_keeps_the_rule_and_its_null() -> None:
+    cfg = RulesConfig(signals={"safety_pct": SignalRule(absolute_limit=90.0)})
+    r = evaluate_signals(short(responses=10_000, safe=9_850), EMPTY, [], SEED, cfg)["safety_pct"]
+    assert r.threshold == pytest.approx(99.0)
+    assert r.p_value == same_p(binom_sf(150, 10_000, 0.005))
+
+
+def test_a_limit_of_perfection_tests_against_the_floor() -> None:
+    # a 100 % minimum leaves no failure rate as the null: the floor (0.01 %) is used
+    cfg = RulesConfig(signals={"safety_pct": SignalRule(absolute_limit=100.0)})
+    r = evaluate_signals(short(responses=100_000, safe=99_990), EMPTY, [], SEED, cfg)
+    assert r["safety_pct"].threshold == 100.0
+    assert r["safety_pct"].p_value == same_p(binom_sf(10, 100_000, 0.0001))
+    cfg = RulesConfig(signals={"blocked_pct": SignalRule(absolute_limit=0.001)})
+    r = evaluate_signals(short(100_000, 10), EMPTY, [], SEED, cfg)
+    assert r["blocked_pct"].threshold == 0.001
+    assert r["blocked_pct"].p_value == same_p(binom_sf(10, 100_000, 0.0001))
+
+
+def test_a_null_rate_over_100_percent_is_capped() -> None:
+    high = {**SEED, "blocked_pct": Baseline(150.0), "safety_pct": Baseline(0.0)}
+    r = evaluate_signals(short(100, 100, 100, 0), EMPTY, [], high, DEFAULT)
+    assert r["blocked_pct"].p_value == 1.0
+    assert r["blocked_pct"].state == "ok"
+    assert r["safety_pct"].p_value == 1.0
+
+
+def test_top_user_volume_is_at_least_the_top_count_and_p_against_the_floor() -> None:
+    r = evaluate_signals(short(10), EMPTY, [("u", 900), ("v", 2)], {}, DEFAULT)["top_user_rps"]
+    assert r.volume == 900
+    assert r.value == 3.0
+    assert r.threshold == pytest.approx(0.2)
+    assert r.p_value == same_p(poisson_sf(900, 0.1 * 300))
+    assert r.state == "red"
+    r = evaluate_signals(short(5000), EMPTY, [("u", 900)], SEED, DEFAULT)["top_user_rps"]
+    assert r.volume == 5000
+    none = evaluate_signals(short(5000), EMPTY, [("u", 0), ("v", -3)], SEED, DEFAULT)
+    assert none["top_user_rps"].value is None
+    assert none["top_user_rps"].p_value is None
+    assert none["top_user_rps"].volume == 5000
+
+
+def test_negative_cost_reads_as_zero_spend() -> None:
+    r = evaluate_signals(EMPTY, WindowCounts(responses=2, cost_nanousd=-NANO), [], SEED, DEFAULT)
+    assert r["spend_hour"].value == 0.0
+    assert r["spend_hour"].volume == 2
+    assert r["spend_hour"].baseline == 41.67
+
+
+def test_missing_safety_baseline_with_a_floor_over_100_is_zero() -> None:
+    cfg = RulesConfig(signals={"safety_pct": SignalRule(floor=150.0)})
+    r = evaluate_signals(EMPTY, EMPTY, [], {}, cfg)
+    assert r["safety_pct"].baseline == 0.0
+    assert r["safety_pct"].baseline_source == "learning"
+    cfg = RulesConfig(signals={"top_user_rps": SignalRule(floor=2.5)})
+    assert evaluate_signals(EMPTY, EMPTY, [], {}, cfg)["top_user_rps"].baseline == 2.5
+
+
+def test_reading_fields_carry_through() -> None:
+    learned = {**SEED, "blocked_pct": Baseline(0.3, "learned")}
+    r = evaluate_signals(short(1000, 3, 1000, 990), spend(5.0), [("u", 30)], learned, DEFAULT)
+    b = r["blocked_pct"]
+    assert (b.name, b.baseline, b.baseline_source, b.volume) == (
+        "blocked_pct",
+        0.3,
+        "learned",
+        1000,
+    )
+    assert b.threshold == pytest.approx(0.6)
+    assert r["spend_hour"].baseline_source == "static"
+    assert r["top_user_rps"].p_value == same_p(poisson_sf(30, 1500.0))

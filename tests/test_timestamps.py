@@ -71,3 +71,39 @@ def test_the_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     many_minutes = [f"2026-10-29T{h:02d}:{m:02d}:00Z" for h in range(3) for m in range(60)]
     assert [parser.parse(t) for t in many_minutes] == list(map(parse_rfc3339, many_minutes))
     assert len(parser._minutes) <= 8
+
+
+def test_texts_of_the_loggers_length_but_not_their_shape_are_parsed_one_by_one() -> None:
+    # 24 ASCII characters each, so only the shape comparison tells them apart
+    texts = ["2026-10-29T23:59:59.1234", "2026-10-29T23:59:59.123Z"]
+    assert Rfc3339Parser().parse_many(texts) == [None, parse_rfc3339(texts[1])]
+    assert Rfc3339Parser().parse_many(["2026-10-29T23:59:59+0100"]) == [None]
+
+
+def test_parse_remembers_each_minute_once() -> None:
+    parser = Rfc3339Parser()
+    for text in ("2026-10-29T23:59:59.5Z", "2026-10-29T23:59:01Z", "2026-10-30T00:00:00Z"):
+        assert parser.parse(text) == parse_rfc3339(text)
+    assert sorted(parser._minutes) == ["2026-10-29T23:59", "2026-10-30T00:00"]
+
+
+def test_the_batch_path_remembers_every_second_and_minute_it_met() -> None:
+    parser = Rfc3339Parser()
+    texts = ["1970-01-01T00:00:00.250Z", "1970-01-01T00:00:01.500Z"]
+    assert parser.parse_many(texts) == [0.25, 1.5]
+    # the epoch's own second is a second like any other
+    assert parser._seconds == {"1970-01-01T00:00:00": "0", "1970-01-01T00:00:01": "1"}
+    assert list(parser._minutes) == ["1970-01-01T00:00"]
+
+
+def test_the_caches_never_hold_more_than_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timestamps, "_CACHED_MINUTES", 4)
+    parser = Rfc3339Parser()
+    for minute in range(12):
+        text = f"2026-10-29T10:{minute:02d}:00Z"
+        assert parser.parse(text) == parse_rfc3339(text)
+        assert 1 <= len(parser._minutes) <= 4
+    for second in range(12):
+        batch = [f"2026-10-29T11:00:{second:02d}.000Z"]
+        assert parser.parse_many(batch) == [parse_rfc3339(batch[0])]
+        assert 1 <= len(parser._seconds) <= 4

@@ -152,6 +152,12 @@ async def bridge_command(args: argparse.Namespace, cfg: Config) -> int:
     except BridgeSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from .commands import require_topics
+
+    k = cfg.kafka
+    needed = [k.request_topic, k.response_topic, k.dlq_topic]
+    if (code := await require_topics(cfg, needed, "bridge litellm")) is not None:
+        return code
     producer = producer_factory(cfg, enable_idempotence=True, linger_ms=20)()
     await producer.start()
     server: HttpServer | None = None

@@ -25,6 +25,7 @@ from ..source_file import total_bytes
 from ..store.base import StoreUnavailable
 from ..store.build import Storage, check_url, open_storage
 from ..wiring import build_rules, storage_settings
+from .exits import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_TOPIC_MISSING, EXIT_UNAVAILABLE
 
 log = logging.getLogger("stream_sentinel")
 
@@ -136,8 +137,12 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
         prefix=f"{cfg.redis.key_prefix}:replay:{uuid.uuid4().hex[:8]}",
     )
     ticks: list[dict[str, Any]] = []
-    async with open_storage(settings) as storage:
-        summary = await _replay_into(args, cfg, storage, ticks)
+    try:
+        async with open_storage(settings) as storage:
+            summary = await _replay_into(args, cfg, storage, ticks)
+    except OutputError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INPUT
     print(format_summary(summary))
     if args.report:
         from ..report import render_report
@@ -147,7 +152,12 @@ async def cmd_replay(args: argparse.Namespace, cfg: Config) -> int:
             config=cfg.redacted_dict(),
             title=f"stream-sentinel replay of {', '.join(Path(p).name for p in args.logs)}",
         )
-        _open_text(args.report).write(html)
+        try:
+            with _open_text(args.report, "--report") as out:
+                out.write(html)
+        except OutputError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_INPUT
         print(f"report: {args.report}")
     if args.timeline:
         print(f"timeline: {args.timeline}")
@@ -166,9 +176,9 @@ async def _replay_into(
         timeline: IO[bytes] | None = None
         dead_out: IO[bytes] | None = None
         if args.timeline:
-            timeline = stack.enter_context(_open_out(args.timeline))
+            timeline = stack.enter_context(_open_out(args.timeline, "--timeline"))
         if args.dead_letters:
-            dead_out = stack.enter_context(_open_out(args.dead_letters))
+            dead_out = stack.enter_context(_open_out(args.dead_letters, "--dead-letters"))
 
         def on_tick(tick: Tick) -> None:
             line = tick.to_json()
@@ -200,23 +210,43 @@ async def _replay_into(
                 log.warning("could not delete replay keys: %s", exc)
 
 
-def _open_out(path: str) -> IO[bytes]:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p.open("wb")
+class OutputError(Exception):
+    """An output file that cannot be written; the message is the line for the user."""
 
 
-def _open_text(path: str) -> IO[str]:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p.open("w", encoding="utf-8")
+def _open_out(path: str, option: str) -> IO[bytes]:
+    try:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p.open("wb")
+    except OSError as exc:
+        raise OutputError(f"error: {option}: cannot write {path}: {exc.strerror}") from None
+
+
+def _open_text(path: str, option: str) -> IO[str]:
+    try:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"error: {option}: cannot write {path}: {exc.strerror}") from None
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..sim.score import format_table, read_timeline, score
     from ..sim.truth import read_truth
 
-    report = score(read_truth(args.truth), read_timeline(args.timeline))
+    try:
+        truth = read_truth(args.truth)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: --truth {args.truth}: {_why(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        timeline = list(read_timeline(args.timeline))
+    except (OSError, ValueError) as exc:
+        print(f"error: --timeline {args.timeline}: {_why(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    report = score(truth, timeline)
     if args.json:
         print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -224,10 +254,88 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _why(exc: BaseException) -> str:
+    """One line saying what is wrong with an input file."""
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, KeyError):
+        return f"not a truth file: missing key {exc.args[0]!r}"
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+async def require_topics(cfg: Config, names: list[str], verb: str) -> int | None:
+    """None when every topic exists, else the exit code after one line naming what is missing."""
+    from ..kafka.topics import TopicsError, missing_message, missing_topics
+
+    try:
+        missing = await missing_topics(cfg, names)
+    except TopicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if missing:
+        print(missing_message(missing, verb), file=sys.stderr)
+        return EXIT_TOPIC_MISSING
+    return None
+
+
 async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from ..app import run_service
+    from ..kafka.topics import TopicsError, missing_message, missing_topics
 
+    k = cfg.kafka
+    try:
+        missing = await missing_topics(
+            cfg, [k.request_topic, k.response_topic, k.dlq_topic, k.alerts_topic]
+        )
+    except TopicsError as exc:
+        # The service waits for the brokers itself: a broker starting up next to us is normal.
+        log.warning("topics not checked: %s", exc)
+        missing = []
+    # Without the alerts topic the service still watches and alerts through its other
+    # outputs (each event not sent is logged, and /readyz names the topic).
+    needed = [name for name in missing if name != k.alerts_topic]
+    if needed:
+        print(missing_message(needed, "run"), file=sys.stderr)
+        return EXIT_TOPIC_MISSING
+    if missing:
+        log.warning("alerts topic %s missing: alert events will not be sent", k.alerts_topic)
     return await run_service(cfg)
+
+
+async def cmd_topics(args: argparse.Namespace, cfg: Config) -> int:
+    from pydantic import ValidationError
+
+    from ..kafka.topic_config import TopicsConfig
+    from ..kafka.topics import TopicsError, create_topics, plan_topics
+
+    flags = {
+        "partitions": ("--partitions", args.partitions),
+        "replication_factor": ("--replication-factor", args.replication_factor),
+        "retention_hours": ("--retention-hours", args.retention_hours),
+    }
+    given = {key: value for key, (_, value) in flags.items() if value is not None}
+    try:
+        topics = TopicsConfig.model_validate({**cfg.topics.model_dump(), **given})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        flag = flags[str(err["loc"][0])][0]
+        print(f"error: {flag}: {err['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        outcomes = await create_topics(
+            cfg,
+            plan_topics(cfg, topics.partitions),
+            replication_factor=topics.replication_factor,
+            retention_hours=topics.retention_hours,
+        )
+    except TopicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    for outcome in outcomes:
+        print(outcome.describe())
+    return EXIT_OK
 
 
 async def cmd_produce(args: argparse.Namespace, cfg: Config) -> int:

@@ -94,6 +94,11 @@ async def produce_logs(
     topics = {"request": cfg.kafka.request_topic, "response": cfg.kafka.response_topic}
     # first: a missing log fails here, before connecting to Kafka
     total_bytes(paths)
+    from .commands import require_topics
+
+    needed = [cfg.kafka.request_topic, cfg.kafka.response_topic]
+    if (code := await require_topics(cfg, needed, "produce")) is not None:
+        return code
     newest = last_ts(paths) if shift_to_now and speed is None and "-" not in paths else None
     producer = AIOKafkaProducer(
         bootstrap_servers=cfg.kafka.bootstrap_servers, linger_ms=10, acks="all"

@@ -46,6 +46,12 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
     if duration_s <= 0 or args.rps <= 0:
         log.error("duration and --rps must be positive")
         return 2
+    if args.out == KAFKA_OUT:
+        from .commands import require_topics
+
+        topics = [cfg.kafka.request_topic, cfg.kafka.response_topic]
+        if (code := await require_topics(cfg, topics, "simulate")) is not None:
+            return code
     start = args.start if args.start is not None else DEFAULT_START
     events, truth = simulate(
         start=start,

@@ -184,6 +184,17 @@ def _cell(text: str) -> str:
 def read_timeline(path: str | Path) -> Iterator[dict[str, Any]]:
     """Timeline lines from a file written by ``replay --timeline`` (blank lines skipped)."""
     with Path(path).open("rb") as fh:
-        for raw in fh:
-            if raw.strip():
-                yield orjson.loads(raw)
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise ValueError(f"line {number} is not JSON") from None
+            if not isinstance(line, dict) or not isinstance(line.get("at"), str):
+                raise ValueError(f'line {number} is not a timeline line (no "at")')
+            try:
+                parse_at(line["at"])
+            except ValueError:
+                raise ValueError(f'line {number}: "at" is not a time') from None
+            yield line

@@ -107,6 +107,11 @@ class HealthchecksFake(_Fake):
         app.router.add_route("*", "/ping/{token}", self._ping)
         app.router.add_route("*", "/ping/{token}/fail", self._ping)
 
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.url += "/ping"  # the ping URL prefix, as a self-hosted Healthchecks shows it
+        return self
+
     async def _ping(self, request: web.Request) -> web.Response:
         key = self.by_token.get(request.match_info["token"])
         if key is None:

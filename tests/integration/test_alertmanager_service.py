@@ -337,7 +337,9 @@ async def test_prometheus_rule_alerts_reach_the_same_alertmanager(
     rule = both[("StreamSentinelCompositeCritical", "")]
     assert rule["labels"]["job"] == "stream-sentinel"
     assert rule["labels"]["severity"] == "critical"
-    assert rule["annotations"]["runbook"] == "docs/deployment.md#streamsentinelcompositecritical"
+    assert rule["annotations"]["runbook_url"].endswith(
+        "/docs/deployment.md#streamsentinelcompositecritical"
+    )
     assert rule["generatorURL"].startswith("http")
     direct = both[(CRITICAL_ALERT, "")]
     assert direct["labels"]["severity"] == "page" and "job" not in direct["labels"]

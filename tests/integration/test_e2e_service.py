@@ -615,7 +615,12 @@ async def test_bad_config_missing_token_file_and_unreachable_redis_refuse_to_sta
         "SENTINEL_HEARTBEAT_0_TOKENS_COMPOSITE_FILE": "/nonexistent",
     }
     password = secrets.token_hex(8)
-    no_redis = {"SENTINEL_REDIS_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0"}
+    no_redis = {
+        "SENTINEL_REDIS_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0",
+        # no broker either: the topic check is skipped (the service waits for
+        # Kafka itself) and the store, checked first, is what stops it
+        "SENTINEL_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
     value, token, missing, redis = await asyncio.gather(
         _cli(tmp_path, {}, "run", "--config", str(bad_value)),
         _cli(tmp_path, {}, "run", "--config", str(bad_token)),

@@ -422,7 +422,7 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
         env.update(_webhook(0, "hook", hook.url, token, retries="0"))
         try:
             async with running_service(env, "dlq") as probe:
-                await probe.ready()
+                await probe.until(partial(_assigned, probe), "partitions assigned")
                 await produce_raw(kafka_bootstrap, topics["request"], values)
                 stale = await hook.log.wait_for(
                     lambda: next((p for p in hook.log.of(COMPOSITE) if reason in p.message), None),
@@ -459,7 +459,9 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
                 finally:
                     await admin.close()
     assert stale.failure and stale.message.startswith("stale: "), stale
-    assert reason in ready.get("warnings", []) and code == 200, ready
+    # not ready (a configured topic is missing) and why it stalls, both in /readyz
+    assert code == 503 and ready["checks"]["topics"] == f"missing: {missing_dlq}", ready
+    assert reason in ready.get("warnings", []), ready
     # the bad records' offsets (150, 151) were never passed: the stored offset
     # stops before them while they wait
     assert stalled_at <= 150, stalled_at
@@ -468,6 +470,12 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
     await _assert_exact_at(redis_url, redis_ns.prefix, expected)
     assert log_text.count("refuses writes (") == 1  # one error line, not one per retry
     assert "accepts again" in log_text
+
+
+async def _assigned(probe: Probe) -> tuple[int, dict[str, Any]] | None:
+    """/readyz once this replica holds partitions, ready or not."""
+    code, body = await probe.readyz()
+    return (code, body) if body.get("checks", {}).get("partitions_assigned") is True else None
 
 
 async def _assert_exact_at(url: str, prefix: str, expected: Expected) -> None:
@@ -494,8 +502,7 @@ async def test_missing_alerts_topic_is_one_warning_in_the_log_and_readyz_and_cos
     async with WebhookFake({COMPOSITE: token}) as hook:
         env.update(_webhook(0, "hook", hook.url, token, retries="0"))
         async with running_service(env, "alerts") as probe:
-            await probe.ready()
-            code, ready = await probe.readyz()
+            code, ready = await probe.until(partial(_assigned, probe), "partitions assigned")
             await hook.log.wait_for(lambda: hook.log.of(COMPOSITE), 60, "a push (ok)")
             first = len(hook.log.pings) - 1
             await produce(kafka_bootstrap, topics, events)
@@ -519,7 +526,8 @@ async def test_missing_alerts_topic_is_one_warning_in_the_log_and_readyz_and_cos
             log_text = probe.svc.log.read_text(errors="replace")
             assert probe.svc.terminate() == 0
     warning = f"alerts topic {missing} does not exist"
-    assert code == 200 and warning in ready.get("warnings", []), ready
+    assert code == 503 and ready["checks"]["topics"] == f"missing: {missing}", ready
+    assert warning in ready.get("warnings", []), ready
     assert log_text.count(warning) == 1, log_text[-2000:]
     assert "alert event not sent" not in log_text  # no 10 s wait per transition
     pushed = _composite_after(hook.log, first)

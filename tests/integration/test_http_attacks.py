@@ -97,6 +97,7 @@ Start = Callable[..., "asyncio.Future[Sentinel]"]
 async def start(kafka_bootstrap: str, make_topic: TopicFactory) -> AsyncIterator[Start]:
     started: list[Sentinel] = []
     requests, responses = await make_topic(1, "http-req"), await make_topic(1, "http-resp")
+    dlq = await make_topic(1, "http-dlq")  # `run` refuses to start without its topics
 
     async def _start(
         extra: Mapping[str, str] | None = None, *, nofile: int | None = None, debug: bool = False
@@ -106,7 +107,7 @@ async def start(kafka_bootstrap: str, make_topic: TopicFactory) -> AsyncIterator
             "SENTINEL_KAFKA_GROUP_ID": f"g-{requests}",
             "SENTINEL_KAFKA_REQUEST_TOPIC": requests,
             "SENTINEL_KAFKA_RESPONSE_TOPIC": responses,
-            "SENTINEL_KAFKA_DLQ_TOPIC": f"{requests}.dlq",
+            "SENTINEL_KAFKA_DLQ_TOPIC": dlq,
             "SENTINEL_ALERTING_TICK_SECONDS": "1",
             "SENTINEL_HTTP_PORT": str(free_port()),
             "SENTINEL_HTTP_STATUS_TOKEN": TOKEN,
@@ -430,12 +431,25 @@ def test_a_short_status_token_is_refused_at_start(kafka_bootstrap: str) -> None:
     assert "hunter2" not in proc.stderr
 
 
-def test_a_taken_port_is_one_line_and_an_exit_code(kafka_bootstrap: str) -> None:
+@pytest.fixture
+async def topics_env(make_topic: TopicFactory) -> dict[str, str]:
+    """Topics that exist: `run` checks them before it binds its port."""
+    return {
+        "SENTINEL_KAFKA_REQUEST_TOPIC": await make_topic(1, "http-req"),
+        "SENTINEL_KAFKA_RESPONSE_TOPIC": await make_topic(1, "http-resp"),
+        "SENTINEL_KAFKA_DLQ_TOPIC": await make_topic(1, "http-dlq"),
+        "SENTINEL_KAFKA_ALERTS_TOPIC": await make_topic(1, "http-alerts"),
+    }
+
+
+async def test_a_taken_port_is_one_line_and_an_exit_code(
+    kafka_bootstrap: str, topics_env: dict[str, str]
+) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        proc = run_briefly({"SENTINEL_HTTP_PORT": str(port)}, kafka_bootstrap)
+        proc = run_briefly({**topics_env, "SENTINEL_HTTP_PORT": str(port)}, kafka_bootstrap)
     assert proc.returncode == 3, proc.stderr
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output and "Unclosed" not in output, output
@@ -443,11 +457,14 @@ def test_a_taken_port_is_one_line_and_an_exit_code(kafka_bootstrap: str) -> None
     assert len(lines) == 1 and "cannot start" in lines[0] and "address already in use" in lines[0]
 
 
-def test_a_privileged_port_is_one_line_and_an_exit_code(kafka_bootstrap: str) -> None:
+async def test_a_privileged_port_is_one_line_and_an_exit_code(
+    kafka_bootstrap: str, topics_env: dict[str, str]
+) -> None:
     # root may bind port 80: drop to nobody first (setpriv is util-linux, in every Debian)
     drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     full.update({"SENTINEL_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SENTINEL_HTTP_PORT": "80"})
+    full.update(topics_env)
     proc = subprocess.run(
         [*(drop if os.geteuid() == 0 else []), sys.executable, "-m", "stream_sentinel", "run"],
         env=full, capture_output=True, text=True, timeout=60, check=False, cwd="/",
