@@ -402,11 +402,13 @@ def _rebuilding(ping: Ping) -> bool:
 async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exactly(
     kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
 ) -> None:
-    """The DLQ topic does not exist at first: the partition with bad records
-    waits (stale, naming the DLQ) instead of skipping them or stalling silently;
-    once the topic exists it moves on by itself, nothing lost or counted twice."""
+    """The DLQ topic is deleted once the service runs (it refuses to start
+    without it): the partition with bad records waits (stale, naming the DLQ)
+    instead of skipping them or stalling silently; once the topic exists again
+    it moves on by itself, nothing lost or counted twice."""
     topics = await create_topics(make_topic, 1)
     missing_dlq = f"dlq-later-{uuid.uuid4().hex[:8]}"
+    await _dlq_topic(kafka_bootstrap, missing_dlq, create=True)
     good = [e for e in make_events(600, now=time.time(), seed=71) if e["type"] == "request"]
     values: list[bytes | None] = [orjson.dumps(e) for e in good[:150]]
     values += [b"not json", b"[1, 2]"]  # two dead letters mid-stream
@@ -422,7 +424,8 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
         env.update(_webhook(0, "hook", hook.url, token, retries="0"))
         try:
             async with running_service(env, "dlq") as probe:
-                await probe.until(partial(_assigned, probe), "partitions assigned")
+                await probe.ready()
+                await _dlq_topic(kafka_bootstrap, missing_dlq, create=False)
                 await produce_raw(kafka_bootstrap, topics["request"], values)
                 stale = await hook.log.wait_for(
                     lambda: next((p for p in hook.log.of(COMPOSITE) if reason in p.message), None),
@@ -431,13 +434,8 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
                 )
                 code, ready = await probe.readyz()
                 stalled_at = await stored_total(store, stream_parts(topics, 1))
-                # the topic appears: the partition moves on by itself
-                admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-                await admin.start()
-                try:
-                    await admin.create_topics([NewTopic(missing_dlq, 1, 1)])
-                finally:
-                    await admin.close()
+                # the topic is back: the partition moves on by itself
+                await _dlq_topic(kafka_bootstrap, missing_dlq, create=True)
                 ends = await end_offsets(kafka_bootstrap, [topics["request"]])
                 await wait_caught_up(store, ends, timeout=180, proc=probe.svc)
                 cleared = len(hook.log.pings)
@@ -470,6 +468,22 @@ async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exac
     await _assert_exact_at(redis_url, redis_ns.prefix, expected)
     assert log_text.count("refuses writes (") == 1  # one error line, not one per retry
     assert "accepts again" in log_text
+
+
+async def _dlq_topic(bootstrap: str, name: str, *, create: bool) -> None:
+    """Create ``name``, or delete it; either way wait until the broker agrees."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if create:
+            await admin.create_topics([NewTopic(name, 1, 1)])
+        else:
+            await admin.delete_topics([name])
+        async with asyncio.timeout(60):
+            while (name in await admin.list_topics()) is not create:
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def _assigned(probe: Probe) -> tuple[int, dict[str, Any]] | None:
