@@ -22,7 +22,7 @@ SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools prometheus:promet
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	amtool:prometheus-alertmanager chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
-.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop mutation
+.PHONY: test demo venv litellm-venv system-deps lint services-start services-stop mutation faults-under-load
 
 # The stamp is newer than pyproject.toml once the install for its current
 # contents succeeded, so an edited dependency list reinstalls and a failed
@@ -72,6 +72,29 @@ test: venv system-deps lint litellm-venv
 	exports="$$(scripts/services start)"; \
 	eval "$$exports"; \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite FAULT_RUNS times in a row (default 5) while `stress-ng --cpu
+# STRESS_CPUS` keeps the machine busy, as on a loaded CI runner; stress-ng is
+# stopped whatever happens. Each run's result goes to out/faults-under-load.txt
+# (docs/reliability.md keeps the figures). Not part of `make test`: ~45 min.
+FAULT_RUNS ?= 5
+STRESS_CPUS ?= 2
+faults-under-load: venv system-deps
+	@command -v stress-ng >/dev/null || { echo "stress-ng missing: apt-get install stress-ng" >&2; exit 2; }
+	@mkdir -p out
+	exports="$$(scripts/services start)"; \
+	eval "$$exports"; \
+	stress-ng --cpu $(STRESS_CPUS) --timeout 4h --quiet & stress=$$!; \
+	trap 'kill $$stress 2>/dev/null; wait $$stress 2>/dev/null' EXIT; \
+	failed=0; : > out/faults-under-load.txt; \
+	for run in $$(seq $(FAULT_RUNS)); do \
+		start=$$(date +%s); \
+		if $(BIN)/pytest -q tests/integration/test_faults.py > out/faults-run-$$run.log 2>&1; \
+		then result=pass; else result=FAIL; failed=1; fi; \
+		echo "run $$run: $$result in $$(( $$(date +%s) - start )) s: $$(tail -1 out/faults-run-$$run.log)" \
+			| tee -a out/faults-under-load.txt; \
+	done; \
+	exit $$failed
 
 demo: venv
 	@mkdir -p out

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import orjson
 
+from .heartbeat_kinds import heartbeat_message
 from .model import SignalReading, Tick
-from .rules import heartbeat_message
 
 AlertKind = Literal["signal_red", "critical", "stale"]
 ALERTNAMES: Mapping[AlertKind, str] = {

@@ -22,15 +22,17 @@ from .alerts import TransitionTracker, alert_event
 from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
-from .heartbeat import HeartbeatSender, HeartbeatTarget
+from .health import Health
+from .heartbeat import HeartbeatSender, HeartbeatTarget, heartbeat_message
 from .http_connections import ConnectionLimits
 from .http_tls import ReloadingTls, TlsError
 from .httpserver import HttpServer, build_http_app, start_http
 from .ingest import Processed
+from .kafka.alerts_topic import AlertsTopic
 from .kafka.source import KafkaIngest
+from .kafka.store_watch import StoreWatch
 from .metrics import Metrics
 from .model import Tick
-from .rules import heartbeat_message
 from .store.base import PartitionId, Store, StoreRefused, StoreUnavailable
 from .store.build import Storage, open_storage
 from .store.lease import Lease
@@ -102,6 +104,15 @@ class Service:
             observer=MetricsObserver(self.metrics),
         )
         tick_s = cfg.alerting.tick_seconds
+        self.stall_after_s = 2 * tick_s + 5
+        self.watch = StoreWatch(
+            self.store,
+            (cfg.kafka.request_topic, cfg.kafka.response_topic),
+            stall_after_s=self.stall_after_s,
+            clock=time.time,
+        )
+        self.health = Health(self.watch, self.ingest, stall_after_s=self.stall_after_s)
+        self.alerts = AlertsTopic(cfg.kafka.alerts_topic, clock=time.monotonic)
         self.lease_ttl_s = max(1.0, 1.5 * tick_s)
         self.lease: Lease = storage.lease(
             replica_id=self.replica, ttl_ms=int(self.lease_ttl_s * 1000)
@@ -122,23 +133,14 @@ class Service:
             tick_seconds=tick_s,
             grace_s=min(2.0, tick_s / 4),
             lease_ttl_s=self.lease_ttl_s,
-            health=self.health,
+            health=self.health.reason,
+            recheck=self.health.recheck,
             publish=self.publish,
             on_tick=self.on_tick,
         )
         self.metrics.bind_state(lambda: self.latest, lambda: self.loop.reporting)
 
     # -- health --------------------------------------------------------------
-
-    def health(self) -> str | None:
-        """Why the pipeline cannot be trusted right now, or None."""
-        stalled_for = time.time() - self.ingest.last_progress
-        return stale_reason(
-            store_ok=self.ingest.store_ok,
-            rebuilding=self.ingest.rebuilding,
-            stalled=self.ingest.total_lag() > 0
-            and stalled_for > 2 * self.cfg.alerting.tick_seconds + 5,
-        )
 
     async def ready_checks(self) -> dict[str, bool | str]:
         checks: dict[str, bool | str] = {
@@ -166,7 +168,15 @@ class Service:
             checks["kafka"] = False
             checks["topics"] = "not checked: kafka unreachable"
         checks["partitions_assigned"] = bool(self.ingest.assigned)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.alerts.check(self.ingest.consumer), 2.0)
         return checks
+
+    def ready_warnings(self) -> list[str]:
+        """What /readyz shows beside its checks: outputs that cannot work (a
+        refusing dead-letter topic passes ``topics`` yet stalls partitions)."""
+        stalled = self.watch.stalled_note if self.loop.leader else None
+        return [w for w in (self.alerts.warning, self.ingest.dead_letters.reason, stalled) if w]
 
     def status(self) -> dict[str, Any] | None:
         if self.latest is None:
@@ -202,9 +212,7 @@ class Service:
         changed, previous = self.tracker.update(tick.status)
         jobs: list[Coroutine[Any, Any, Any]] = []
         if self.sender is not None and self.sender.targets:
-            jobs.append(
-                self.sender.push(tick, lambda t, _s: heartbeat_message(t), deadline=deadline)
-            )
+            jobs.append(self.sender.push(tick, heartbeat_message, deadline=deadline))
         if self.alertmanager is not None and self.alertmanager.targets:
             jobs.append(self.alertmanager.push(tick, deadline=deadline))
         if changed:
@@ -213,16 +221,8 @@ class Service:
 
     async def _send_alert(self, tick: Tick, previous: Any) -> None:
         event = alert_event(tick, previous, epoch=self.loop.epoch, replica=self.replica)
-        try:
-            await asyncio.wait_for(
-                self.ingest.producer.send_and_wait(
-                    self.cfg.kafka.alerts_topic, orjson.dumps(event)
-                ),
-                10.0,
-            )
+        if await self.alerts.send(self.ingest.producer, self.ingest.consumer, orjson.dumps(event)):
             self.metrics.count_alert(tick.status)
-        except Exception as exc:  # an alert topic outage must not stop the service
-            log.warning("alert event not sent: %s", type(exc).__name__)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -280,6 +280,8 @@ class Service:
         try:
             if not await self._start_kafka(stop):
                 return 0
+            self.watch.consumer = self.ingest.consumer
+            await self.alerts.check(self.ingest.consumer)
             tasks = [
                 asyncio.create_task(self.ingest.run(stop), name="ingest"),
                 asyncio.create_task(self.loop.run(stop), name="ticks"),
@@ -303,6 +305,7 @@ class Service:
             metrics=self.metrics,
             status_provider=self.status,
             ready_checks=self.ready_checks,
+            ready_warnings=self.ready_warnings,
             status_token=web.status_token.get_secret_value() if web.status_token else None,
             limits=ConnectionLimits(
                 header_timeout_s=web.header_timeout_seconds,
@@ -335,6 +338,9 @@ class Service:
         while True:
             try:
                 await self.store.ping()
+                # every replica claims the generation at start: one that
+                # starts after a wipe writes a new marker the leader notices
+                await self.watch.claim()
                 return
             except StoreRefused as exc:  # waiting will not change the server's mind
                 raise StoreRefused(f"{exc} (redis.url = {_redacted_url(self.cfg)})") from None
@@ -346,20 +352,6 @@ class Service:
                         f"({exc}; redis.url = {_redacted_url(self.cfg)})"
                     ) from None
                 await asyncio.sleep(0.5)
-
-
-def stale_reason(*, store_ok: bool, rebuilding: bool, stalled: bool) -> str | None:
-    """Every reason that holds, rebuilding first: a Redis restarted empty is
-    both unreachable for a while and rebuilt, and the rebuild is what lasts
-    and what the operator must see (it may end while the store still flaps)."""
-    reasons = [
-        reason
-        for reason, holds in (("rebuilding", rebuilding), ("store unreachable", not store_ok))
-        if holds
-    ]
-    if not reasons and stalled:  # a stall follows from either of the others
-        reasons.append("consumer stalled")
-    return ", ".join(reasons) or None
 
 
 def _redacted_url(cfg: Config) -> str:

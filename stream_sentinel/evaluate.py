@@ -7,7 +7,7 @@ event time); only the caller's clock differs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from .bucketing import SAFETY_WINDOW_S, SPEND_WINDOW_S, TOP_USER_WINDOW_S
@@ -76,8 +76,20 @@ class Evaluator:
             ]
         )
 
-    async def evaluate(self, at: int, *, stale_reason: str | None = None) -> Tick:
-        """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable."""
+    async def evaluate(
+        self,
+        at: int,
+        *,
+        stale_reason: str | None = None,
+        recheck: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> Tick:
+        """Evaluate the windows ending (exclusive) at ``at``; raises StoreUnavailable.
+
+        ``recheck``, asked after the reads when nothing was stale before them,
+        says whether what was read can still be trusted (a store can lose its
+        state between a health check and the reads): a reason makes the tick
+        stale, so it neither moves the held reds nor enters baseline history.
+        """
         # all 5-minute signals share one window
         # concurrent: a store's round trips overlap instead of queueing
         (short, hour), top = await asyncio.gather(
@@ -85,6 +97,8 @@ class Evaluator:
             self._store.top_users(at - TOP_USER_WINDOW_S, at, self._rules.top_k),
         )
         baselines, learning_note = await self._baselines.baselines(at)
+        if stale_reason is None and recheck is not None:
+            stale_reason = await recheck()
         tick, self._hysteresis = evaluate_tick(
             at,
             short,

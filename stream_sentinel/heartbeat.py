@@ -26,7 +26,7 @@ from stream_sentinel.heartbeat_kinds import (
     backoff_delay,
     build_request,
     classify,
-    default_message,
+    heartbeat_message,
     is_failure,
     redact,
     token_keys,
@@ -44,7 +44,7 @@ __all__ = [
     "MessageFor",
     "PushResult",
     "Result",
-    "default_message",
+    "heartbeat_message",
     "redact",
 ]
 
@@ -119,7 +119,7 @@ class HeartbeatSender:
         Results come in target order, composite first within a target. Pushes
         still running at the deadline are cancelled and reported as ``timeout``.
         """
-        render = message_for if message_for is not None else default_message
+        render = message_for if message_for is not None else heartbeat_message
         # One message per key, shared by all targets: a custom message function is
         # called a bounded number of times, and before any I/O starts.
         messages = {

@@ -146,19 +146,62 @@ def summary(tick: Tick) -> str:
     )
 
 
-def default_message(tick: Tick, signal: str | None) -> str:
-    """State first (so a ``warning`` success says so), then values, red signals, reason."""
-    if signal is None:
-        head: str = tick.status
-    else:
-        reading = _reading(tick, signal)
-        head = f"{signal} {'n/a' if reading is None else reading.state}"
-    message = f"{head}: {summary(tick)}"
+# how each signal's value, baseline and threshold read in a message
+UNITS: Mapping[str, str] = MappingProxyType(
+    {
+        "blocked_pct": "{:.2f}%",
+        "safety_pct": "{:.2f}%",
+        "top_user_rps": "{:.2f}",
+        "spend_hour": "${:.2f}",
+    }
+)
+
+
+def heartbeat_message(tick: Tick, signal: str | None = None) -> str:
+    """The one heartbeat message: the composite's summary (``signal`` None)
+    or that signal's own line. One line, never a user id.
+
+    Composite: ``blocked=0.12%, safety=99.71%, top_user_rps=3.20,
+    spend_hour=$4.10``, then ``; red: a, b`` when any signal is red,
+    prefixed with ``warning: ``/``critical: ``/``learning (note): ``/
+    ``stale: reason; ``. A signal: ``blocked_pct red: value=33.33%,
+    baseline=0.10%, threshold=0.30%, p=1.2e-05``.
+    """
+    if signal is not None:
+        return _signal_line(tick, signal)
+    text = summary(tick)
     if tick.red:
-        message += "; red: " + ", ".join(tick.red)
-    if tick.reason:
-        message += f"; reason: {tick.reason}"
-    return message
+        text += "; red: " + ", ".join(tick.red)
+    reason = _one_line(tick.reason)
+    if tick.status == "stale":
+        return f"stale: {reason or 'unknown'}; {text}"
+    if tick.status == "learning":
+        return f"learning ({reason}): {text}" if reason else f"learning: {text}"
+    if tick.status in ("warning", "critical"):
+        return f"{tick.status}: {text}"
+    return text
+
+
+def _signal_line(tick: Tick, signal: str) -> str:
+    reading = _reading(tick, signal)
+    if reading is None:  # a stale tick reads no signal: say why
+        reason = _one_line(tick.reason)
+        return f"{signal} n/a: {tick.status}" + (f" ({reason})" if reason else "")
+    unit = UNITS[reading.name]
+    p_value = "n/a" if reading.p_value is None else f"{reading.p_value:.2g}"
+    line = (
+        f"{signal} {reading.state}: value={_fmt(reading.value, unit)}, "
+        f"baseline={_fmt(reading.baseline, unit)}, threshold={_fmt(reading.threshold, unit)}, "
+        f"p={p_value}"
+    )
+    if reading.baseline_source != "static":
+        line += f" (baseline {reading.baseline_source})"
+    return line
+
+
+def _one_line(reason: str | None) -> str | None:
+    # reasons may carry exception text; a message stays on one line
+    return " ".join(reason.split()) if reason else None
 
 
 def _query(pairs: Iterable[tuple[str, str]]) -> str:

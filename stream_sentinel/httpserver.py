@@ -190,12 +190,12 @@ class _Handlers:
         ready_checks: ReadyChecks,
         auth: BearerAuth | None,
         ready_timeout_s: float,
+        ready_warnings: Callable[[], list[str]],
     ) -> None:
         self._metrics = metrics
         self._status_provider = status_provider
-        self._ready_checks = ready_checks
-        self._auth = auth
-        self._ready_timeout_s = ready_timeout_s
+        self._ready_checks, self._ready_warnings = ready_checks, ready_warnings
+        self._auth, self._ready_timeout_s = auth, ready_timeout_s
         self._throttle = AuthThrottle()
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -216,10 +216,9 @@ class _Handlers:
             log.warning("readiness checks raised %s", type(exc).__name__)
             return self._not_ready(type(exc).__name__)
         failed = sorted(name for name, ok in checks.items() if ok is not True)
-        return _json(
-            {"ready": not failed, "failed": failed, "checks": checks},
-            status=503 if failed else 200,
-        )
+        warned = {"warnings": found} if (found := self._ready_warnings()) else {}
+        body = {"ready": not failed, "failed": failed, "checks": checks, **warned}
+        return _json(body, status=503 if failed else 200)
 
     @staticmethod
     def _not_ready(error: str) -> web.Response:
@@ -256,6 +255,7 @@ def build_http_app(
     ready_checks: ReadyChecks,
     status_token: str | None,
     ready_timeout_s: float = 5.0,
+    ready_warnings: Callable[[], list[str]] = list,  # wrong, yet not unready
     limits: ConnectionLimits | None = None,
     allowed_hosts: Collection[str] | None = None,
     secrets: Sequence[str] = (),
@@ -271,7 +271,7 @@ def build_http_app(
     access log; ``tls`` adds HSTS (serve with a matching ``tls`` in start_http).
     """
     auth = BearerAuth(status_token) if status_token is not None else None
-    h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s)
+    h = _Handlers(metrics, status_provider, ready_checks, auth, ready_timeout_s, ready_warnings)
     app = guarded_app(limits=limits, allowed_hosts=allowed_hosts, secrets=secrets, tls=tls)
     for path, handler in (
         ("/metrics", h.metrics),

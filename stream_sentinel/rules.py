@@ -1,4 +1,5 @@
-"""Status rules: hysteresis, the composite, one whole tick and its heartbeat message.
+"""Status rules: hysteresis, the composite, one whole tick (its heartbeat message is
+``heartbeat.heartbeat_message``).
 
 This is the public face of the pure rule logic (no I/O): the signal math lives
 in ``signal_math`` and is re-exported here so callers import from one place.
@@ -43,7 +44,6 @@ __all__ = [
     "composite",
     "evaluate_signals",
     "evaluate_tick",
-    "heartbeat_message",
     "top_user_rates",
 ]
 
@@ -158,36 +158,3 @@ def evaluate_tick(
     reason = stale_reason if status == "stale" else learning_note if status == "learning" else None
     tick = Tick(at, status, red, shown, top_user_rates(top_users, cfg.top_k), reason)
     return tick, next_state
-
-
-def _fmt(reading: SignalReading | None, template: str) -> str:
-    if reading is None or reading.value is None:
-        return "n/a"
-    return template.format(reading.value)
-
-
-def heartbeat_message(tick: Tick) -> str:
-    """The seed's one-line message; never contains user ids.
-
-    ``blocked=0.12%, safety=99.71%, top_user_rps=3.20, spend_hour=$4.10``,
-    then ``; red: a, b`` when any signal is red; prefixed with
-    ``warning: ``/``critical: ``/``learning (note): ``/``stale: reason; ``.
-    """
-    s = tick.signals
-    text = (
-        f"blocked={_fmt(s.get('blocked_pct'), '{:.2f}%')}, "
-        f"safety={_fmt(s.get('safety_pct'), '{:.2f}%')}, "
-        f"top_user_rps={_fmt(s.get('top_user_rps'), '{:.2f}')}, "
-        f"spend_hour={_fmt(s.get('spend_hour'), '${:.2f}')}"
-    )
-    if tick.red:
-        text += "; red: " + ", ".join(tick.red)
-    # Reasons may carry exception text; keep the message on one line.
-    reason = " ".join(tick.reason.split()) if tick.reason else None
-    if tick.status == "stale":
-        return f"stale: {reason or 'unknown'}; {text}"
-    if tick.status == "learning":
-        return f"learning ({reason}): {text}" if reason else f"learning: {text}"
-    if tick.status in ("warning", "critical"):
-        return f"{tick.status}: {text}"
-    return text

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -43,7 +43,10 @@ class TickLoop:
         tick_seconds: int,
         grace_s: float,
         lease_ttl_s: float,
-        health: Callable[[], str | None],
+        # why the tick cannot be trusted, or None; raises StoreUnavailable
+        health: Callable[[], Awaitable[str | None]],
+        # after a trusted tick's reads: still trusted (None), or why not
+        recheck: Callable[[], Awaitable[str | None]] | None = None,
         publish: Publish,
         on_tick: Callable[[Tick, float], None],
         clock: Callable[[], float] = time.time,
@@ -54,6 +57,7 @@ class TickLoop:
         self._grace = grace_s
         self._lease_ttl = lease_ttl_s
         self._health = health
+        self._recheck = recheck
         self._publish = publish
         self._on_tick = on_tick
         self._clock = clock
@@ -144,9 +148,11 @@ class TickLoop:
 
     async def _evaluate(self, at: int) -> None:
         started = time.perf_counter()
-        stale = self._health()
         try:
-            tick = await self._evaluator.evaluate(at, stale_reason=stale)
+            # a store that does not answer the health check is not read at all:
+            # one wait on it per tick, not two
+            stale = await self._health()
+            tick = await self._evaluator.evaluate(at, stale_reason=stale, recheck=self._recheck)
         except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
         else:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from stream_sentinel.app import stale_reason
+from stream_sentinel.health import stale_reason
 
 
 def test_a_healthy_pipeline_has_no_reason() -> None:

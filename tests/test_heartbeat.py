@@ -18,7 +18,7 @@ from aiohttp import ClientSession, web
 from stream_sentinel.heartbeat import (
     HeartbeatSender,
     HeartbeatTarget,
-    default_message,
+    heartbeat_message,
 )
 from stream_sentinel.model import SIGNALS, SignalName, SignalReading, Status, Tick
 
@@ -239,7 +239,7 @@ async def test_every_kind_gets_exact_requests(
     assert calls == [(t, "ok") for t in ("hc", "kuma", "gen", "hook") for _ in KEYS]
 
     def msg(key: str) -> str:
-        return default_message(tick, None if key == "composite" else key)
+        return heartbeat_message(tick, None if key == "composite" else key)
 
     hc = {(s.method, s.raw_path, s.body) for s in monitors.hc.seen}
     assert len(monitors.hc.seen) == len(KEYS)
@@ -294,7 +294,7 @@ async def test_every_kind_gets_exact_requests(
     )
 
 
-async def test_messages_have_the_seed_shape_and_state(
+async def test_composite_carries_the_summary_and_a_signal_its_own_line(
     monitors: Monitors, session: ClientSession
 ) -> None:
     tick = TICKS["warning"][0]
@@ -307,8 +307,9 @@ async def test_messages_have_the_seed_shape_and_state(
     values = "blocked=0.12%, safety=99.71%, top_user_rps=3.20, spend_hour=$4.10"
     # The composite is a success ping, yet it says "warning" and which signal is red.
     assert bodies[f"/ping/{hc_tokens['composite']}"] == f"warning: {values}; red: blocked_pct"
+    # the red signal's push: its own value, baseline, threshold and p-value
     assert bodies[f"/ping/{hc_tokens['blocked_pct']}/fail"] == (
-        f"blocked_pct red: {values}; red: blocked_pct"
+        "blocked_pct red: value=0.12%, baseline=1.00%, threshold=2.00%, p=n/a"
     )
 
 

@@ -19,7 +19,7 @@ from stream_sentinel.heartbeat_kinds import (
     backoff_delay,
     build_request,
     classify,
-    default_message,
+    heartbeat_message,
     is_failure,
     redact,
     summary,
@@ -144,25 +144,56 @@ def test_summary_missing_values_are_na() -> None:
     assert summary(tick) == "blocked=n/a, safety=n/a, top_user_rps=n/a, spend_hour=n/a"
 
 
-def test_default_message_composite_states_status_red_and_reason() -> None:
-    tick = Tick(
-        1,
-        "warning",
-        ("blocked_pct",),
-        make_tick(red=("blocked_pct",)).signals,
-        reason="one red signal",
-    )
-    assert default_message(tick, None) == (
+def test_composite_message_states_status_and_red_signals() -> None:
+    tick = make_tick("warning", red=("blocked_pct",))
+    assert heartbeat_message(tick) == (
         "warning: blocked=0.12%, safety=99.71%, top_user_rps=3.20, spend_hour=$4.10"
-        "; red: blocked_pct; reason: one red signal"
+        "; red: blocked_pct"
+    )
+    assert heartbeat_message(make_tick()) == summary(make_tick())
+
+
+def test_stale_composite_names_its_reason_first_on_one_line() -> None:
+    tick = Tick(1, "stale", (), {}, reason="rebuilding,\nstore unreachable")
+    assert heartbeat_message(tick) == (
+        "stale: rebuilding, store unreachable; "
+        "blocked=n/a, safety=n/a, top_user_rps=n/a, spend_hour=n/a"
     )
 
 
-def test_default_message_signal_states_its_own_state() -> None:
-    tick = make_tick("warning", red=("spend_hour",))
-    assert default_message(tick, "spend_hour").startswith("spend_hour red: blocked=0.12%")
-    assert default_message(tick, "blocked_pct").startswith("blocked_pct ok: ")
-    assert default_message(Tick(1, "ok", (), {}), "safety_pct").startswith("safety_pct n/a: ")
+def test_a_signal_push_carries_its_own_line() -> None:
+    red = SignalReading(
+        "blocked_pct", 33.333, baseline=0.1, threshold=0.3, state="red", p_value=1.234e-5
+    )
+    spend = SignalReading("spend_hour", 4.1, baseline=41.67, threshold=83.34, state="ok")
+    tick = Tick(1, "warning", ("blocked_pct",), {"blocked_pct": red, "spend_hour": spend})
+    assert heartbeat_message(tick, "blocked_pct") == (
+        "blocked_pct red: value=33.33%, baseline=0.10%, threshold=0.30%, p=1.2e-05"
+    )
+    # no p-value without enough events; the unit is the signal's own
+    assert heartbeat_message(tick, "spend_hour") == (
+        "spend_hour ok: value=$4.10, baseline=$41.67, threshold=$83.34, p=n/a"
+    )
+    # nothing of the other signals, nor the composite's summary
+    assert "safety" not in heartbeat_message(tick, "blocked_pct")
+
+
+def test_a_signal_line_says_where_its_baseline_comes_from_unless_static() -> None:
+    learned = SignalReading(
+        "top_user_rps", None, 5.0, 10.0, "insufficient_data", baseline_source="learned"
+    )
+    tick = Tick(1, "ok", (), {"top_user_rps": learned})
+    assert heartbeat_message(tick, "top_user_rps") == (
+        "top_user_rps insufficient_data: value=n/a, baseline=5.00, threshold=10.00, p=n/a"
+        " (baseline learned)"
+    )
+
+
+def test_a_signal_of_a_stale_tick_says_why_it_has_no_value() -> None:
+    tick = Tick(1, "stale", (), {}, reason="dead-letter topic x refuses writes")
+    assert heartbeat_message(tick, "safety_pct") == (
+        "safety_pct n/a: stale (dead-letter topic x refuses writes)"
+    )
 
 
 # --- wire formats -----------------------------------------------------------

@@ -18,12 +18,12 @@ from yarl import URL
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.alerts import alert_event
 from stream_sentinel.decode import MAX_USER_ID, Decoder
+from stream_sentinel.heartbeat import heartbeat_message
 from stream_sentinel.heartbeat_kinds import HeartbeatTarget, build_request
 from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.ingest import BatchProcessor
 from stream_sentinel.metrics import Metrics
 from stream_sentinel.model import SignalReading, Tick
-from stream_sentinel.rules import heartbeat_message
 from stream_sentinel.store.base import PartitionId
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import connect

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_sentinel.heartbeat import heartbeat_message
 from stream_sentinel.model import NANO, SIGNALS, SignalName, SignalReading, State, WindowCounts
 from stream_sentinel.rules import (
     Baseline,
@@ -19,7 +20,6 @@ from stream_sentinel.rules import (
     apply_hysteresis,
     composite,
     evaluate_tick,
-    heartbeat_message,
 )
 
 CFG = RulesConfig()

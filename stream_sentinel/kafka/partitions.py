@@ -33,6 +33,9 @@ class PartitionState:
     # it (fetched before a seek) are never counted
     position: int
     rebuild_until: int | None = None  # end offset to reach before counts are whole
+    # ``Partitions.seeks`` at our last seek: a batch whose fetch began before
+    # it may hold records from the old position, above ours, and is not counted
+    sought: int = 0
 
 
 def part_of(tp: TopicPartition) -> PartitionId:
@@ -59,6 +62,7 @@ class Partitions:
         self.assigned: dict[TopicPartition, PartitionState] = {}
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.last_progress = clock()
+        self.seeks = 0  # grows with every seek of any partition
 
     @property
     def rebuilding(self) -> bool:
@@ -75,8 +79,7 @@ class Partitions:
             if offset is None:
                 missing.append(tp)
             else:
-                self.consumer.seek(tp, offset)
-                self.assigned[tp] = PartitionState(offset, offset)
+                self.assigned[tp] = PartitionState(offset, offset, sought=self.seek(tp, offset))
         if missing:
             await self.rebuild(missing)
 
@@ -95,9 +98,8 @@ class Partitions:
         for tp in tps:
             hit = found.get(tp)
             start = hit.offset if hit is not None else ends[tp]
-            self.consumer.seek(tp, start)
             until = ends[tp] if ends[tp] > start else None
-            self.assigned[tp] = PartitionState(None, start, until)
+            self.assigned[tp] = PartitionState(None, start, until, self.seek(tp, start))
             log.warning(
                 "rebuilding %s from offset %d (no stored offset), end %d", tp, start, ends[tp]
             )
@@ -108,8 +110,14 @@ class Partitions:
         if stored is None:
             await self.rebuild([tp])
         else:
-            self.consumer.seek(tp, stored)
+            state.sought = self.seek(tp, stored)
             state.expected = state.position = stored
+
+    def seek(self, tp: TopicPartition, offset: int) -> int:
+        """Seek ``tp``; the new ``seeks`` count, for its ``PartitionState.sought``."""
+        self.consumer.seek(tp, offset)
+        self.seeks += 1
+        return self.seeks
 
     def seek_to_stored(self) -> None:
         """Seek every partition back to what the store holds.
@@ -119,7 +127,7 @@ class Partitions:
         the next write (its fence only checks the stored offset).
         """
         for tp, state in self.assigned.items():
-            self.consumer.seek(tp, state.position)
+            state.sought = self.seek(tp, state.position)
 
     async def verify_offsets(self) -> None:
         """Notice a store that lost our offsets even on partitions with no
@@ -136,6 +144,10 @@ class Partitions:
         """Move the stored offset past records that carry no event; raises
         StoreUnavailable.
 
+        A partition with nothing stored yet (a first start, a rebuild) stores
+        its position here too, so every partition of the group shows in the
+        store where it stands, traffic or not.
+
         A transactional producer's commit and abort markers take offsets of
         their own; aiokafka's position moves past them and hands out nothing,
         so no batch moves the stored offset there. A partition that ends with
@@ -150,7 +162,13 @@ class Partitions:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
             except (TimeoutError, KafkaError, AssertionError):
                 continue  # no valid position yet, or no longer assigned
-            if position <= state.position or self.assigned.get(tp) is not state:
+            if self.assigned.get(tp) is not state:
+                continue
+            # a rebuilt partition with nothing left to count stores its
+            # position at once: the leader reads the rebuild's end in the store
+            if position < state.position or (
+                position == state.position and state.expected is not None
+            ):
                 continue
             result = await self.store.apply(part_of(tp), state.expected, position, {})
             if result.outcome is Outcome.FENCED:

@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
 
 from ..events import EventType
 from ..ingest import BatchProcessor, Processed
 from ..store.base import Outcome, PartitionId, Store, StoreUnavailable
 from .clients import check_access
+from .dead_letters import DeadLetters
 from .partitions import Partitions, PartitionState, part_of
 from .records import Fetched, use_lean_records
 
@@ -98,6 +98,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._ingest.lock:
             await self._ingest.commit_pending()
             let_go = self._ingest.partitions.revoke(revoked)
+            for tp in revoked:
+                self._ingest.dead_letters.forget(tp)
         self._ingest.observer.assignment_changed(self._ingest.assigned_parts(), let_go)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -138,7 +140,15 @@ class KafkaIngest:
         self._consumer_options = consumer_options or {}
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
+        self.dead_letters = DeadLetters(
+            settings.dlq_topic,
+            backoff_initial_s=settings.backoff_initial_s,
+            clock=clock,
+            rng=self._rng,
+        )
         self.store_ok = True
+        # set by whoever finds the store lost its state: check our offsets now
+        self.check_now = False
         self.lean = False  # whether the consumer hands out parsed records
         self.started = False
 
@@ -167,6 +177,7 @@ class KafkaIngest:
         )
         self.partitions.consumer = self.consumer
         self.producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
+        self.dead_letters.producer = self.producer
         try:
             await self.producer.start()
             await self.consumer.start()
@@ -200,24 +211,28 @@ class KafkaIngest:
         next_commit = self.clock() + self.settings.commit_interval_s
         while not stop.is_set():
             try:
+                seeks = self.partitions.seeks  # before the fetch: see _handle
                 batches = await self._fetch()
                 if batches:
                     async with self.lock:
-                        await self._handle_all(batches, stop)
+                        await self._handle_all(batches, stop, seeks)
                 if self.clock() >= next_commit:
                     await self.commit_pending()
                     next_commit = self.clock() + self.settings.commit_interval_s
-                if self.clock() >= next_check:
+                if self.clock() >= next_check or self.check_now:
+                    self.check_now = False
                     async with self.lock:
                         await self._check_offsets()
                     next_check = self.clock() + self.settings.offset_check_interval_s
+                self.dead_letters.resume_due(self.consumer, self.assigned)
                 self.partitions.report_lag()
             except asyncio.CancelledError:
                 raise
             except Exception:  # no exception escapes the loop; the next round retries
                 log.exception("ingest loop error; retrying")
                 self.partitions.seek_to_stored()
-                await self._sleep(1.0, stop)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
         await self.commit_pending()
 
     async def _fetch(self) -> dict[TopicPartition, Fetched]:
@@ -289,7 +304,7 @@ class KafkaIngest:
     # -- one batch -----------------------------------------------------------
 
     async def _handle_all(
-        self, batches: dict[TopicPartition, Fetched], stop: asyncio.Event
+        self, batches: dict[TopicPartition, Fetched], stop: asyncio.Event, seeks: int
     ) -> None:
         """Every partition's batch, their store writes in flight together.
 
@@ -298,18 +313,22 @@ class KafkaIngest:
         """
         tps = list(batches)
         results = await asyncio.gather(
-            *(self._handle(tp, batches[tp], stop) for tp in tps), return_exceptions=True
+            *(self._handle(tp, batches[tp], stop, seeks) for tp in tps), return_exceptions=True
         )
         for result in results:  # the others' writes stand: they are in the store
             if isinstance(result, BaseException):
                 raise result
 
-    async def _handle(self, tp: TopicPartition, records: Fetched, stop: asyncio.Event) -> None:
+    async def _handle(
+        self, tp: TopicPartition, records: Fetched, stop: asyncio.Event, seeks: int
+    ) -> None:
         state = self.assigned.get(tp)
         if state is None:  # revoked while the batch was in flight
             return
-        # fetched before a seek: counting it could double it, or (after a
-        # rebuild seek) move the stored offset past records not yet counted
+        if state.sought > seeks:  # sought since the fetch: old-position records
+            # count twice (below ours) or leave a gap (above, after a rebuild)
+            state.sought = self.partitions.seek(tp, state.position)  # re-read
+            return
         records = records.since(state.position)
         if not records:
             return
@@ -322,8 +341,14 @@ class KafkaIngest:
             values=records.values,
             now=self.clock(),
         )
-        if processed.dead and not await self._publish_dead_letters(processed, stop):
-            return  # stopping with Kafka down: not written, so re-read later
+        if processed.dead and not await self.dead_letters.publish(tp, processed.dead, stop):
+            # not written: read again from the stored offset once the topic
+            # is offered them again (or by whoever gets the partition)
+            if self.assigned.get(tp) is state:
+                state.sought = self.partitions.seek(tp, state.position)
+                if not stop.is_set():
+                    self.consumer.pause(tp)
+            return
         started = time.perf_counter()
         result = await self._retry_store(
             lambda: self.store.apply(part, state.expected, processed.next_offset, processed.delta),
@@ -341,24 +366,6 @@ class KafkaIngest:
         self.partitions.advanced(tp, state, processed.next_offset)
         self.observer.batch_done(part, processed, time.perf_counter() - started)
 
-    async def _publish_dead_letters(self, processed: Processed, stop: asyncio.Event) -> bool:
-        # at least once: published before the store moves the offset past them
-        delay = self.settings.backoff_initial_s
-        while True:
-            try:
-                futures = [
-                    await self.producer.send(self.settings.dlq_topic, dl.to_json())
-                    for dl in processed.dead
-                ]
-                await asyncio.gather(*futures)
-                return True
-            except KafkaError as exc:
-                log.warning("dead-letter publish failed (%s); retrying", type(exc).__name__)
-                if stop.is_set():
-                    return False
-                await asyncio.sleep(self._jitter(delay))
-                delay = min(delay * 2, self.settings.backoff_max_s)
-
     async def _retry_store(
         self,
         call: Callable[[], Any],
@@ -368,10 +375,8 @@ class KafkaIngest:
         still_ours: Callable[[], bool] | None = None,
     ) -> Any:
         """Retry a store call with capped, jittered backoff while it is unreachable.
-
         Nothing is fetched meanwhile (the caller holds the batch), so an outage
-        costs latency, never events. Returns None when the partition was lost.
-        """
+        costs latency, never events. Returns None when the partition was lost."""
         delay = self.settings.backoff_initial_s
         while True:
             try:
@@ -392,7 +397,3 @@ class KafkaIngest:
 
     def _jitter(self, delay: float) -> float:
         return delay / 2 + self._rng.random() * delay / 2
-
-    async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)

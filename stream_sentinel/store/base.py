@@ -28,6 +28,12 @@ class PartitionId:
     def __str__(self) -> str:
         return f"{self.topic}:{self.partition}"
 
+    @classmethod
+    def parse(cls, text: str) -> PartitionId:
+        """The inverse of ``str``; Kafka topic names cannot hold ``:``."""
+        topic, _, partition = text.rpartition(":")
+        return cls(topic, int(partition))
+
 
 class Outcome(Enum):
     APPLIED = "applied"
@@ -85,6 +91,20 @@ class Store(Protocol):
         """Delete everything stored under this store's namespace: counters and
         offsets, and in Redis every key of its prefix (the history and lease
         beside them too). A scratch run's clean-up (``replay --redis``)."""
+
+    async def claim_generation(self, candidate: str) -> str:
+        """The store's generation marker, set to ``candidate`` when absent.
+
+        Written at a deployment's first start. A marker that later reads
+        absent or different means the store lost its state (a Redis restarted
+        without persistence, a failover that lost writes): never "no traffic".
+        """
+
+    async def generation(self) -> str | None:
+        """The generation marker as held; None when absent."""
+
+    async def registered(self) -> list[PartitionId]:
+        """The partitions the store holds counts or offsets for (any writer)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""

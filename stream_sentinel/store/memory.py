@@ -23,6 +23,7 @@ class MemoryStore:
         self._buckets: dict[int, BucketDelta] = {}
         self._newest = 0
         self._oldest_kept = 0
+        self._generation: str | None = None
 
     async def load_offset(self, part: PartitionId) -> int | None:
         return self._offsets.get(part)
@@ -92,6 +93,18 @@ class MemoryStore:
         self._offsets.clear()
         self._buckets.clear()
         self._newest = self._oldest_kept = 0
+        self._generation = None  # as the Redis store's SCAN of the prefix drops its marker
+
+    async def claim_generation(self, candidate: str) -> str:
+        if self._generation is None:
+            self._generation = candidate
+        return self._generation
+
+    async def generation(self) -> str | None:
+        return self._generation
+
+    async def registered(self) -> list[PartitionId]:
+        return sorted(self._offsets)
 
     async def ping(self) -> None:
         return None

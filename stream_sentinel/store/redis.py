@@ -4,6 +4,8 @@ The key layout and the Lua that keeps it are in ``redis_scripts``. Beside the
 partitions' keys (one hash tag each)::
 
     P:parts              set of "T:N" ever written, for reads
+    P:{generation}       the generation marker (``Store.claim_generation``),
+                         in a slot of its own like the lease's keys
 
 ``P:parts`` lives in a slot of its own, so it is never written in the same
 script as a partition's keys: the script (offset fence + counters, atomic, one
@@ -167,6 +169,31 @@ class RedisStore:
             _, (applied, stored) = await self._call(pipe.execute())
         stored_offset = None if stored is None else int(stored)
         return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
+
+    def _generation_key(self) -> str:
+        return f"{self._prefix}:{{generation}}"
+
+    async def claim_generation(self, candidate: str) -> str:
+        key = self._generation_key()
+        # SET NX GET would answer in one call, but needs Redis 7; a pipeline
+        # of SET NX then GET is as safe: whoever set it first, all read the winner
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(key, candidate, nx=True)
+        pipe.get(key)
+        _, held = await self._call(pipe.execute())
+        if held is None:  # wiped between the two commands: ours is as good as any
+            await self._call(self._r.set(key, candidate, nx=True))
+            return candidate
+        return held.decode() if isinstance(held, bytes) else str(held)
+
+    async def generation(self) -> str | None:
+        held = await self._call(self._r.get(self._generation_key()))
+        if held is None:
+            return None
+        return held.decode() if isinstance(held, bytes) else str(held)
+
+    async def registered(self) -> list[PartitionId]:
+        return [PartitionId.parse(m) for m in await self._partitions()]
 
     async def _partitions(self) -> list[str]:
         members = await self._call(self._r.smembers(f"{self._prefix}:parts"))

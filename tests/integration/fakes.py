@@ -29,6 +29,7 @@ class Ping:
     message: str
     received: float  # loop time of arrival
     at: int | None = None  # the tick's time, when the wire format carries it (webhook)
+    tick: dict[str, Any] | None = None  # the whole tick, when the wire format carries it
 
 
 @dataclass
@@ -167,7 +168,8 @@ class WebhookFake(_Fake):
         try:
             body: dict[str, Any] = orjson.loads(await request.read())
             token, status, message = body["token"], body["status"], body["message"]
-            at = _parse_at(body["tick"]["at"])
+            tick: dict[str, Any] = body["tick"]
+            at = _parse_at(tick["at"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             await self.log.record(problem=f"body: {type(exc).__name__}")
             return web.Response(status=400)
@@ -176,7 +178,7 @@ class WebhookFake(_Fake):
             await self.log.record()
             return web.Response(status=401)
         failure = status == "critical"
-        await self.log.record(Ping(key, failure, message, self.now(), at))
+        await self.log.record(Ping(key, failure, message, self.now(), at, tick))
         return web.Response(status=204)
 
 

@@ -1,10 +1,15 @@
-"""Shared tools for end-to-end ingestion tests: traffic with known totals,
-the service as a real subprocess, a private redis-server we may pause or kill."""
+"""Shared tools for the integration tests, each written once: traffic with
+known totals, topics and the service's environment (``create_topics``,
+``deployment_env``), the service as a real subprocess (``ServiceProcess``,
+``running_service``) and HTTP access to it (``Probe``), waiting on another
+process's state (``until``, ``wait_stored_total``, ``wait_caught_up``), a
+private redis-server and Kafka broker we may pause, kill or restart."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import shutil
@@ -15,13 +20,16 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.kafka.source import KafkaIngest, KafkaSettings
 from stream_sentinel.model import NANO, WindowCounts
@@ -29,6 +37,9 @@ from stream_sentinel.store.base import PartitionId, Store
 from stream_sentinel.store.redis import RedisStore
 
 WIDTH = 60
+# a loaded 2-core machine: Python start-up plus a group join, or a rebalance
+# (a deadline for a condition, not a wait: it costs nothing when things go well)
+START_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -294,9 +305,10 @@ def free_port() -> int:
 
 class ServiceProcess:
     """``stream-sentinel run`` as a real subprocess, configured by environment
-    (the service inside it is ``app.Service``)."""
+    (the service inside it is ``app.ServiceProcess``)."""
 
     def __init__(self, env: Mapping[str, str], name: str = "svc") -> None:
+        self.env = dict(env)
         self.log = Path(tempfile.mkdtemp(prefix="ss-svc-")) / f"{name}.log"
         self._log_file = self.log.open("wb")
         full = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
@@ -361,6 +373,198 @@ def service_env(
     }
     env.update(extra or {})
     return env
+
+
+TopicFactory = Callable[..., Awaitable[str]]
+
+
+async def create_topics(
+    make_topic: TopicFactory, partitions: int = 4, *, alerts: bool = True
+) -> dict[str, str]:
+    """Fresh topics of one deployment: request, response, dlq (and alerts)."""
+    made = {
+        "request": await make_topic(partitions, "req"),
+        "response": await make_topic(partitions, "resp"),
+        "dlq": await make_topic(1, "dlq"),
+    }
+    if alerts:
+        made["alerts"] = await make_topic(1, "alerts")
+    return made
+
+
+def stream_parts(topics: Mapping[str, str], partitions: int = 4) -> list[PartitionId]:
+    return [PartitionId(topics[t], p) for t in ("request", "response") for p in range(partitions)]
+
+
+def deployment_env(
+    kafka: str,
+    redis_url: str,
+    prefix: str,
+    topics: Mapping[str, str],
+    *,
+    group: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The service's environment for ``create_topics``' topics; ``extra``: more SENTINEL_* keys."""
+    settings = dict(extra)
+    if "alerts" in topics:
+        settings.setdefault("SENTINEL_KAFKA_ALERTS_TOPIC", topics["alerts"])
+    return service_env(
+        bootstrap=kafka,
+        redis_url=redis_url,
+        prefix=prefix,
+        requests=topics["request"],
+        responses=topics["response"],
+        dlq=topics["dlq"],
+        group=group,
+        extra=settings,
+    )
+
+
+async def until(
+    check: Callable[[], Awaitable[Any]],
+    what: str,
+    *,
+    proc: subprocess.Popen[bytes],
+    tail: Callable[[], str],
+    timeout: float = START_TIMEOUT_S,
+) -> Any:
+    """Poll ``check`` (state of another process: nothing to await) until it
+    gives a value other than None or False (an empty dict is an answer);
+    fail when ``proc`` exits or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args!r} exited {proc.returncode}:\n{tail()}")
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            found = await check()
+            if found is not None and found is not False:
+                return found
+        if loop.time() > deadline:
+            raise AssertionError(f"no {what} within {timeout:g} s:\n{tail()}")
+        await asyncio.sleep(0.1)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+class Probe:
+    """HTTP access to one service process on its own port."""
+
+    def __init__(self, session: aiohttp.ClientSession, svc: ServiceProcess, port: int) -> None:
+        self.session, self.svc, self.port = session, svc, port
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        async with self.session.get(
+            f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=10)
+        ) as r:
+            return r.status, await r.read()
+
+    async def status_or_none(self) -> dict[str, Any] | None:
+        """The latest tick; None while /status answers 503 "starting" or the
+        process does not answer at all."""
+        try:
+            code, body = await self.get("/status")
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        if code != 200:
+            return None
+        parsed: dict[str, Any] = orjson.loads(body)
+        return parsed
+
+    async def status(self) -> dict[str, Any]:
+        found = await self.status_or_none()
+        assert found is not None, f"/status not 200:\n{self.tail()}"
+        return found
+
+    async def status_is(self, want: str) -> dict[str, Any] | None:
+        found = await self.status_or_none()
+        return found if found is not None and found.get("status") == want else None
+
+    async def readyz(self) -> tuple[int, dict[str, Any]]:
+        code, body = await self.get("/readyz")
+        parsed: dict[str, Any] = orjson.loads(body)
+        return code, parsed
+
+    async def metric(self, name: str, **labels: str) -> float:
+        _, body = await self.get("/metrics")
+        return metric_value(body.decode(), name, **labels)
+
+    async def until(
+        self, check: Callable[[], Awaitable[Any]], what: str, timeout: float = START_TIMEOUT_S
+    ) -> Any:
+        return await until(check, what, proc=self.svc.proc, tail=self.tail, timeout=timeout)
+
+    async def ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        async def check() -> bool:
+            return (await self.get("/readyz"))[0] == 200
+
+        await self.until(check, "/readyz 200", timeout)
+
+    def restart(self, name: str, *, kill: bool = True) -> None:
+        """SIGKILL the process (or let it be) and start another with its environment."""
+        if kill:
+            self.svc.kill()
+        self.svc.close()
+        self.svc = ServiceProcess(self.svc.env, name)
+
+    def tail(self) -> str:
+        return self.svc.log_tail(60)
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    env: Mapping[str, str],
+    name: str = "svc",
+    *,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncIterator[Probe]:
+    """``stream-sentinel run`` for the body of an ``async with``, on its own
+    HTTP port (``env``'s, or a free one), killed at the end if still running."""
+    port = int(env.get("SENTINEL_HTTP_PORT", "0")) or free_port()
+    own = session is None
+    http = aiohttp.ClientSession() if session is None else session
+    probe = Probe(http, ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
+    try:
+        yield probe
+    finally:
+        probe.svc.close()
+        if own:
+            await http.close()
+
+
+async def stored_total(store: Store, parts: Sequence[PartitionId]) -> int:
+    """The sum of the stored offsets of ``parts``; -1 while the store cannot answer."""
+    try:
+        stored = await store.load_offsets(list(parts))
+    except Exception:  # the store may be down on purpose
+        return -1
+    return sum(v or 0 for v in stored.values())
+
+
+async def wait_stored_total(
+    store: Store,
+    parts: Sequence[PartitionId],
+    minimum: int,
+    svc: ServiceProcess,
+    timeout: float = 180,
+) -> int:
+    """Poll the store (another process writes it) until ``minimum`` offsets are stored."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (total := await stored_total(store, parts)) < minimum:
+        assert svc.proc.poll() is None, f"service exited:\n{svc.log_tail()}"
+        assert loop.time() < deadline, f"stored {total} < {minimum}:\n{svc.log_tail()}"
+        await asyncio.sleep(0.05)
+    return total
 
 
 class PrivateRedis:

@@ -17,20 +17,19 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import orjson
 import pytest
 import yaml
 from alertmanager_server import by_name
 from conftest import AlertmanagerUnderTest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import ServiceProcess, free_port, produce, service_env
+from .harness import Probe, ServiceProcess, create_topics, deployment_env, free_port, produce
 
 pytestmark = pytest.mark.integration
 
@@ -48,35 +47,21 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def _topics(make_topic: Callable[..., Awaitable[str]]) -> dict[str, str]:
-    return {
-        "request": await make_topic(2, "req"),
-        "response": await make_topic(2, "resp"),
-        "dlq": await make_topic(1, "dlq"),
-        "alerts": await make_topic(1, "alerts"),
-    }
-
-
 def _env(
     kafka: str, redis_url: str, prefix: str, topics: Mapping[str, str], am_url: str, service: str
 ) -> dict[str, str]:
-    return service_env(
-        bootstrap=kafka,
-        redis_url=redis_url,
-        prefix=prefix,
-        requests=topics["request"],
-        responses=topics["response"],
-        dlq=topics["dlq"],
+    return deployment_env(
+        kafka,
+        redis_url,
+        prefix,
+        topics,
         group=f"am-{uuid.uuid4().hex[:8]}",
-        extra={
-            "SENTINEL_ALERTING_TICK_SECONDS": str(TICK_S),
-            "SENTINEL_ALERTING_CLEAR_TICKS": "2",
-            "SENTINEL_KAFKA_ALERTS_TOPIC": topics["alerts"],
-            "SENTINEL_ALERTMANAGER_0_NAME": "am",
-            "SENTINEL_ALERTMANAGER_0_URL": am_url,
-            "SENTINEL_ALERTMANAGER_0_LABELS_SERVICE": service,
-            "SENTINEL_ALERTMANAGER_0_LABELS_ENV": "test",
-        },
+        SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
+        SENTINEL_ALERTING_CLEAR_TICKS="2",
+        SENTINEL_ALERTMANAGER_0_NAME="am",
+        SENTINEL_ALERTMANAGER_0_URL=am_url,
+        SENTINEL_ALERTMANAGER_0_LABELS_SERVICE=service,
+        SENTINEL_ALERTMANAGER_0_LABELS_ENV="test",
     )
 
 
@@ -104,31 +89,9 @@ def _unsafe(now: float, visible_s: float, tag: str = "u") -> list[dict[str, obje
              "safe": False, "cost_usd": 0.002} for i in range(UNSAFE)]  # fmt: skip
 
 
-class Replica:
-    def __init__(self, session: aiohttp.ClientSession, env: Mapping[str, str], name: str) -> None:
-        self.port = free_port()
-        self.session = session
-        self.svc = ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(self.port)}, name)
-
-    async def status(self) -> dict[str, Any] | None:
-        try:
-            async with self.session.get(f"http://127.0.0.1:{self.port}/status") as response:
-                if response.status != 200:
-                    return None
-                parsed: dict[str, Any] = orjson.loads(await response.read())
-                return parsed
-        except aiohttp.ClientError:
-            return None
-
-    async def until(self, check: Callable[[], Awaitable[T | None]], what: str) -> T:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            assert self.svc.proc.poll() is None, f"service exited:\n{self.svc.log_tail()}"
-            found = await check()
-            if found is not None:
-                return found
-            assert time.monotonic() < deadline, f"no {what}:\n{self.svc.log_tail(60)}"
-            await asyncio.sleep(0.1)
+def _replica(session: aiohttp.ClientSession, env: Mapping[str, str], name: str) -> Probe:
+    port = free_port()
+    return Probe(session, ServiceProcess({**env, "SENTINEL_HTTP_PORT": str(port)}, name), port)
 
 
 async def _am_until(
@@ -136,13 +99,13 @@ async def _am_until(
     service: str,
     want: Callable[[dict[tuple[str, str], dict[str, Any]]], bool],
     what: str,
-    replica: Replica,
+    replica: Probe,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     async def check() -> dict[tuple[str, str], dict[str, Any]] | None:
         alerts = by_name(await asyncio.to_thread(am.server.alerts, service))
         return alerts if want(alerts) else None
 
-    return await replica.until(check, f"Alertmanager showing {what}")
+    return await replica.until(check, f"Alertmanager showing {what}", TIMEOUT_S)
 
 
 async def test_ok_red_critical_ok_as_alertmanager_sees_it(
@@ -152,7 +115,7 @@ async def test_ok_red_critical_ok_as_alertmanager_sees_it(
     redis_ns: Any,
     alertmanager: AlertmanagerUnderTest,
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, 2)
     service = f"svc-{uuid.uuid4().hex[:8]}"
     am = alertmanager.server
     # an operator silences the safety signal during the incident
@@ -161,13 +124,13 @@ async def test_ok_red_critical_ok_as_alertmanager_sees_it(
     )
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, am.url, service)
     async with aiohttp.ClientSession() as session:
-        replica = Replica(session, env, "am-flow")
+        replica = _replica(session, env, "am-flow")
         try:
             # 1. ok: normal traffic, nothing in Alertmanager
             await produce(kafka_bootstrap, topics, _normal(time.time()))
 
             async def ok_over_all_traffic() -> dict[str, Any] | None:
-                tick = await replica.status()
+                tick = await replica.status_or_none()
                 volume = (tick or {}).get("signals", {}).get("safety_pct", {}).get("volume")
                 ok = tick is not None and tick.get("status") == "ok" and volume == USERS * PER_USER
                 return tick if ok else None
@@ -223,7 +186,7 @@ async def test_ok_red_critical_ok_as_alertmanager_sees_it(
             await replica.until(
                 lambda: _none_active(alertmanager, service), "every alert resolved in Alertmanager"
             )
-            final = await replica.status()
+            final = await replica.status_or_none()
 
             def resolved_notified() -> set[str] | None:
                 done = {_name(a) for a in alertmanager.webhook.alerts(service)
@@ -258,11 +221,11 @@ async def test_starts_at_survives_killing_the_leader(
     redis_ns: Any,
     alertmanager: AlertmanagerUnderTest,
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, 2)
     service = f"ha-{uuid.uuid4().hex[:8]}"
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, alertmanager.url, service)
     async with aiohttp.ClientSession() as session:
-        replicas = [Replica(session, env, f"am-ha-{i}") for i in range(2)]
+        replicas = [_replica(session, env, f"am-ha-{i}") for i in range(2)]
         try:
             now = time.time()
             await produce(
@@ -275,9 +238,9 @@ async def test_starts_at_survives_killing_the_leader(
             )
             starts = {key: alert["startsAt"] for key, alert in before.items()}
 
-            async def leader() -> Replica | None:
+            async def leader() -> Probe | None:
                 for replica in replicas:
-                    status = await replica.status()
+                    status = await replica.status_or_none()
                     if status is not None and status.get("leader") and "status" in status:
                         return replica
                 return None
@@ -296,7 +259,7 @@ async def test_starts_at_survives_killing_the_leader(
             after = await _am_until(
                 alertmanager, service, pushed_after_kill, "pushes of the new leader", survivor
             )
-            status = await survivor.status()
+            status = await survivor.status_or_none()
         finally:
             for replica in replicas:
                 replica.svc.close()
@@ -325,7 +288,7 @@ async def test_prometheus_rule_alerts_reach_the_same_alertmanager(
 ) -> None:
     prometheus = shutil.which("prometheus")
     assert prometheus is not None, "prometheus is missing: `make test` installs it"
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, 2)
     service = f"prom-{uuid.uuid4().hex[:8]}"
     am = alertmanager.server
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, am.url, service)
@@ -340,7 +303,7 @@ async def test_prometheus_rule_alerts_reach_the_same_alertmanager(
     prom_log = tmp_path / "prometheus.log"
     prom: subprocess.Popen[bytes] | None = None
     async with aiohttp.ClientSession() as session:
-        replica = Replica(session, env, "am-prom")
+        replica = _replica(session, env, "am-prom")
         job = next(j for j in config["scrape_configs"] if j["job_name"] == "stream-sentinel")
         job["static_configs"] = [{"targets": [f"127.0.0.1:{replica.port}"]}]
         config["scrape_configs"] = [job]
@@ -395,18 +358,18 @@ async def test_a_hanging_alertmanager_delays_no_tick(
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, 2)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, f"http://127.0.0.1:{port}",
                "hang")  # fmt: skip
     env["SENTINEL_ALERTMANAGER_0_TIMEOUT_SECONDS"] = "60"
     async with aiohttp.ClientSession() as session:
-        replica = Replica(session, env, "am-hang")
+        replica = _replica(session, env, "am-hang")
         try:
             await produce(kafka_bootstrap, topics, _normal(time.time()))
             ticks: list[int] = []
 
             async def five_ticks() -> list[int] | None:
-                status = await replica.status()
+                status = await replica.status_or_none()
                 at = (status or {}).get("at")
                 if at is not None:
                     stamp = int(_ts(at))

@@ -23,7 +23,8 @@ import secrets
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -31,72 +32,56 @@ import orjson
 import pytest
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.heartbeat import COMPOSITE
-from stream_sentinel.store.base import PartitionId
-from stream_sentinel.store.redis import RedisStore
 
 from .fakes import Ping, PingLog, WebhookFake
 from .harness import (
+    Expected,
     PrivateKafka,
     PrivateRedis,
+    Probe,
     ServiceProcess,
     assert_exact,
+    create_topics,
+    deployment_env,
     end_offsets,
     expected_of,
     free_port,
     make_events,
     produce,
+    produce_raw,
+    read_topic,
     reader_store,
-    service_env,
+    running_service,
+    stored_total,
+    stream_parts,
     wait_caught_up,
+    wait_stored_total,
 )
 
 pytestmark = pytest.mark.integration
 
 TICK_S = 2
 PARTITIONS = 4
-START_TIMEOUT_S = 60.0  # a loaded 2-core machine: Python start-up plus a group join
 
 
 # -- helpers --------------------------------------------------------------------
 
-
-async def _topics(make_topic: Callable[..., Awaitable[str]]) -> dict[str, str]:
-    return {
-        "request": await make_topic(PARTITIONS, "req"),
-        "response": await make_topic(PARTITIONS, "resp"),
-        "dlq": await make_topic(1, "dlq"),
-        "alerts": await make_topic(1, "alerts"),
-    }
-
-
-def _parts(topics: Mapping[str, str]) -> list[PartitionId]:
-    return [PartitionId(topics[t], p) for t in ("request", "response") for p in range(PARTITIONS)]
+# small batches (a fault lands between many store writes) and the baselines of
+# make_events' traffic, so a healthy pipeline reports ok
+FAULT_SETTINGS = {
+    "SENTINEL_INGEST_BATCH_MAX_RECORDS": "500",
+    "SENTINEL_BASELINES_BLOCKED_PCT": "2.0",
+    "SENTINEL_BASELINES_SAFETY_PCT": "99.0",
+    "SENTINEL_BASELINES_SPEND_HOUR": "1000000",
+}
 
 
 def _env(
     kafka: str, redis_url: str, prefix: str, topics: Mapping[str, str], **extra: str
 ) -> dict[str, str]:
-    return service_env(
-        bootstrap=kafka,
-        redis_url=redis_url,
-        prefix=prefix,
-        requests=topics["request"],
-        responses=topics["response"],
-        dlq=topics["dlq"],
-        extra={
-            "SENTINEL_KAFKA_ALERTS_TOPIC": topics["alerts"],
-            # small batches: a fault lands between many store writes
-            "SENTINEL_INGEST_BATCH_MAX_RECORDS": "500",
-            # baselines of make_events' traffic, so a healthy pipeline reports ok
-            "SENTINEL_BASELINES_BLOCKED_PCT": "2.0",
-            "SENTINEL_BASELINES_SAFETY_PCT": "99.0",
-            "SENTINEL_BASELINES_SPEND_HOUR": "1000000",
-            **extra,
-        },
-    )
+    return deployment_env(kafka, redis_url, prefix, topics, **{**FAULT_SETTINGS, **extra})
 
 
 def _webhook(index: int, name: str, url: str, token: str, **extra: str) -> dict[str, str]:
@@ -108,80 +93,6 @@ def _webhook(index: int, name: str, url: str, token: str, **extra: str) -> dict[
     }
     env.update({f"SENTINEL_HEARTBEAT_{index}_{k.upper()}": v for k, v in extra.items()})
     return env
-
-
-async def _stored_total(store: RedisStore, parts: Sequence[PartitionId]) -> int:
-    try:
-        stored = await store.load_offsets(list(parts))
-    except Exception:  # the store may be down on purpose
-        return -1
-    return sum(v or 0 for v in stored.values())
-
-
-async def _wait_stored(
-    store: RedisStore,
-    parts: Sequence[PartitionId],
-    minimum: int,
-    svc: ServiceProcess,
-    timeout: float = 180,
-) -> int:
-    """Poll the store (another process writes it) until ``minimum`` offsets are stored."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (total := await _stored_total(store, parts)) < minimum:
-        assert svc.proc.poll() is None, f"service exited:\n{svc.log_tail()}"
-        assert loop.time() < deadline, f"stored {total} < {minimum}:\n{svc.log_tail()}"
-        await asyncio.sleep(0.05)
-    return total
-
-
-class Probe:
-    """HTTP access to one service process on its own port."""
-
-    def __init__(self, session: aiohttp.ClientSession, svc: ServiceProcess, port: int) -> None:
-        self.session, self.svc, self.port = session, svc, port
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        async with self.session.get(
-            f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=10)
-        ) as r:
-            return r.status, await r.read()
-
-    async def status(self) -> dict[str, Any] | None:
-        code, body = await self.get("/status")
-        if code != 200:
-            return None  # 503 "starting": no tick yet
-        parsed: dict[str, Any] = orjson.loads(body)
-        return parsed
-
-    async def metric(self, name: str, **labels: str) -> float:
-        _, body = await self.get("/metrics")
-        return sum(
-            s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples
-            if s.name == name and labels.items() <= s.labels.items()
-        )
-
-    async def until(
-        self, check: Callable[[], Awaitable[Any]], what: str, timeout: float = START_TIMEOUT_S
-    ) -> Any:
-        """Poll ``check`` (state of another process) until it gives a truthy value."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            assert self.svc.proc.poll() is None, f"service exited:\n{self.svc.log_tail()}"
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                if found := await check():
-                    return found
-            assert loop.time() < deadline, f"no {what} within {timeout:g} s:\n{self.svc.log_tail()}"
-            await asyncio.sleep(0.1)
-
-    async def ready(self) -> None:
-        async def check() -> bool:
-            return (await self.get("/readyz"))[0] == 200
-
-        await self.until(check, "/readyz 200")
 
 
 def _composite_after(log: PingLog, start: int) -> list[Ping]:
@@ -215,7 +126,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
     make_topic: Any,
     redis_ns: Any,
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"seed {seed}")  # a failure can be replayed with the same kill points
@@ -223,7 +134,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
     expected = expected_of(events)
     env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
     store = reader_store(redis_url, redis_ns.prefix)
-    parts = _parts(topics)
+    parts = stream_parts(topics)
     # the stream is produced while the service is killed and restarted
     producing = asyncio.create_task(produce(kafka_bootstrap, topics, events))
     started = time.monotonic()
@@ -235,7 +146,7 @@ async def test_sigkills_at_random_points_of_the_stream_lose_and_double_nothing(
             # after the restarted process has written at least once itself
             point = int(n_events * (k + rng.random()) / (kills + 1))
             floor = kill_points[-1] + 1 if kill_points else 1
-            reached = await _wait_stored(store, parts, max(point, floor), svc, timeout=300)
+            reached = await wait_stored_total(store, parts, max(point, floor), svc, timeout=300)
             svc.kill()
             kill_points.append(reached)
             svc.close()
@@ -265,71 +176,74 @@ async def test_redis_unreachable_30s_reports_stale_loses_nothing_and_recovers(
 ) -> None:
     redis = PrivateRedis()
     redis.start()
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic)
     events = make_events(40_000, now=time.time(), seed=21)
     expected = expected_of(events)
-    token, port = secrets.token_hex(16), free_port()
+    token = secrets.token_hex(16)
     store = reader_store(redis.url, "p")
-    async with WebhookFake({COMPOSITE: token}) as hook, aiohttp.ClientSession() as session:
+    loop = asyncio.get_running_loop()
+    async with WebhookFake({COMPOSITE: token}) as hook:
         env = _env(
             kafka_bootstrap, redis.url, "p", topics,
-            SENTINEL_HTTP_PORT=str(port), SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
+            SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
             **_webhook(0, "hook", hook.url, token, retries="0"),
         )  # fmt: skip
-        svc = ServiceProcess(env, "outage")
-        probe = Probe(session, svc, port)
         try:
-            await probe.ready()
-            await produce(kafka_bootstrap, topics, events[:20_000])
-            await _wait_stored(store, _parts(topics), 2_000, svc)
-            await hook.log.wait_for(
-                lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 30, "an ok push"
-            )
-            before = len(hook.log.pings)
-            redis.pause()  # unreachable, data kept: connections hang until timeouts
-            loop = asyncio.get_running_loop()
-            paused_at = loop.time()
-            # the rest of the stream arrives while the store is unreachable
-            await produce(kafka_bootstrap, topics, events[20_000:])
-            stale = await hook.log.wait_for(
-                lambda: next(
-                    (p for p in _composite_after(hook.log, before) if "stale" in p.message), None
-                ),
-                OUTAGE_S - 5,
-                "a stale push while Redis is down",
-            )
-            status = await probe.until(_stale_status(probe), "/status stale", OUTAGE_S - 5)
-            # what the StreamSentinelStale alert rule reads: the leader's status gauge
-            leader_gauge = await probe.metric("stream_sentinel_leader")
-            stale_gauge = await probe.metric("stream_sentinel_status", status="stale")
-            # the outage's length is the fault being tested, not a synchronisation
-            await asyncio.sleep(max(0.0, paused_at + OUTAGE_S - loop.time()))
-            during = _composite_after(hook.log, before)
-            assert svc.proc.poll() is None, svc.log_tail()
-            redis.resume()
-            resumed_at, resumed_from = loop.time(), len(hook.log.pings)
-            ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-            await wait_caught_up(store, ends, timeout=240, proc=svc)
-            await assert_exact(store, expected)
-            # recovery by itself: an ok push and an ok /status after the outage
-            back = await hook.log.wait_for(
-                lambda: next(
-                    (p for p in _composite_after(hook.log, resumed_from) if not p.failure), None
-                ),
-                60,
-                "an ok push after the outage",
-            )
-            await probe.until(_status_is(probe, "ok"), "/status ok after the outage")
-            errors = await probe.metric("stream_sentinel_store_errors_total")
-            assert svc.terminate() == 0
+            async with running_service(env, "outage") as probe:
+                await probe.ready()
+                await produce(kafka_bootstrap, topics, events[:20_000])
+                await wait_stored_total(store, stream_parts(topics), 2_000, probe.svc)
+                await hook.log.wait_for(
+                    lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 60, "an ok push"
+                )
+                before = len(hook.log.pings)
+                redis.pause()  # unreachable, data kept: connections hang until timeouts
+                paused_at = loop.time()
+                # the rest of the stream arrives while the store is unreachable
+                await produce(kafka_bootstrap, topics, events[20_000:])
+                stale = await hook.log.wait_for(
+                    lambda: next(
+                        (p for p in _composite_after(hook.log, before) if "stale" in p.message),
+                        None,
+                    ),
+                    OUTAGE_S - 5,
+                    "a stale push while Redis is down",
+                )
+                status = await probe.until(
+                    partial(probe.status_is, "stale"), "/status stale", OUTAGE_S - 5
+                )
+                # what the StreamSentinelStale alert rule reads: the leader's status gauge
+                leader_gauge = await probe.metric("stream_sentinel_leader")
+                stale_gauge = await probe.metric("stream_sentinel_status", status="stale")
+                # the outage's length is the fault being tested, not a synchronisation
+                await asyncio.sleep(max(0.0, paused_at + OUTAGE_S - loop.time()))
+                during = _composite_after(hook.log, before)
+                assert probe.svc.proc.poll() is None, probe.tail()
+                redis.resume()
+                resumed_at, resumed_from = loop.time(), len(hook.log.pings)
+                ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
+                await wait_caught_up(store, ends, timeout=240, proc=probe.svc)
+                await assert_exact(store, expected)
+                # recovery by itself: an ok push and an ok /status after the outage
+                back = await hook.log.wait_for(
+                    lambda: next(
+                        (p for p in _composite_after(hook.log, resumed_from) if not p.failure),
+                        None,
+                    ),
+                    90,
+                    "an ok push after the outage",
+                )
+                await probe.until(partial(probe.status_is, "ok"), "/status ok after the outage")
+                errors = await probe.metric("stream_sentinel_store_errors_total")
+                log_text = probe.svc.log.read_text(errors="replace")
+                assert probe.svc.terminate() == 0
         finally:
-            svc.close()
             await store.close()
             redis.stop()
     assert stale.failure and stale.message.startswith("stale: store unreachable"), stale
     assert status["status"] == "stale" and status["reason"] == "store unreachable", status
     assert leader_gauge == 1 and stale_gauge == 1 and status["leader"] is True
-    assert errors > 0
+    assert errors > 0 and "store unavailable" in log_text
     # the monitors heard about it all along: a stale failure per tick, give or
     # take the ticks that straddle the pause and the resume
     stale_pushes = [p for p in during if p.failure and "store unreachable" in p.message]
@@ -342,102 +256,299 @@ async def test_redis_unreachable_30s_reports_stale_loses_nothing_and_recovers(
     )
 
 
-def _stale_status(probe: Probe) -> Callable[[], Awaitable[dict[str, Any] | None]]:
-    async def check() -> dict[str, Any] | None:
-        status = await probe.status()
-        return status if status is not None and status.get("status") == "stale" else None
-
-    return check
-
-
-def _status_is(probe: Probe, want: str) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        status = await probe.status()
-        return status is not None and status.get("status") == want
-
-    return check
-
-
 # -- 3. Redis restarted empty ------------------------------------------------------
 
 
+def _requests_in_window(events: Sequence[Mapping[str, object]], at: int) -> int:
+    """Requests of ``events`` in the 5-minute window the tick at ``at`` reads
+    (buckets of TICK_S seconds), computed here, not by the code under test."""
+    lo = at - 300
+    return sum(
+        1
+        for e in events
+        if e["type"] == "request" and lo <= int(float(e["ts"]) // TICK_S) * TICK_S < at  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kills_before", "while_down"),
+    [(0, False), (2, False), (1, True)],
+    ids=["no-kill", "2-sigkills-before", "wiped-while-killed"],
+)
 async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_exact(
-    kafka_bootstrap: str, make_topic: Any
+    kills_before: int, while_down: bool, kafka_bootstrap: str, make_topic: Any
 ) -> None:
+    """Every tick from the wipe to the end of the rebuild is a stale failure;
+    no tick after it reports a window that misses what was counted before.
+    ``while_down``: the service is SIGKILLed, Redis wiped, the service started
+    again: it finds an empty store while the group has committed offsets."""
     redis = PrivateRedis()
     redis.start()
-    topics = await _topics(make_topic)
-    events = make_events(80_000, now=time.time(), seed=31)
-    expected = expected_of(events)
-    token, port = secrets.token_hex(16), free_port()
+    topics = await create_topics(make_topic)
+    events = make_events(80_000, now=time.time(), seed=31 + kills_before)
+    before_wipe, during_rebuild = events[:60_000], events[60_000:]
+    token = secrets.token_hex(16)
     store = reader_store(redis.url, "p")
-    async with WebhookFake({COMPOSITE: token}) as hook, aiohttp.ClientSession() as session:
+    loop = asyncio.get_running_loop()
+    async with WebhookFake({COMPOSITE: token}) as hook:
         env = _env(
             kafka_bootstrap, redis.url, "p", topics,
-            SENTINEL_HTTP_PORT=str(port), SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
+            SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
             **_webhook(0, "hook", hook.url, token, retries="0"),
         )  # fmt: skip
-        svc = ServiceProcess(env, "wiped")
-        probe = Probe(session, svc, port)
         try:
-            await probe.ready()
-            await produce(kafka_bootstrap, topics, events[:60_000])
-            ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-            await wait_caught_up(store, ends, timeout=240, proc=svc)
-            await hook.log.wait_for(
-                lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 30, "an ok push"
-            )
-            redis.stop()  # no persistence: counts, offsets and the lease are gone
-            redis.start()
-            wiped_from = len(hook.log.pings)
-            producing = asyncio.create_task(produce(kafka_bootstrap, topics, events[60_000:]))
-            rebuilding = await hook.log.wait_for(
-                lambda: next(
-                    (
-                        p
-                        for p in _composite_after(hook.log, wiped_from)
-                        if "rebuilding" in p.message
+            async with running_service(env, "wiped0") as probe:
+                await probe.ready()
+                producing = asyncio.create_task(produce(kafka_bootstrap, topics, before_wipe))
+                for k in range(kills_before):
+                    # killed while the stream is counted, restarted on the same port
+                    point = (k + 1) * len(before_wipe) // (kills_before + 2)
+                    await wait_stored_total(store, stream_parts(topics), point, probe.svc)
+                    probe.restart(f"wiped{k + 1}")
+                await producing
+                ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
+                await wait_caught_up(store, ends, timeout=300, proc=probe.svc)
+                await hook.log.wait_for(
+                    lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 90, "an ok push"
+                )
+                if while_down:
+                    probe.svc.kill()
+                wiped_from = len(hook.log.pings)
+                wiped_at = loop.time()
+                redis.stop()  # no persistence: counts, offsets, marker and lease are gone
+                redis.start()
+                if while_down:
+                    probe.restart("wiped-restarted", kill=False)
+                # the first ticks after the wipe see no new traffic: nothing but the
+                # store itself can tell them that its empty windows are not "quiet"
+                await hook.log.wait_for(
+                    lambda: len(_composite_after(hook.log, wiped_from)) >= 3,
+                    60,
+                    "3 pushes after the wipe",
+                )
+                producing = asyncio.create_task(produce(kafka_bootstrap, topics, during_rebuild))
+                rebuilding = await hook.log.wait_for(
+                    lambda: next(
+                        (p for p in _composite_after(hook.log, wiped_from) if _rebuilding(p)), None
                     ),
-                    None,
-                ),
-                60,
-                "a stale (rebuilding) push",
-            )
-            await producing
-            ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-            await wait_caught_up(store, ends, timeout=240, proc=svc)
-            await assert_exact(store, expected)
-            rebuilt_from = len(hook.log.pings)
-            # once recounted, the pipeline is trusted again by itself
-            await hook.log.wait_for(
-                lambda: any(not p.failure for p in _composite_after(hook.log, rebuilt_from)),
-                60,
-                "an ok push after the rebuild",
-            )
-            status = await probe.until(_status_is(probe, "ok"), "/status ok after the rebuild")
-            assert svc.terminate() == 0
+                    120,
+                    "a stale (rebuilding) push",
+                )
+                await producing
+                ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
+                await wait_caught_up(store, ends, timeout=300, proc=probe.svc)
+                await assert_exact(store, expected_of(events))
+                caught_up_from = len(hook.log.pings)
+                # once recounted, the pipeline is trusted again by itself
+                ok_after = await hook.log.wait_for(
+                    lambda: next(
+                        (p for p in _composite_after(hook.log, caught_up_from) if not p.failure),
+                        None,
+                    ),
+                    120,
+                    "an ok push after the rebuild",
+                )
+                status = await probe.until(
+                    partial(probe.status_is, "ok"), "/status ok after the rebuild"
+                )
+                log_text = probe.svc.log.read_text(errors="replace")
+                assert probe.svc.terminate() == 0
         finally:
-            svc.close()
             await store.close()
             redis.stop()
-    assert status
+    assert status is not None
     assert rebuilding.failure and rebuilding.message.startswith("stale: rebuilding"), rebuilding
-    log_text = svc.log.read_text(errors="replace")
-    assert log_text.count("rebuilt up to offset") >= 2 * PARTITIONS
-    # between the first rebuilding push and the end of the rebuild no tick
-    # reported numbers as trusted: every push in between is a stale failure
     after = _composite_after(hook.log, wiped_from)
-    first = after.index(rebuilding)
-    last_stale = max(i for i, p in enumerate(after) if "rebuilding" in p.message)
-    assert all(p.failure and p.message.startswith("stale") for p in after[first : last_stale + 1])
+    first_ok = next(i for i, p in enumerate(after) if not p.failure)
+    # from the wipe to the end of the rebuild every push is a stale failure
+    # (store unreachable while Redis restarts, then rebuilding) ...
+    assert all(p.failure and p.message.startswith("stale: ") for p in after[:first_ok]), [
+        p.message[:50] for p in after[:first_ok]
+    ]
+    assert any(_rebuilding(p) for p in after[:first_ok]), [p.message[:50] for p in after]
+    # ... and no tick after it reads a window missing what was counted before the
+    # wipe: never "ok" over an empty or half-rebuilt store
+    for ping in after[first_ok:]:
+        if ping.failure:
+            continue
+        assert ping.tick is not None and ping.at is not None
+        volume = ping.tick["signals"]["blocked_pct"]["volume"]
+        least = _requests_in_window(before_wipe, ping.at)
+        most = _requests_in_window(events, ping.at)
+        assert least <= volume <= most, (ping.at, least, volume, most, ping.message)
+    # afterwards exact: the ok tick after everything was counted sees every request
+    assert ok_after.tick is not None and ok_after.at is not None
+    assert ok_after.tick["signals"]["blocked_pct"]["volume"] == _requests_in_window(
+        events, ok_after.at
+    )
+    assert "the store lost its state" in log_text
+    assert log_text.count("rebuilt up to offset") >= 2 * PARTITIONS
+    stale_s = after[first_ok].received - wiped_at
     print(
-        f"wipe: {sum('rebuilding' in p.message for p in after)} rebuilding pushes, "
-        f"{first} push(es) before the wipe was noticed: {[p.message[:40] for p in after[:first]]}"
+        f"wipe after {kills_before} SIGKILLs{' (while down)' if while_down else ''}: "
+        f"{first_ok} stale pushes "
+        f"({sum(map(_rebuilding, after[:first_ok]))} rebuilding), first ok {stale_s:.1f} s "
+        f"after the wipe: {after[first_ok].message[:60]}"
     )
 
 
 def _rebuilding(ping: Ping) -> bool:
     return "rebuilding" in ping.message
+
+
+# -- 3b. a dead-letter topic that refuses writes, a missing alerts topic -------------
+
+
+async def test_dead_letters_refused_stall_the_partition_visibly_then_resume_exactly(
+    kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
+) -> None:
+    """The DLQ topic is deleted once the service runs (it refuses to start
+    without it): the partition with bad records waits (stale, naming the DLQ)
+    instead of skipping them or stalling silently; once the topic exists again
+    it moves on by itself, nothing lost or counted twice."""
+    topics = await create_topics(make_topic, 1)
+    missing_dlq = f"dlq-later-{uuid.uuid4().hex[:8]}"
+    await _dlq_topic(kafka_bootstrap, missing_dlq, create=True)
+    good = [e for e in make_events(600, now=time.time(), seed=71) if e["type"] == "request"]
+    values: list[bytes | None] = [orjson.dumps(e) for e in good[:150]]
+    values += [b"not json", b"[1, 2]"]  # two dead letters mid-stream
+    values += [orjson.dumps(e) for e in good[150:]]
+    token = secrets.token_hex(16)
+    store = reader_store(redis_url, redis_ns.prefix)
+    env = _env(
+        kafka_bootstrap, redis_url, redis_ns.prefix, {**topics, "dlq": missing_dlq},
+        SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
+    )  # fmt: skip
+    reason = f"dead-letter topic {missing_dlq} refuses writes"
+    async with WebhookFake({COMPOSITE: token}) as hook:
+        env.update(_webhook(0, "hook", hook.url, token, retries="0"))
+        try:
+            async with running_service(env, "dlq") as probe:
+                await probe.ready()
+                await _dlq_topic(kafka_bootstrap, missing_dlq, create=False)
+                await produce_raw(kafka_bootstrap, topics["request"], values)
+                stale = await hook.log.wait_for(
+                    lambda: next((p for p in hook.log.of(COMPOSITE) if reason in p.message), None),
+                    120,
+                    "a stale push naming the dead-letter topic",
+                )
+                code, ready = await probe.readyz()
+                stalled_at = await stored_total(store, stream_parts(topics, 1))
+                # the topic is back: the partition moves on by itself
+                await _dlq_topic(kafka_bootstrap, missing_dlq, create=True)
+                ends = await end_offsets(kafka_bootstrap, [topics["request"]])
+                await wait_caught_up(store, ends, timeout=180, proc=probe.svc)
+                cleared = len(hook.log.pings)
+                await hook.log.wait_for(
+                    lambda: any(not p.failure for p in _composite_after(hook.log, cleared)),
+                    90,
+                    "an ok push once the dead-letter topic accepts",
+                )
+                dead = await read_topic(kafka_bootstrap, missing_dlq, 2)
+                assert probe.svc.terminate() == 0
+                log_text = probe.svc.log.read_text(errors="replace")
+        finally:
+            await store.close()
+            with contextlib.suppress(Exception):
+                admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+                await admin.start()
+                try:
+                    await admin.delete_topics([missing_dlq])
+                finally:
+                    await admin.close()
+    assert stale.failure and stale.message.startswith("stale: "), stale
+    # not ready (a configured topic is missing) and why it stalls, both in /readyz
+    assert code == 503 and ready["checks"]["topics"] == f"missing: {missing_dlq}", ready
+    assert reason in ready.get("warnings", []), ready
+    # the bad records' offsets (150, 151) were never passed: the stored offset
+    # stops before them while they wait
+    assert stalled_at <= 150, stalled_at
+    assert sorted(d["source"]["offset"] for d in dead) == [150, 151]
+    expected = expected_of(good)
+    await _assert_exact_at(redis_url, redis_ns.prefix, expected)
+    assert log_text.count("refuses writes (") == 1  # one error line, not one per retry
+    assert "accepts again" in log_text
+
+
+async def _dlq_topic(bootstrap: str, name: str, *, create: bool) -> None:
+    """Create ``name``, or delete it; either way wait until the broker agrees."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if create:
+            await admin.create_topics([NewTopic(name, 1, 1)])
+        else:
+            await admin.delete_topics([name])
+        async with asyncio.timeout(60):
+            while (name in await admin.list_topics()) is not create:
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def _assigned(probe: Probe) -> tuple[int, dict[str, Any]] | None:
+    """/readyz once this replica holds partitions, ready or not."""
+    code, body = await probe.readyz()
+    return (code, body) if body.get("checks", {}).get("partitions_assigned") is True else None
+
+
+async def _assert_exact_at(url: str, prefix: str, expected: Expected) -> None:
+    store = reader_store(url, prefix)
+    try:
+        await assert_exact(store, expected)
+    finally:
+        await store.close()
+
+
+async def test_missing_alerts_topic_is_one_warning_in_the_log_and_readyz_and_costs_no_wait(
+    kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
+) -> None:
+    topics = await create_topics(make_topic, 1, alerts=False)
+    missing = f"alerts-missing-{uuid.uuid4().hex[:8]}"
+    token = secrets.token_hex(16)
+    env = _env(
+        kafka_bootstrap, redis_url, redis_ns.prefix, topics,
+        SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S), SENTINEL_KAFKA_ALERTS_TOPIC=missing,
+        # every tick a transition (learning <-> ok is not one): red at once
+        SENTINEL_BASELINES_BLOCKED_PCT="0.001",
+    )  # fmt: skip
+    events = make_events(2_000, now=time.time(), seed=81)
+    async with WebhookFake({COMPOSITE: token}) as hook:
+        env.update(_webhook(0, "hook", hook.url, token, retries="0"))
+        async with running_service(env, "alerts") as probe:
+            code, ready = await probe.until(partial(_assigned, probe), "partitions assigned")
+            await hook.log.wait_for(lambda: hook.log.of(COMPOSITE), 60, "a push (ok)")
+            first = len(hook.log.pings) - 1
+            await produce(kafka_bootstrap, topics, events)
+            # a transition (ok -> warning: one red signal), then ticks for longer
+            # than the 10 s a send to a missing topic used to wait before failing
+            changed = await hook.log.wait_for(
+                lambda: next(
+                    (
+                        i  # > 0: the push at `first` was before the traffic
+                        for i, p in enumerate(_composite_after(hook.log, first))
+                        if p.message.startswith("warning: ")
+                    ),
+                    None,
+                ),
+                60,
+                "a transition to warning",
+            )
+            await hook.log.wait_for(
+                lambda: len(_composite_after(hook.log, first)) >= changed + 8, 60, "8 more ticks"
+            )
+            log_text = probe.svc.log.read_text(errors="replace")
+            assert probe.svc.terminate() == 0
+    warning = f"alerts topic {missing} does not exist"
+    assert code == 503 and ready["checks"]["topics"] == f"missing: {missing}", ready
+    assert warning in ready.get("warnings", []), ready
+    assert log_text.count(warning) == 1, log_text[-2000:]
+    assert "alert event not sent" not in log_text  # no 10 s wait per transition
+    pushed = _composite_after(hook.log, first)
+    # the transitions cost no wait: one push per tick, none skipped
+    ats = [p.at for p in pushed if p.at is not None]
+    assert {y - x for x, y in itertools.pairwise(ats)} == {TICK_S}, ats
+    assert changed > 0 and not pushed[changed - 1].message.startswith("warning: ")
 
 
 # -- 4. the Kafka broker restarted -----------------------------------------------------
@@ -481,7 +592,7 @@ async def test_kafka_broker_restarted_mid_stream_consumer_resumes_without_loss(
         env = _env(broker.bootstrap, redis_url, redis_ns.prefix, topics)
         svc = ServiceProcess(env, "broker")
         await produce(broker.bootstrap, topics, events[:30_000])
-        await _wait_stored(store, _parts(topics), 5_000, svc)
+        await wait_stored_total(store, stream_parts(topics), 5_000, svc)
         started = time.monotonic()
         broker.stop()  # a clean broker restart keeps its log: nothing produced is lost
         stopped = time.monotonic()
@@ -519,7 +630,7 @@ async def _count_leaders(
             if probe.svc.proc.poll() is not None:
                 continue
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                status = await probe.status()
+                status = await probe.status_or_none()
                 leaders += bool(status and status.get("leader"))
         samples.append(leaders)
         with contextlib.suppress(TimeoutError):
@@ -534,7 +645,7 @@ REPLICA_TICK_S = 4
 async def test_three_replicas_one_killed_and_restarted_one_leader_per_tick_exact_totals(
     kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic)
     events = make_events(90_000, now=time.time(), seed=51)
     expected = expected_of(events)
     token = secrets.token_hex(16)
@@ -564,8 +675,8 @@ async def test_three_replicas_one_killed_and_restarted_one_leader_per_tick_exact
             producing = asyncio.create_task(produce(kafka_bootstrap, topics, events))
             first = len(hook.log.pings)
             await hook.log.wait_for(lambda: len(hook.log.pings) > first + 2, 60, "3 pushes")
-            await _wait_stored(store, _parts(topics), 20_000, replicas["a"].svc)
-            statuses = {n: await p.status() for n, p in replicas.items()}
+            await wait_stored_total(store, stream_parts(topics), 20_000, replicas["a"].svc)
+            statuses = {n: await p.status_or_none() for n, p in replicas.items()}
             (leader,) = [n for n, s in statuses.items() if s and s.get("leader")]
             killed_after = len(hook.log.pings)
             replicas[leader].svc.kill()  # mid-stream, the one that pushes
@@ -656,56 +767,60 @@ class Flaky:
 async def test_monitors_that_hang_fail_or_refuse_never_delay_ticks_and_recover(
     kafka_bootstrap: str, redis_url: str, make_topic: Any, redis_ns: Any
 ) -> None:
-    topics = await _topics(make_topic)
-    token, port, refused_port = secrets.token_hex(16), free_port(), free_port()
+    topics = await create_topics(make_topic)
+    token, refused_port = secrets.token_hex(16), free_port()
     hang, error = await Flaky("hang").start(), await Flaky("error").start()
     back: Flaky | None = None
     grace = min(2.0, TICK_S / 4)  # the service's: ticks start this long after `at`
-    async with WebhookFake({COMPOSITE: token}) as hook, aiohttp.ClientSession() as session:
+    async with WebhookFake({COMPOSITE: token}) as hook:
         env = _env(
             kafka_bootstrap, redis_url, redis_ns.prefix, topics,
-            SENTINEL_HTTP_PORT=str(port), SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
+            SENTINEL_ALERTING_TICK_SECONDS=str(TICK_S),
             **_webhook(0, "good", hook.url, token),
             **_webhook(1, "hang", hang.url, token),
             **_webhook(2, "error", error.url, token),
             **_webhook(3, "refused", f"http://127.0.0.1:{refused_port}/hook", token),
         )  # fmt: skip
-        svc = ServiceProcess(env, "monitors")
-        probe = Probe(session, svc, port)
         # loop time -> wall time, to set arrivals against each tick's `at`
         offset = time.time() - asyncio.get_running_loop().time()
         try:
-            await probe.ready()
-            await produce(kafka_bootstrap, topics, make_events(2_000, now=time.time(), seed=61))
-            first = len(hook.log.pings)
-            await hook.log.wait_for(lambda: len(hook.log.pings) >= first + 8, 60, "8 ticks")
-            bad_until = len(hook.log.pings)
-            failed = {
-                name: await probe.metric(
-                    "stream_sentinel_heartbeats_total", target=name, result=result
+            async with running_service(env, "monitors") as probe:
+                await probe.ready()
+                await produce(kafka_bootstrap, topics, make_events(2_000, now=time.time(), seed=61))
+                first = len(hook.log.pings)
+                await hook.log.wait_for(lambda: len(hook.log.pings) >= first + 8, 60, "8 ticks")
+                bad_until = len(hook.log.pings)
+                failed = {
+                    name: await probe.metric(
+                        "stream_sentinel_heartbeats_total", target=name, result=result
+                    )
+                    for name, result in (
+                        ("hang", "timeout"),
+                        ("error", "error"),
+                        ("refused", "error"),
+                    )
+                }
+                # the monitors come back
+                hang.recover()
+                error.recover()
+                back = await Flaky("ok", refused_port).start()
+
+                async def recovered() -> bool:
+                    oks = [
+                        await probe.metric(
+                            "stream_sentinel_heartbeats_total", target=n, result="ok"
+                        )
+                        for n in ("hang", "error", "refused")
+                    ]
+                    return all(n > 0 for n in oks)
+
+                await probe.until(recovered, "ok pushes to the recovered monitors", 30)
+                recovered_at = len(hook.log.pings)
+                await hook.log.wait_for(
+                    lambda: len(hook.log.pings) >= recovered_at + 3, 30, "3 more ticks"
                 )
-                for name, result in (("hang", "timeout"), ("error", "error"), ("refused", "error"))
-            }
-            # the monitors come back
-            hang.recover()
-            error.recover()
-            back = await Flaky("ok", refused_port).start()
-
-            async def recovered() -> bool:
-                oks = [
-                    await probe.metric("stream_sentinel_heartbeats_total", target=n, result="ok")
-                    for n in ("hang", "error", "refused")
-                ]
-                return all(n > 0 for n in oks)
-
-            await probe.until(recovered, "ok pushes to the recovered monitors", 30)
-            recovered_at = len(hook.log.pings)
-            await hook.log.wait_for(
-                lambda: len(hook.log.pings) >= recovered_at + 3, 30, "3 more ticks"
-            )
-            assert svc.terminate() == 0
+                assert probe.svc.terminate() == 0
         finally:
-            svc.close()
             for flaky in (hang, error, back):
                 if flaky is not None:
                     await flaky.close()
@@ -723,9 +838,11 @@ async def test_monitors_that_hang_fail_or_refuse_never_delay_ticks_and_recover(
         f"overall jitter (max - min) {max(late) - min(late):.3f} s over {len(late)} ticks; "
         f"failures counted {failed}"
     )
-    # a tick starts `grace` after `at`; a push to the good monitor arrives soon
-    # after, however long the others hang: bounded well below the tick period
-    assert max(late) <= grace + 1.0, late
+    # a tick starts `grace` after `at`; a push to the good monitor arrives
+    # before the next tick starts, however long the others hang (a hung one
+    # is waited on for its 5 s timeout, more than a whole tick): the bound
+    # leaves a loaded machine room for a slow evaluation, not for a wait
+    assert max(late) < TICK_S + grace, late
     assert all(n > 0 for n in failed.values()), failed
     assert hang.hits.get("hang", 0) > 0 and error.hits.get("error", 0) > 0
     assert back is not None and back.hits.get("ok", 0) > 0

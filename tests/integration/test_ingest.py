@@ -1,15 +1,16 @@
-"""Ingestion against the real broker and Redis: exact totals under faults.
+"""Ingestion against the real broker and Redis: exact totals, lag committed,
+a group rebalance, the dead-letter topic.
 
 Every test computes the expected totals per bucket and per user from what it
 produced, then compares them with what the store holds once the service has
-caught up with the end offsets.
+caught up with the end offsets. The fault scenarios (SIGKILLs, Redis paused,
+Redis restarted empty) live in test_faults.py, once each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import random
 import time
 import uuid
 from collections import Counter
@@ -20,13 +21,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_sentinel.store.redis import RedisStore
-
 from .harness import (
     Expected,
-    PrivateRedis,
     ServiceProcess,
     assert_exact,
+    create_topics,
+    deployment_env,
     end_offsets,
     expected_of,
     free_port,
@@ -35,33 +35,12 @@ from .harness import (
     produce_raw,
     read_topic,
     reader_store,
-    service_env,
+    stream_parts,
     wait_caught_up,
+    wait_stored_total,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def _topics(make_topic, partitions: int = 4) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        "request": await make_topic(partitions, "req"),
-        "response": await make_topic(partitions, "resp"),
-        "dlq": await make_topic(1, "dlq"),
-    }
-
-
-def _env(
-    kafka_bootstrap: str, url: str, prefix: str, topics: dict[str, str], **kw: str
-) -> dict[str, str]:
-    return service_env(
-        bootstrap=kafka_bootstrap,
-        redis_url=url,
-        prefix=prefix,
-        requests=topics["request"],
-        responses=topics["response"],
-        dlq=topics["dlq"],
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
@@ -70,12 +49,14 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
     make_topic,
     redis_ns,  # type: ignore[no-untyped-def]
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, alerts=False)
     events = make_events(100_000, now=time.time(), seed=1)
     expected = expected_of(events)
     await produce(kafka_bootstrap, topics, events)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    svc = ServiceProcess(_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group))
+    svc = ServiceProcess(
+        deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
+    )
     store = reader_store(redis_url, redis_ns.prefix)
     try:
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
@@ -102,63 +83,17 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
         await store.close()
 
 
-async def test_sigkill_mid_stream_several_times_loses_and_doubles_nothing(
-    kafka_bootstrap: str,
-    redis_url: str,
-    make_topic,
-    redis_ns,  # type: ignore[no-untyped-def]
-) -> None:
-    topics = await _topics(make_topic)
-    rng = random.Random()
-    events = make_events(60_000, now=time.time(), seed=2)
-    expected = expected_of(events)
-    env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
-    store = reader_store(redis_url, redis_ns.prefix)
-    # small batches so a kill lands between many store writes
-    env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
-    chunks = [events[i : i + 15_000] for i in range(0, len(events), 15_000)]
-    svc = ServiceProcess(env, "svc0")
-    try:
-        for n, chunk in enumerate(chunks):
-            await produce(kafka_bootstrap, topics, chunk)
-            # let it get somewhere, then kill it at a random point
-            await _wait_some_progress(store, topics, minimum=1)
-            await asyncio.sleep(rng.uniform(0.0, 1.5))
-            svc.kill()
-            svc.close()
-            svc = ServiceProcess(env, f"svc{n + 1}")
-        ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-        await wait_caught_up(store, ends, timeout=240, proc=svc)
-        await assert_exact(store, expected)
-    finally:
-        svc.close()
-        await store.close()
-
-
-async def _wait_some_progress(store: RedisStore, topics: dict[str, str], minimum: int) -> None:
-    from stream_sentinel.store.base import PartitionId
-
-    parts = [PartitionId(topics[t], p) for t in ("request", "response") for p in range(4)]
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        stored = await store.load_offsets(parts)
-        if sum(v or 0 for v in stored.values()) >= minimum:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "service made no progress"
-        await asyncio.sleep(0.1)
-
-
 async def test_two_consumers_one_group_one_stops_mid_stream(
     kafka_bootstrap: str,
     redis_url: str,
     make_topic,
     redis_ns,  # type: ignore[no-untyped-def]
 ) -> None:
-    topics = await _topics(make_topic)
+    topics = await create_topics(make_topic, alerts=False)
     events = make_events(40_000, now=time.time(), seed=3)
     expected = expected_of(events)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
+    env = deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics, group=group)
     env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
     store = reader_store(redis_url, redis_ns.prefix)
     a, b = ServiceProcess(env, "a"), ServiceProcess(env, "b")
@@ -167,7 +102,7 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
         await a.wait_log("Setting newly assigned partitions {TopicPartition")
         await b.wait_log("Setting newly assigned partitions {TopicPartition")
         await produce(kafka_bootstrap, topics, events[:20_000])
-        await _wait_some_progress(store, topics, minimum=2_000)
+        await wait_stored_total(store, stream_parts(topics), 2_000, a)
         assert a.terminate() == 0  # a graceful stop mid-stream hands its partitions over
         await produce(kafka_bootstrap, topics, events[20_000:])
         ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
@@ -180,75 +115,13 @@ async def test_two_consumers_one_group_one_stops_mid_stream(
         await store.close()
 
 
-async def test_redis_paused_mid_stream_then_back(
-    kafka_bootstrap: str,
-    make_topic,  # type: ignore[no-untyped-def]
-) -> None:
-    redis = PrivateRedis()
-    redis.start()
-    topics = await _topics(make_topic)
-    events = make_events(30_000, now=time.time(), seed=4)
-    expected = expected_of(events)
-    env = _env(kafka_bootstrap, redis.url, "p", topics)
-    env["SENTINEL_INGEST_BATCH_MAX_RECORDS"] = "500"
-    store = reader_store(redis.url, "p")
-    svc = ServiceProcess(env)
-    try:
-        await produce(kafka_bootstrap, topics, events[:10_000])
-        await _wait_some_progress(store, topics, minimum=1_000)
-        redis.pause()  # an outage that keeps its data
-        await produce(kafka_bootstrap, topics, events[10_000:])
-        # longer than the store's 5 s socket timeout, so writes fail and are retried
-        await asyncio.sleep(7)
-        assert svc.proc.poll() is None, svc.log_tail()
-        redis.resume()
-        ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-        await wait_caught_up(store, ends, timeout=240, proc=svc)
-        await assert_exact(store, expected)
-        assert "store unavailable" in svc.log.read_text()
-        assert svc.terminate() == 0
-    finally:
-        svc.close()
-        await store.close()
-        redis.stop()
-
-
-async def test_redis_restarted_empty_mid_stream_is_rebuilt_from_kafka(
-    kafka_bootstrap: str,
-    make_topic,  # type: ignore[no-untyped-def]
-) -> None:
-    redis = PrivateRedis()
-    redis.start()
-    topics = await _topics(make_topic)
-    events = make_events(30_000, now=time.time(), seed=5)
-    expected = expected_of(events)
-    env = _env(kafka_bootstrap, redis.url, "p", topics)
-    store = reader_store(redis.url, "p")
-    svc = ServiceProcess(env)
-    try:
-        await produce(kafka_bootstrap, topics, events[:15_000])
-        await _wait_some_progress(store, topics, minimum=5_000)
-        redis.stop()  # no persistence: everything it held is gone
-        redis.start()
-        await produce(kafka_bootstrap, topics, events[15_000:])
-        ends = await end_offsets(kafka_bootstrap, [topics["request"], topics["response"]])
-        await wait_caught_up(store, ends, timeout=240, proc=svc)
-        await assert_exact(store, expected)
-        assert "rebuilding" in svc.log.read_text()
-        assert svc.terminate() == 0
-    finally:
-        svc.close()
-        await store.close()
-        redis.stop()
-
-
 async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     kafka_bootstrap: str,
     redis_url: str,
     make_topic,
     redis_ns,  # type: ignore[no-untyped-def]
 ) -> None:
-    topics = await _topics(make_topic, partitions=1)
+    topics = await create_topics(make_topic, 1, alerts=False)
     now = time.time()
     good = make_events(200, now=now, seed=6)
     good_requests = [e for e in good if e["type"] == "request"]
@@ -280,7 +153,7 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_neighbours_count(
     expected = Expected()
     for e in good_requests:
         expected.add(e)
-    env = _env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
+    env = deployment_env(kafka_bootstrap, redis_url, redis_ns.prefix, topics)
     port = free_port()
     env["SENTINEL_HTTP_PORT"] = str(port)
     svc = ServiceProcess(env)

@@ -278,11 +278,49 @@ async def test_lost_partition_registry_alone_is_rebuilt_by_the_next_write(
         await s.close()
 
 
+async def test_generation_is_claimed_once_and_then_held(store: Store) -> None:
+    assert await store.generation() is None
+    assert await store.claim_generation("first") == "first"
+    # a second replica starting later adopts the deployment's generation
+    assert await store.claim_generation("second") == "first"
+    assert await store.generation() == "first"
+
+
+async def test_registered_lists_every_written_partition(store: Store) -> None:
+    assert await store.registered() == []
+    await store.apply(P1, None, 3, delta_of(req(T0, "a")))
+    await store.apply(R0, None, 1, {})  # an offset alone registers its partition too
+    assert sorted(await store.registered()) == [P1, R0]
+
+
+async def test_a_wiped_redis_has_no_generation_and_a_new_claim_replaces_it(
+    any_redis_url: str,
+) -> None:
+    s, client, prefix = await _redis_store(any_redis_url)
+    try:
+        assert await s.claim_generation("g1") == "g1"
+        await s.apply(P0, None, 1, delta_of(req(T0, "a")))
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        # under the deployment's prefix, in a hash slot of its own
+        assert f"{prefix}:{{generation}}".encode() in keys
+        for key in keys:
+            await client.delete(key)  # one by one: a Cluster spreads them over slots
+        assert await s.generation() is None
+        assert await s.registered() == []
+        assert await s.claim_generation("g2") == "g2"
+    finally:
+        for key in [k async for k in client.scan_iter(match=f"{prefix}:*")]:
+            await client.delete(key)
+        await s.close()
+
+
 async def test_drop_all_forgets_offsets_counts_and_users(store: Store) -> None:
     await store.apply(P0, None, 2, delta_of(req(T0, "a"), req(T0 + 60, "b")))
     await store.apply(R0, None, 1, delta_of(resp(T0, "a")))
+    await store.claim_generation("before")
     await store.drop_all()
     assert await store.load_offsets([P0, R0]) == {P0: None, R0: None}
+    assert await store.generation() is None  # a live service reads this as a lost state
     assert await store.window(T0, T0 + 3600) == WindowCounts()
     assert await store.top_users(T0, T0 + 3600, 5) == []
     # a store emptied this way starts afresh, as a new one would

@@ -1,0 +1,183 @@
+"""What the leader checks before it trusts the store's windows: has the store
+lost its state, and is the whole group's counting moving.
+
+A store that lost its state must never read as "no traffic". It holds a
+generation marker (``Store.claim_generation``) that every replica claims at
+start-up; the leader looks at it before each tick. The store lost its state
+when the marker is gone or replaced (a replica that started after a wipe
+wrote a new one), or when it lists no partition (or we had to create the
+marker) while the consumer group has committed offsets in Kafka: the group
+counted something that the store no longer holds.
+
+From then until every partition of the topics, whichever replica owns it,
+has its offset stored at or past the end offset it had when the loss was
+seen, the store is ``rebuilding``: the replicas recount from Kafka
+(``kafka.partitions``) and the leader reads their progress in the store,
+where every replica writes it. The same reading tells the leader when any
+partition of the group, its own or a follower's, stopped moving while
+records wait: Kafka's committed offsets are not needed for that, the store's
+offsets are the truth they copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ..store.base import PartitionId, Store
+from .partitions import part_of
+
+log = logging.getLogger(__name__)
+
+# a Kafka answer that takes longer than this tells us nothing for this tick
+KAFKA_TIMEOUT_S = 2.0
+
+
+class StoreWatch:
+    def __init__(
+        self,
+        store: Store,
+        topics: Sequence[str],
+        *,
+        stall_after_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._topics = tuple(topics)
+        self._stall_after = stall_after_s
+        self._clock = clock
+        self.consumer: AIOKafkaConsumer | None = None  # bound once Kafka is up
+        self._known: str | None = None
+        self._created = False  # we wrote the marker: a first start, or a wipe
+        # we wrote it and Kafka has not told yet whether the group counted
+        # before: the store cannot be vouched for until it does
+        self._unsure = False
+        # end offsets to reach before the store's counts are whole again
+        self._targets: dict[TopicPartition, int] | None = None
+        self._seen: dict[TopicPartition, tuple[int | None, float]] = {}
+        self.stalled: tuple[TopicPartition, ...] = ()
+        self._lock = asyncio.Lock()
+        self.losses = 0  # how many times the store was found to have lost its state
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._targets is not None or self._unsure
+
+    @property
+    def stalled_note(self) -> str | None:
+        if not self.stalled:
+            return None
+        return "partitions of the group not moving: " + ", ".join(
+            f"{tp.topic}:{tp.partition}" for tp in self.stalled
+        )
+
+    async def claim(self) -> None:
+        """At start-up: adopt the store's generation, or write one. Raises StoreUnavailable."""
+        candidate = uuid.uuid4().hex
+        self._known = await self._store.claim_generation(candidate)
+        self._created = self._known == candidate
+
+    async def unchanged(self) -> bool:
+        """Whether the store still holds the generation last seen; raises
+        StoreUnavailable."""
+        return self._known is not None and await self._store.generation() == self._known
+
+    async def check(self) -> bool:
+        """Look at the marker and the group's progress. Raises StoreUnavailable.
+
+        Returns True when the store was found to have lost its state just now.
+        """
+        async with self._lock:
+            lost = await self._lost()
+            if lost is not None:
+                self.losses += 1
+                log.warning("the store lost its state (%s): rebuilding from Kafka", lost)
+                self._targets = await self._ends() or {}
+            await self._follow()
+            return lost is not None
+
+    async def _lost(self) -> str | None:
+        if self._known is None:
+            await self.claim()
+        held = await self._store.generation()
+        if held != self._known:
+            await self.claim()
+            return "generation marker gone" if held is None else "generation marker replaced"
+        if self._created or not await self._store.registered():
+            committed = await self._group_committed()
+            if committed is None:  # Kafka did not answer: ask again next tick
+                self._unsure = self._created
+                return None
+            self._created = self._unsure = False
+            if committed:
+                return "no partition stored while the group has committed offsets"
+        return None
+
+    def _partitions(self) -> list[TopicPartition]:
+        if self.consumer is None:
+            return []
+        found: list[TopicPartition] = []
+        for topic in self._topics:
+            found += [
+                TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()
+            ]
+        return sorted(found)
+
+    async def _ends(self) -> dict[TopicPartition, int] | None:
+        tps = self._partitions()
+        if not tps or self.consumer is None:
+            return None
+        try:
+            ends: dict[TopicPartition, int] = await asyncio.wait_for(
+                self.consumer.end_offsets(tps), KAFKA_TIMEOUT_S
+            )
+        except (KafkaError, TimeoutError):
+            return None
+        return ends
+
+    async def _group_committed(self) -> bool | None:
+        """Whether the group committed an offset for any partition; None: unknown."""
+        tps, consumer = self._partitions(), self.consumer
+        if not tps or consumer is None:
+            return None
+        try:
+            found = await asyncio.wait_for(
+                asyncio.gather(*(consumer.committed(tp) for tp in tps)), KAFKA_TIMEOUT_S
+            )
+        except (KafkaError, TimeoutError):
+            return None
+        return any(offset is not None for offset in found)
+
+    async def _follow(self) -> None:
+        """Where every partition of the group stands in the store."""
+        ends = await self._ends()
+        if ends is None:
+            return
+        stored = await self._store.load_offsets([part_of(tp) for tp in ends])
+        now = self._clock()
+        if self._targets is not None:
+            behind = [
+                tp for tp, target in self._targets.items() if not _reached(stored, tp, target)
+            ]
+            if not behind:
+                log.info("store rebuilt: every partition of the group recounted")
+                self._targets = None
+        stalled = []
+        for tp, end in ends.items():
+            offset = stored[part_of(tp)]
+            seen = self._seen.get(tp)
+            if seen is None or seen[0] != offset:
+                self._seen[tp] = (offset, now)
+            elif end > (offset or 0) and now - seen[1] > self._stall_after:
+                stalled.append(tp)
+        self.stalled = tuple(stalled)
+
+
+def _reached(stored: Mapping[PartitionId, int | None], tp: TopicPartition, target: int) -> bool:
+    offset = stored.get(part_of(tp))
+    return offset is not None and offset >= target
