@@ -240,7 +240,10 @@ def advance(
         if key in out:
             continue
         if old.kind in now_firing.unknown:
-            out[key] = old
+            # a stale tick cannot tell whether a red signal cleared: the last known
+            # alerts are kept alive, so Alertmanager never sees an all-clear during
+            # a pipeline fault (a rebuild, a leader handover)
+            out[key] = old if old.resolved else replace(old, ends_at=ends_at)
         elif not old.resolved:
             summary = "resolved, was: " + old.annotations.get("summary", "")
             notes = {**old.annotations, "summary": summary[:ANNOTATION_CHARS]}
@@ -264,12 +267,10 @@ def postable_alerts(
     generator_url: str,
     now_firing: Firing,
 ) -> list[dict[str, Any]]:
-    """The body of ``POST /api/v2/alerts`` for one target: every episode except
-    firing ones the tick says nothing about (left to lapse or be confirmed later)."""
+    """The body of ``POST /api/v2/alerts`` for one target: every episode, firing
+    ones a stale tick says nothing about included (kept alive, not resolved)."""
     alerts = []
     for episode in episodes.values():
-        if episode.kind in now_firing.unknown and not episode.resolved:
-            continue
         labels = {**static_labels, **episode.labels, "severity": severities[episode.kind]}
         alerts.append(
             {

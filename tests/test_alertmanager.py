@@ -118,12 +118,15 @@ def test_stale_fires_its_own_alert_and_holds_the_others() -> None:
     stale = Tick(AT + 60, "stale", (), {}, (), "store unreachable\nretrying")
     episodes = step(episodes, stale, AT + 61)
     alerts = body(stale, episodes)
-    assert names(alerts) == {("StreamSentinelStale", "")}
-    (alert,) = alerts
+    assert ("StreamSentinelStale", "") in names(alerts)
+    (alert,) = [a for a in alerts if a["labels"]["alertname"] == "StreamSentinelStale"]  # type: ignore[index]
     assert alert["annotations"]["reason"] == "store unreachable retrying"  # type: ignore[index]
-    # the red signals are neither resolved nor re-sent: the stale tick knows nothing of them
+    # the stale tick cannot tell whether the red signals cleared: they are kept
+    # alive (re-sent, endsAt moved on), never resolved, so no all-clear goes out
     held = [e for e in episodes.values() if e.kind != "stale"]
     assert len(held) == 3 and not any(e.resolved for e in held)
+    assert all(e.ends_at == AT + 61 + FIRING_TICKS * TICK_S for e in held)
+    assert len(alerts) == 4
     # back, still under attack: the same episodes go on, with their first tick
     again = tick("critical", ["blocked_pct", "safety_pct"], at=AT + 120)
     episodes = step(episodes, again, AT + 121)
