@@ -1,4 +1,4 @@
-"""Guardrails for the LiteLLM proxy the tests start (imported by the proxy, not by pytest).
+"""Example guardrails for the LiteLLM proxy; tests/integration/test_litellm_proxy.py runs them.
 
 Triggered by words in the prompt, so one proxy serves every kind of call:
 ``ignore previous instructions`` -> the pre-call injection blocker raises 400;

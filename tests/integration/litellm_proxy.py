@@ -20,6 +20,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv-litellm"
 APP = Path(__file__).with_name("litellm_app")
+# the guardrails of the documented example: the tests run the config users copy
+GUARDS = REPO / "examples" / "litellm"
 MASTER_KEY = "sk-master-test-0123456789"
 MODEL = "gpt-4o-mini"
 
@@ -65,7 +67,7 @@ class LiteLLMProxy:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")},
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "PYTHONPATH": str(APP),
+            "PYTHONPATH": os.pathsep.join((str(APP), str(GUARDS))),
             "RECORD_DUMP": str(self.dump),
             "NO_DOCS": "True",
             **env,
