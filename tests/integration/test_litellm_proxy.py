@@ -1,7 +1,7 @@
 """LiteLLM proxy -> Kafka -> the sentinel, with a real proxy (litellm 1.108.7).
 
-Mocked models (``mock_response``), guardrails written for the test
-(``examples/litellm/guards.py``, the documented example), calls through plain HTTP and the ``openai``
+Mocked models (``mock_response``), the documented example's guardrails
+(``examples/litellm/guards.py``), calls through plain HTTP and the ``openai``
 client. A second callback dumps every standard logging record the proxy
 produced, so the events in Kafka are checked against the mapping of exactly
 those records; the sentinel's ``/status`` is checked against sums of the
