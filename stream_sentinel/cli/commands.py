@@ -246,7 +246,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: --timeline {args.timeline}: {_why(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    report = score(truth, timeline)
+    if args.clear_ticks < 1:
+        print("error: --clear-ticks must be 1 or more", file=sys.stderr)
+        return EXIT_INPUT
+    report = score(truth, timeline, clear_ticks=args.clear_ticks)
     if args.json:
         print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
