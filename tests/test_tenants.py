@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import pytest
@@ -9,12 +10,15 @@ import pytest
 from stream_sentinel.aggregate import BucketDelta, TenantDelta
 from stream_sentinel.baselines import LearnedBaselines
 from stream_sentinel.evaluate import Evaluator, StaticBaselines
-from stream_sentinel.model import SIGNALS, TenantCounts, WindowCounts
+from stream_sentinel.model import SIGNALS, TenantCounts, Tick, WindowCounts
 from stream_sentinel.rules import Baseline, Hysteresis, RulesConfig
 from stream_sentinel.store.base import PartitionId
 from stream_sentinel.store.history import MemoryHistory, TickRecord
+from stream_sentinel.store.lease import RedisLease
 from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.store.redis_client import connect
 from stream_sentinel.tenants import TenantHolds, evaluate_tenants, with_global_fallback
+from stream_sentinel.ticker import TickLoop
 
 RULES = RulesConfig(clear_ticks=3)
 STATIC = {"blocked_pct": 0.1, "safety_pct": 99.5, "top_user_rps": 5.0, "spend_hour": 40.0}
@@ -173,3 +177,50 @@ async def test_a_tenant_learns_its_own_baseline_and_borrows_the_global_one_meanw
     with_tenants = [r for r in records if r.tenants]
     assert with_tenants and all(r.at % 300 == 0 for r in with_tenants)
     assert TickRecord.decode(with_tenants[0].encode()) == with_tenants[0]
+
+
+async def test_a_new_leader_takes_over_the_tenants_held_red(redis_url: str) -> None:
+    store = MemoryStore(retention_s=7200)
+    await store.apply(P, None, 1, minute(T0, {"small": (300, 9)}))
+    client = connect(redis_url)
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+
+    async def healthy() -> None:
+        return None
+
+    def loop_for(evaluator: Evaluator, replica: str) -> TickLoop:
+        lease = RedisLease(client, prefix=prefix, replica_id=replica, ttl_ms=60_000)
+
+        async def publish(tick: Tick, deadline: float) -> None:
+            return None
+
+        return TickLoop(
+            evaluator,
+            lease,
+            tick_seconds=60,
+            grace_s=0.0,
+            lease_ttl_s=60.0,
+            health=healthy,
+            publish=publish,
+            on_tick=lambda tick, took: None,
+        )
+
+    first = Evaluator(store, RULES, StaticBaselines(STATIC), tenants_top_k=3)
+    leader = loop_for(first, "a")
+    await leader._renew()
+    await leader._evaluate(T0 + 60)
+    assert first.tenant_holds.of("small").hold("blocked_pct").red
+    await leader.drain()
+    await leader._lease.release()
+    successor = Evaluator(store, RULES, StaticBaselines(STATIC), tenants_top_k=3)
+    follower = loop_for(successor, "b")
+    await follower._renew()  # takes the lead: restores the saved state
+    assert follower.leader
+    assert successor.tenant_holds == first.tenant_holds
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    await client.delete(*keys)
+    await client.aclose()
+    # the calm tick after the handover is still held, as it would have been
+    await store.apply(P, 1, 2, minute(T0 + 60, {"small": (300, 0)}))
+    tick = await successor.evaluate(T0 + 360)
+    assert tick.tenants[0].status == "warning"
