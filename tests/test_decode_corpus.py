@@ -65,6 +65,7 @@ def check(
     assert got.ts == want.ts
     assert got.model == doc.get("model")
     assert got.prompt_tokens == _count(doc.get("prompt_tokens"))
+    assert got.tenant == doc.get("tenant")
     if want.kind == "request":
         assert isinstance(got, RequestEvent)
         assert got.blocked is doc["blocked"]
