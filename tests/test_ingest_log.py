@@ -33,7 +33,9 @@ from stream_sentinel.ingest_log import LogChunk, feed_chunk
 def odd_line(draw: st.DrawFn) -> bytes:
     """Valid lines the rows refuse, so the decoder decides them."""
     doc: dict[str, Any] = {"event_id": "e", "type": "request", "user_id": "u", "blocked": True}
-    kind = draw(st.sampled_from(["extra", "string ts", "missing safe", "too old", "huge"]))
+    kind = draw(
+        st.sampled_from(["extra", "string ts", "missing safe", "too old", "huge", "tenant 257"])
+    )
     ts = T0 + draw(st.floats(0, 900))
     if kind == "extra":
         return orjson.dumps({**doc, "ts": ts, "note": "x"})
@@ -41,6 +43,8 @@ def odd_line(draw: st.DrawFn) -> bytes:
         return orjson.dumps({**doc, "ts": "2026-09-21T14:00:00Z"})
     if kind == "missing safe":
         return orjson.dumps({"event_id": "e", "type": "response", "user_id": "u", "ts": ts})
+    if kind == "tenant 257":
+        return orjson.dumps({**doc, "ts": ts, "tenant": "t" * 257})
     if kind == "too old":
         return orjson.dumps({**doc, "ts": T0 - 5000})
     return orjson.dumps({**doc, "ts": ts, "model": "m" * 70_000})  # over the size limit
@@ -117,6 +121,7 @@ def test_a_clean_log_is_taken_by_rows_not_line_by_line() -> None:
                 "user_id": "u",
                 "blocked": False,
                 "safe": True,
+                "tenant": ["team-a", "\u20ac" * 256][i % 2],
             }
         )
         .replace(b',"safe":true', b"" if t == "request" else b',"safe":true')
