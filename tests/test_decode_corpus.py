@@ -595,3 +595,13 @@ def test_a_valid_tenant_reaches_the_event_on_both_paths() -> None:
             continue  # msgspec refuses a bad first duplicate: the decoder decides those
         assert row is not None and row.tenant == got.tenant, name
     assert accepted >= 20
+
+
+def test_the_schemas_take_v1_events_without_a_tenant_and_bound_one() -> None:
+    for kind, base in (("request", REQ), ("response", RESP)):
+        validator = VALIDATORS[kind]
+        assert "tenant" not in base and validator.is_valid(base)  # v1 events stay valid
+        for tenant in (None, "t", "\u20ac" * 256, "\U0001f600" * 256):
+            assert validator.is_valid({**base, "tenant": tenant}), tenant
+        for bad in ("", "t" * 257, "\u20ac" * 257, 7, ["t"], {}):
+            assert not validator.is_valid({**base, "tenant": bad}), bad
