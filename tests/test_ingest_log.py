@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_ingest_batch import (
     PART,
+    PRICES,
     T0,
     batches_fed,
     batches_one_by_one,
@@ -107,6 +108,29 @@ def test_chunks_equal_one_line_at_a_time_with_a_future_limit(
     assert [g.outcomes for g in got] == [w.outcomes for w in want]
     for g, w in zip(got, want, strict=True):
         same(g, w)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOGS, st.floats(-math.inf, T0 + 900), st.integers(1, 30))
+@example(  # two tenants and none, across a tick
+    [
+        orjson.dumps({**_REQ, "ts": T0 + i, "tenant": ["a", "\u20ac" * 256, None][i % 3]})
+        for i in range(9)
+    ],
+    T0 - 26,  # due from the event at T0 + 4 on (lateness 30)
+    4,
+)
+def test_chunks_count_each_tenant_as_one_line_at_a_time(
+    raws: list[bytes | None], until: float, chunk_size: int
+) -> None:
+    lines = [raw for raw in raws if raw is not None]
+    decoder = Decoder(retention_s=300.0, max_future_s=math.inf)
+    proc = BatchProcessor(decoder, BatchAggregator(60, PRICES, tenants=True))
+    want = batches_one_by_one(proc, lines, 0, until, None)
+    got = batches_fed(proc, lines, 0, until, None, chunk_size)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        same(g, w)  # the deltas hold the per-tenant counts
 
 
 def test_a_clean_log_is_taken_by_rows_not_line_by_line() -> None:

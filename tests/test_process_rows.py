@@ -12,6 +12,7 @@ rows must leave to the per-record decoder.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +35,9 @@ FIRST = 1_000
 TENANTS = ["team-a", "t" * 256, "\u20ac" * 256, '{x}:"\\', "\x1b[0m\n"]
 
 
-def processor(max_bytes: int = 64 * 1024) -> BatchProcessor:
+def processor(max_bytes: int = 64 * 1024, *, tenants: bool = False) -> BatchProcessor:
     decoder = Decoder(max_bytes=max_bytes, retention_s=3690.0, max_future_s=300.0)
-    return BatchProcessor(decoder, BatchAggregator(10, PRICES))
+    return BatchProcessor(decoder, BatchAggregator(10, PRICES, tenants=tenants))
 
 
 def per_record(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed:
@@ -116,6 +117,27 @@ def test_a_batch_of_contract_events_is_taken_and_counted_exactly(
     got = batch_of(proc, kind, raws)
     assert not got.dead
     assert_same(got, per_record(proc, kind, raws))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch())
+def test_each_tenant_is_counted_alike_from_rows_and_from_the_decoder(
+    sample: tuple[EventType, list[bytes | None]],
+) -> None:
+    # with per-tenant counting on, the tenant read from a row must count where
+    # the decoder's event counts it; the events' own tenants are the oracle
+    kind, raws = sample
+    proc = processor(tenants=True)
+    assert taken(proc, kind, raws)
+    got = batch_of(proc, kind, raws)
+    assert_same(got, per_record(proc, kind, raws))
+    docs = [orjson.loads(raw or b"") for raw in raws]
+    want = Counter(doc["tenant"] for doc in docs if doc.get("tenant") is not None)
+    counted: Counter[str] = Counter()
+    for bucket in got.delta.values():
+        for tenant, part in bucket.tenants.items():
+            counted[tenant] += part.requests + part.responses
+    assert counted == want
 
 
 ODD = [
