@@ -38,6 +38,7 @@ NEW_DOCS = (
     "reliability.md",
     "architecture.md",
     "alerting.md",
+    "tenants.md",
 )
 
 
@@ -231,6 +232,14 @@ def test_webhook_body_has_the_documented_fields() -> None:
     documented = [*re.findall(r'"(\w+)":', block.split('"tick"')[0]), "tick"]
     assert sorted(body) == sorted(documented)
     assert body["status"] == "critical" and body["state"] == "critical"
+
+
+def test_tenants_toml_example_is_a_valid_config(tmp_path: Path) -> None:
+    (block,) = _blocks("tenants.md", "toml")
+    path = tmp_path / "tenants.toml"
+    path.write_text(block, encoding="utf-8")
+    cfg = load_config(path, {})
+    assert cfg.tenants.enabled and cfg.tenants.top_k == 20
 
 
 def test_readme_links_every_new_doc() -> None:
