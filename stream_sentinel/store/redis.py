@@ -48,14 +48,13 @@ from ..model import TenantCounts, WindowCounts
 from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavailable, top_k
 from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
+from .redis_tenant_scripts import TENANT_USERS
+from .redis_tenants import Read, apply_argument, top_tenants
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-# one read of a partition's running window: start, end, keep per-user totals,
-# what to answer and its argument (see redis_scripts.POSITION)
-_Read = tuple[int, int, bool, str, str]
 
 
 class RedisStore:
@@ -76,6 +75,7 @@ class RedisStore:
         self._user_ttl = user_ttl_s
         self._apply = client.register_script(APPLY)
         self._position = client.register_script(POSITION)
+        self._tenant_users = client.register_script(TENANT_USERS)
 
     @classmethod
     def from_url(
@@ -156,6 +156,9 @@ class RedisStore:
             args.append(len(counters) // 2)
             args += counters
             args.append(orjson.dumps(users) if users else "")
+        tenants = apply_argument(delta)
+        if tenants is not None:
+            args.append(tenants)
         # registered on every write (see the module docstring): a Redis that
         # restarted empty must list the partition again for readers to find it
         parts_key = f"{self._prefix}:parts"
@@ -199,7 +202,7 @@ class RedisStore:
         members = await self._call(self._r.smembers(f"{self._prefix}:parts"))
         return sorted(m.decode() for m in members)
 
-    async def _per_partition(self, reads: Sequence[_Read], parts: list[str]) -> list[list[Any]]:
+    async def _per_partition(self, reads: Sequence[Read], parts: list[str]) -> list[list[Any]]:
         """``redis_scripts.POSITION`` once per partition, for all of ``reads``:
         each partition's answers, one per read."""
         head: list[Any] = ["", self._user_ttl]
@@ -214,18 +217,31 @@ class RedisStore:
             args = list(head)
             args[0] = tag
             calls.append((keys, args))
+        return await self._each(self._position, calls)
+
+    async def _each(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """``script`` once per (keys, args), one partition each: the replies in order."""
         if isinstance(self._r, RedisCluster):
             # concurrent calls, each routed to its slot's node: a Cluster
             # pipeline cannot load a script the node does not know yet
-            replies = await asyncio.gather(
-                *(self._call(self._position(keys=k, args=a)) for k, a in calls)
-            )
+            replies = await asyncio.gather(*(self._call(script(keys=k, args=a)) for k, a in calls))
             return list(replies)
         pipe = self._r.pipeline(transaction=False)
         for k, a in calls:
-            await self._position(keys=k, args=a, client=pipe)
-        result: list[list[Any]] = await self._call(pipe.execute())
+            await script(keys=k, args=a, client=pipe)
+        result: list[Any] = await self._call(pipe.execute())
         return result
+
+    async def _users_of(
+        self, parts: list[str], start: int, end: int, want: str, asked: list[list[Any]]
+    ) -> list[list[Any]]:
+        """``redis_tenant_scripts.TENANT_USERS`` once per partition."""
+        listed = orjson.dumps(asked)
+        calls = []
+        for part in parts:
+            tag = f"{self._prefix}:{{{part}}}:"
+            calls.append(([f"{tag}tq"], [tag, start, end, want, listed]))
+        return await self._each(self._tenant_users, calls)
 
     async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
         """Move every partition's running totals to these windows (start, end,
@@ -259,7 +275,7 @@ class RedisStore:
         parts = await self._partitions()
         if not parts or end <= start or k <= 0:
             return []
-        reads: list[_Read] = [(start, end, True, "t", str(k))]
+        reads: list[Read] = [(start, end, True, "t", str(k))]
         firsts = [answers[0] for answers in await self._per_partition(reads, parts)]
         candidates: dict[str, int] = {}
         for flat in firsts:
@@ -298,7 +314,10 @@ class RedisStore:
     async def top_tenants(
         self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
     ) -> list[TenantCounts]:
-        raise NotImplementedError("per-tenant counting in Redis: branch tredis")
+        parts = await self._partitions()
+        return await top_tenants(
+            self._per_partition, self._users_of, parts, (short, hour), k, users
+        )
 
     async def drop_all(self) -> None:
         # SCAN, not KEYS: a shared Redis must not stall for a scratch run's
