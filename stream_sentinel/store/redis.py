@@ -55,6 +55,7 @@ PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_PIPELINE_CALLS = 16
 
 
 class RedisStore:
@@ -226,10 +227,16 @@ class RedisStore:
             # pipeline cannot load a script the node does not know yet
             replies = await asyncio.gather(*(self._call(script(keys=k, args=a)) for k, a in calls))
             return list(replies)
-        pipe = self._r.pipeline(transaction=False)
-        for k, a in calls:
-            await script(keys=k, args=a, client=pipe)
-        result: list[Any] = await self._call(pipe.execute())
+        # Redis sends a pipeline's replies when it has run all of it: a window
+        # summed again from its buckets (a start, a jump) can take 100 ms per
+        # partition with tenants, and 64 partitions would outlast the socket
+        # timeout; pipelines of a few partitions each answer in time
+        result: list[Any] = []
+        for i in range(0, len(calls), _PIPELINE_CALLS):
+            pipe = self._r.pipeline(transaction=False)
+            for k, a in calls[i : i + _PIPELINE_CALLS]:
+                await script(keys=k, args=a, client=pipe)
+            result += await self._call(pipe.execute())
         return result
 
     async def _users_of(

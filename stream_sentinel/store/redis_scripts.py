@@ -187,8 +187,11 @@ local function tenant_counters(bucket, sign)
   local fields = call('HGETALL', prefix .. 'tc:' .. bucket)
   for i = 1, #fields, 2 do
     local v = fields[i + 1]
-    if sign < 0 then v = '-' .. v end
-    if call('HINCRBY', tckey, fields[i], v) == 0 then call('HDEL', tckey, fields[i]) end
+    if sign > 0 then
+      call('HINCRBY', tckey, fields[i], v)
+    elseif call('HINCRBY', tckey, fields[i], '-' .. v) == 0 then
+      call('HDEL', tckey, fields[i])
+    end
   end
 end
 -- the counters of buckets starting in [lo, hi), from the 300 s pages holding them
