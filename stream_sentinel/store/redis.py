@@ -29,6 +29,10 @@ topic's partition count changed within the window) is detected among the
 candidates and the whole window is merged instead, exactly. What is not
 detected: a user outside every partition's first k whose parts add up to more
 than the k-th total; see docs/producers.md.
+
+Per-tenant counts (only when a batch carries tenants) are written by the same
+APPLY call and read by ``redis_tenants``: ``top_tenants`` is exact across
+partitions whatever the producers' keys.
 """
 
 from __future__ import annotations

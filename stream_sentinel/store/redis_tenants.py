@@ -21,6 +21,7 @@ guarantee (its docstring tells what it cannot see).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -87,12 +88,15 @@ async def top_tenants(
     named = orjson.dumps(chosen).decode()
     reads: list[Read] = [(*short, True, "C", named), (*hour, False, "C", named)]
     sums = [[[0] * 6 for _ in chosen] for _ in reads]
-    for answers in await per_partition(reads, parts):
+    # the counters and the users together: neither needs the other
+    replies, heaviest = await asyncio.gather(
+        per_partition(reads, parts), _heaviest_users(users_of, listed, short, chosen, users)
+    )
+    for answers in replies:
         for window, flat in zip(sums, answers, strict=True):
             for i, value in enumerate(flat):
                 if value is not None:
                     window[i // 6][i % 6] += int(value)
-    heaviest = await _heaviest_users(users_of, listed, short, chosen, users)
     return [
         TenantCounts(
             tenant, WindowCounts(*sums[0][i]), WindowCounts(*sums[1][i]), tuple(heaviest[i])
