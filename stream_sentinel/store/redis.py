@@ -97,6 +97,10 @@ class RedisStore:
         )
         return cls(client, **kwargs)
 
+    def use_apply_script(self, script: str) -> None:
+        """Write with another APPLY script (``bench/apply_ab.py`` compares revisions)."""
+        self._apply = self._r.register_script(script)
+
     @property
     def client(self) -> RedisClient:
         """The connection pool, for tests and benchmarks that inspect Redis itself.
