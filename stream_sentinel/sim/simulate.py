@@ -107,7 +107,7 @@ _ATTACKS: Mapping[ScenarioKind, tuple[_Attack, ...]] = {
 # misbehaving app, not strangers.
 _TENANT_ATTACKS: Mapping[ScenarioKind, tuple[_Attack, ...]] = {
     "injection": (
-        _Attack(share=0.00035, attackers=5, p_blocked=0.9, block_reason="prompt_injection"),
+        _Attack(share=0.00025, attackers=5, p_blocked=0.9, block_reason="prompt_injection"),
     ),
     "jailbreak": (_Attack(share=0.0015, attackers=5, p_blocked=0.0, p_unsafe=0.8),),
     "cost": (_Attack(share=0.0008, attackers=3, model=EXPENSIVE_MODEL),),
