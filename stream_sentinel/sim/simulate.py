@@ -148,8 +148,10 @@ def default_suite(start: float, days: float = 2) -> list[Scenario]:
     slots = [start + span * (i + 1) / 7.0 for i in range(6)]
     # start 7 s past a whole minute: attacks rarely align with ticks
     slots = [(s // 60.0) * 60.0 + 7.0 for s in slots]
-    subtle = max(slots, key=diurnal_factor)
-    others = [s for s in slots if s != subtle]
+    # by index: in a run of a few minutes several slots fall on the same minute
+    subtle_slot = max(range(len(slots)), key=lambda i: diurnal_factor(slots[i]))
+    subtle = slots[subtle_slot]
+    others = [s for i, s in enumerate(slots) if i != subtle_slot]
     plan: list[tuple[ScenarioKind, float]] = [
         ("injection", 20 * 60),
         ("jailbreak", 20 * 60),
