@@ -63,8 +63,8 @@ def _sh(args: list[str]) -> None:
 
 
 def build_log(work: Path, rps: float, seed: int) -> tuple[Path, Path]:
-    stem = work / f"2d_r{rps:g}" if seed == 1 else work / f"2d_r{rps:g}_s{seed}"
-    log, truth = stem.with_suffix(".jsonl.gz"), stem.with_suffix(".truth.json")
+    stem = f"2d_r{rps:g}" if seed == 1 else f"2d_r{rps:g}_s{seed}"
+    log, truth = work / f"{stem}.jsonl.gz", work / f"{stem}.truth.json"
     if not log.exists() or not truth.exists():
         attacks = [f"--attack={k}:{t}@{DAY_MIN + m}+{d}" for k, t, m, d in ATTACKS]
         _sh(
