@@ -89,8 +89,8 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
         log.error("duration and --rps must be positive")
         return 2
     if not 0 <= args.tenants <= MAX_TENANTS:
-        log.error("--tenants must be within 0..%d", MAX_TENANTS)
-        return 2
+        print(f"error: --tenants must be within 0..{MAX_TENANTS}", file=sys.stderr)
+        return EXIT_CONFIG
     start = args.start if args.start is not None else DEFAULT_START
     plan = tenant_plan(args.seed, args.rps, args.tenants)
     try:

@@ -173,9 +173,18 @@ class Windows:
         }
 
 
-def _attacked(kind: str, tenant: str, minutes: int) -> tuple[Windows, Windows, float]:
-    """Normal traffic around the peak one day, the attack at the same hour the next."""
-    learn = Windows(_events(start=PEAK - 3600, duration_s=7200, seed=8, tenants=20, base_rps=RPS))
+def _worse(signal: SignalName, value: float | None) -> float:
+    """A reading on the scale where higher is worse (the failure rate of safety_pct)."""
+    return 100.0 - (value or 100.0) if signal == "safety_pct" else value or 0.0
+
+
+@pytest.fixture(scope="module")
+def learn() -> Windows:
+    """Normal traffic around the peak one day (the attacks come the next)."""
+    return Windows(_events(start=PEAK - 3600, duration_s=7200, seed=8, tenants=20, base_rps=RPS))
+
+
+def _attacked(kind: str, tenant: str, minutes: int) -> tuple[Windows, float]:
     start = PEAK + 86400 - 3600
     attack_at = start + 3600 + 7
     scenario = Scenario(kind, attack_at, minutes * 60, tenant=tenant)  # type: ignore[arg-type]
@@ -184,7 +193,7 @@ def _attacked(kind: str, tenant: str, minutes: int) -> tuple[Windows, Windows, f
     )
     (window,) = truth
     assert window.tenant == tenant and window.name == f"{kind}:{tenant}"
-    return learn, Windows(events), attack_at
+    return Windows(events), attack_at
 
 
 # Within how many ticks the tenant turns red. The cost attack meets the
@@ -195,12 +204,16 @@ def _attacked(kind: str, tenant: str, minutes: int) -> tuple[Windows, Windows, f
 # wave's window. docs/detection.md, "Per-tenant signals", has the numbers.
 @pytest.mark.parametrize(
     ("kind", "tenant", "signal", "minutes", "within"),
-    [("injection", "team-05", "blocked_pct", 20, 10), ("cost", "team-06", "spend_hour", 10, 3)],
+    [
+        ("injection", "team-05", "blocked_pct", 20, 10),
+        ("jailbreak", "team-04", "safety_pct", 20, 3),
+        ("cost", "team-06", "spend_hour", 10, 3),
+    ],
 )
 def test_a_tenant_attack_turns_the_tenant_red_and_not_the_world(
-    kind: str, tenant: str, signal: SignalName, minutes: int, within: int
+    learn: Windows, kind: str, tenant: str, signal: SignalName, minutes: int, within: int
 ) -> None:
-    learn, attacked, attack_at = _attacked(kind, tenant, minutes)
+    attacked, attack_at = _attacked(kind, tenant, minutes)
     first = int((PEAK - 3600) // 60) + 65
     cfg = RulesConfig()
     base = {key: learn.baselines(key, first, first + 60) for key in ("*", tenant)}
@@ -217,7 +230,8 @@ def test_a_tenant_attack_turns_the_tenant_red_and_not_the_world(
             tenant_red.append(end - attack_minute)
         g = readings["*"][signal]
         assert g.state != "red", (end - attack_minute, g)
-        global_ratios.append((g.value or 0.0) / max(g.baseline, cfg.floor(signal)))
+        # how many times the baseline (of the failure rate, for safety_pct)
+        global_ratios.append(2.0 * _worse(signal, g.value) / _worse(signal, g.threshold))
     assert tenant_red and tenant_red[0] <= within, tenant_red
     # and it stays found while the attack lasts
     assert set(range(tenant_red[0], minutes + 1)) <= set(tenant_red), tenant_red
