@@ -42,7 +42,11 @@ for _, asked in ipairs(cjson.decode(ARGV[5])) do
     keys[#keys + 1] = prefix .. 'tu:' .. bucket .. ':' .. asked[1]
   end
   call('DEL', scratch)
-  if #keys > 0 then call('ZUNIONSTORE', scratch, #keys, unpack(keys)) end
+  if #keys > 0 then
+    call('ZUNIONSTORE', scratch, #keys, unpack(keys))
+    -- deleted below; the TTL is for a script that fails in between
+    call('EXPIRE', scratch, 60)
+  end
   if want == 't' then
     local n = tonumber(asked[2])
     out[#out + 1] = {call('ZRANGE', scratch, 0, n - 1, 'WITHSCORES'), call('ZCARD', scratch)}
