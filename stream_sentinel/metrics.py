@@ -2,7 +2,8 @@
 
 Counters and histograms are updated by the pipeline as things happen; the
 signal and status gauges are computed at scrape time from the latest tick (see
-``TickCollector``), so a scrape never sees a half-updated set of signals.
+``TickCollector``, and ``TenantCollector`` for the top tenants), so a scrape
+never sees a half-updated set of signals.
 
 ``stream_sentinel_status_code`` encodes the composite status as a number for
 alert rules and graphs: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.
@@ -24,6 +25,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from stream_sentinel.metrics_tenants import TenantCollector
 from stream_sentinel.model import State, Status, Tick
 from stream_sentinel.version import package_version
 
@@ -259,6 +261,7 @@ class Metrics:
         self._target = BoundedLabel()
         self._result = BoundedLabel(limit=16)
         r.register(TickCollector(lambda: self._latest_tick(), lambda: self._is_leader()))
+        r.register(TenantCollector(lambda: self._latest_tick(), STATUS_CODES, STATES))
         self.build_info = Gauge(
             p + "build_info",
             "Always 1; the labels say which version runs on which Python.",
