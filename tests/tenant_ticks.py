@@ -11,13 +11,13 @@ AT = 1_800_000_000
 HOSTILE_TENANTS: tuple[str, ...] = (
     "team-a",
     "line\nbreak\r\nX-Injected: 1",
-    'quo"te\'s',
+    "quo\"te's",
     "x" * 256,
     "y" * 255 + "z",  # shares 255 characters with a neighbour: must not share its label
     "👩‍👩‍👧 ünï©ødé",
     "{",
     "}",
-    "{tenant=\"x\"}",
+    '{tenant="x"}',
     "a=b,c=d",
     "\x00\x01\x1b[31mctl\x7f",
     "\u202eevil\u202c",
@@ -49,9 +49,7 @@ def tenant(
     return TenantTick(name, status, tuple(red), readings(red), requests)
 
 
-def tick_with(
-    tenants: Sequence[TenantTick], *, status: Status = "ok", at: int = AT
-) -> Tick:
+def tick_with(tenants: Sequence[TenantTick], *, status: Status = "ok", at: int = AT) -> Tick:
     return Tick(at, status, (), readings(()), (("u1", 0.5),), None, {}, tuple(tenants))
 
 

@@ -70,7 +70,7 @@ def test_a_stale_tick_says_nothing_about_tenants() -> None:
 def test_no_tenants_no_events() -> None:
     tracker = TenantTransitions()
     for status in ("ok", "warning", "critical", "learning", "stale"):
-        assert tracker.update(tick_with([], status=status)) == []  # type: ignore[arg-type]
+        assert tracker.update(tick_with([], status=status)) == []
     assert tracker.statuses == {}
 
 

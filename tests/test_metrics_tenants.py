@@ -72,9 +72,7 @@ def test_cardinality_stays_at_top_k_as_the_top_changes() -> None:
     per_tenant = len(SIGNALS) * (1 + 1 + 3) + 5 + 1 + 1  # value, threshold, states; status...
     for _ in range(60):
         top = rng.sample(pool, top_k)
-        latest[0] = tick_with(
-            [critical(n) if rng.random() < 0.3 else tenant(n) for n in top]
-        )
+        latest[0] = tick_with([critical(n) if rng.random() < 0.3 else tenant(n) for n in top])
         assert _tenants_in(m) == {untrusted.label(n) for n in top}  # the left are gone
         total = sum(len(v) for v in _tenant_samples(m).values())
         assert total == top_k * per_tenant
