@@ -27,7 +27,7 @@ class RequestEvent:
     model: str | None = None
     block_reason: str | None = None
     prompt_tokens: int | None = None
-    tenant: str | None = None
+    tenant: str | None = None  # last: positional constructions predate it
 
 
 @dataclass(slots=True, unsafe_hash=True)

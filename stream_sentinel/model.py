@@ -92,6 +92,7 @@ class TenantTick:
     red: tuple[SignalName, ...]
     signals: Mapping[SignalName, SignalReading]
     requests: int  # in the 5-minute window: what ranked it
+    top_users: tuple[tuple[str, float], ...] = ()  # its busiest users, requests per second
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class TenantTick:
             "red": list(self.red),
             "requests": self.requests,
             "signals": {name: s.to_json() for name, s in self.signals.items()},
+            "top_users": [[u, r] for u, r in self.top_users],
         }
 
 
