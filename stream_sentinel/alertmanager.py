@@ -240,7 +240,12 @@ def tenant_conditions(tenants: Iterable[TenantTick]) -> list[Condition]:
         who = {"tenant": untrusted.label(tenant.tenant)}
         shown = untrusted.quoted(tenant.tenant)
         red = ", ".join(tenant.red) or "none"
-        common = {"tenant": shown, "red_signals": red, "requests": str(tenant.requests)}
+        common = {
+            "tenant": shown,
+            "red_signals": red,
+            "requests": str(tenant.requests),
+            "top_users": top_users_text(tenant.top_users),
+        }
         for name in tenant.red:
             reading = tenant.signals.get(name)
             if reading is None:

@@ -116,6 +116,7 @@ def tenant_alert_event(
         "red": [] if now is None else list(now.red),
         "requests": None if now is None else now.requests,
         "signals": {} if now is None else _signals(now.signals),
+        "top_users": [] if now is None else [[u, rps] for u, rps in now.top_users],
         "leader_epoch": epoch,
         "replica": replica,
     }

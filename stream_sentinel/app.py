@@ -33,7 +33,7 @@ from .kafka.source import KafkaIngest
 from .kafka.store_watch import StoreWatch
 from .metrics import Metrics
 from .model import Tick
-from .status_doc import status_document, tenant_log_fields
+from .status_doc import red_tenants_note, status_document, tenant_log_fields
 from .store.base import PartitionId, Store, StoreRefused, StoreUnavailable
 from .store.build import Storage, open_storage
 from .store.lease import Lease
@@ -206,11 +206,12 @@ class Service:
         if tick.tenants:  # nor tenants: their escaped, bounded labels stand in
             line["tenants"] = tenant_log_fields(tick.tenants)
         log.info(
-            "tick %s status=%s red=%s %s",
+            "tick %s status=%s red=%s %s%s",
             line["at"],
             tick.status,
             ",".join(tick.red) or "-",
             heartbeat_message(tick),
+            red_tenants_note(tick.tenants),
             extra={"fields": line},
         )
 

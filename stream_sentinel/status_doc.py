@@ -19,8 +19,12 @@ from .model import TenantTick, Tick
 def tenants_section(tenants: Iterable[TenantTick]) -> list[dict[str, Any]]:
     """Each tenant as ``{"tenant": name, "status", "red", "requests", "signals"}``:
     those with a red signal first, then by requests, most first."""
-    ranked = sorted(tenants, key=lambda t: (not t.red, -t.requests))
-    return [{"tenant": t.tenant, **t.to_json()} for t in ranked]
+    return [{"tenant": t.tenant, **t.to_json()} for t in tenants_ranked(tenants)]
+
+
+def tenants_ranked(tenants: Iterable[TenantTick]) -> list[TenantTick]:
+    """Those with a red signal first, then by requests, most first."""
+    return sorted(tenants, key=lambda t: (not t.red, -t.requests))
 
 
 def tenant_log_fields(tenants: Iterable[TenantTick]) -> dict[str, dict[str, Any]]:
@@ -30,6 +34,23 @@ def tenant_log_fields(tenants: Iterable[TenantTick]) -> dict[str, dict[str, Any]
         untrusted.label(t.tenant): {"status": t.status, "red": list(t.red), "requests": t.requests}
         for t in tenants
     }
+
+
+RED_TENANTS_NAMED = 3  # in a tick's text log line; the rest are counted
+
+
+def red_tenants_note(tenants: Iterable[TenantTick]) -> str:
+    """`` red tenants: <label> critical (blocked_pct,safety_pct), ... (+N more)``
+    for a tick's text log line; empty when no tenant has a red signal."""
+    red = [t for t in tenants_ranked(tenants) if t.red]
+    if not red:
+        return ""
+    named = ", ".join(
+        f"{untrusted.label(t.tenant)} {t.status} ({','.join(t.red)})"
+        for t in red[:RED_TENANTS_NAMED]
+    )
+    more = f" (+{len(red) - RED_TENANTS_NAMED} more)" if len(red) > RED_TENANTS_NAMED else ""
+    return f" red tenants: {named}{more}"
 
 
 def status_document(

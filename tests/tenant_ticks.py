@@ -46,7 +46,8 @@ def readings(red: Sequence[SignalName]) -> dict[SignalName, SignalReading]:
 def tenant(
     name: str, status: Status = "ok", red: Sequence[SignalName] = (), requests: int = 100
 ) -> TenantTick:
-    return TenantTick(name, status, tuple(red), readings(red), requests)
+    users = (("mallory", 0.4), ("line\n<b>x</b>", 0.1)) if red else ()
+    return TenantTick(name, status, tuple(red), readings(red), requests, users)
 
 
 def tick_with(tenants: Sequence[TenantTick], *, status: Status = "ok", at: int = AT) -> Tick:

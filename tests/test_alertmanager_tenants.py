@@ -50,6 +50,11 @@ def test_a_critical_tenant_gives_signal_alerts_and_a_critical_alert() -> None:
     assert crit.annotations["tenant"] == '"acme"'
     assert crit.annotations["red_signals"] == "blocked_pct, safety_pct"
     assert "baseline 0.1 global" in crit.annotations["description"]
+    # its busiest users, escaped as in the global alerts
+    assert (
+        crit.annotations["top_users"]
+        == '"mallory" 0.40 rps, "line\\n\\u003cb\\u003ex\\u003c/b\\u003e" 0.10 rps'
+    )
 
 
 def test_severity_follows_the_tenant_composite() -> None:

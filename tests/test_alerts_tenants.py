@@ -89,6 +89,7 @@ def test_event_carries_the_raw_tenant_as_a_json_value() -> None:
         assert event["signals"]["blocked_pct"]["value"] == 40.0
         assert event["signals"]["blocked_pct"]["baseline_source"] == "global"
         assert event["at"] == "2027-01-15T08:01:00Z"
+        assert event["top_users"] == [["mallory", 0.4], ["line\n<b>x</b>", 0.1]]
         assert (event["leader_epoch"], event["replica"], event["requests"]) == (3, "r", 100)
 
 
@@ -99,4 +100,5 @@ def test_an_untracked_event_says_why_and_carries_no_readings() -> None:
     event = tenant_alert_event(change, at=1_800_000_000, epoch=1, replica="r")
     assert event["status"] == UNTRACKED and event["previous"] == "critical"
     assert event["signals"] == {} and event["red"] == [] and event["requests"] is None
+    assert event["top_users"] == []
     assert "no longer evaluated" in event["reason"]

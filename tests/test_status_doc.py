@@ -13,7 +13,13 @@ from tenant_ticks import HOSTILE_TENANTS, critical, tenant, tick_with
 from stream_sentinel import untrusted
 from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.metrics import Metrics
-from stream_sentinel.status_doc import status_document, tenant_log_fields, tenants_section
+from stream_sentinel.status_doc import (
+    RED_TENANTS_NAMED,
+    red_tenants_note,
+    status_document,
+    tenant_log_fields,
+    tenants_section,
+)
 
 
 def test_red_tenants_first_then_by_requests() -> None:
@@ -99,3 +105,15 @@ async def test_hostile_tenants_served_as_json_values_only(
 
 async def _ready() -> Mapping[str, bool | str]:
     return {"kafka": True}
+
+
+def test_the_text_log_note_names_red_tenants_by_label_bounded() -> None:
+    assert red_tenants_note([]) == ""
+    assert red_tenants_note([tenant("calm")]) == ""
+    note = red_tenants_note(
+        [tenant("calm", requests=999)] + [critical(n) for n in HOSTILE_TENANTS[1:]]
+    )
+    shown = untrusted.label(HOSTILE_TENANTS[1])
+    assert note.startswith(f" red tenants: {shown} critical (blocked_pct,safety_pct), ")
+    assert note.endswith(f" (+{len(HOSTILE_TENANTS) - 1 - RED_TENANTS_NAMED} more)")
+    assert "calm" not in note and all(" " <= c <= "~" for c in note)
