@@ -13,6 +13,7 @@ from stream_sentinel import untrusted
 from stream_sentinel.alertmanager import (
     ALERTNAMES,
     ANNOTATION_CHARS,
+    RESOLVED_RESEND_S,
     AlertKind,
     Episode,
     advance,
@@ -123,3 +124,18 @@ def test_no_tenants_changes_nothing() -> None:
     for status in ("ok", "warning", "critical", "stale"):
         tick = tick_with([], status=status)
         assert not [c for c in firing(tick).conditions if c.kind.startswith("tenant")]
+
+
+def test_episodes_stay_bounded_while_the_top_churns() -> None:
+    top_k = 5
+    episodes: dict[str, Episode] = {}
+    most = 0
+    for i in range(120):  # two hours of ticks, a fresh set of red tenants every tick
+        tick = tick_with([critical(f"t{i}-{j}") for j in range(top_k)], at=i * TICK_S)
+        episodes = advance(episodes, firing(tick), at=i * TICK_S, now=NOW + i * TICK_S,
+                           tick_seconds=TICK_S)  # fmt: skip
+        most = max(most, len(episodes))
+    # firing now, plus those resolved within RESOLVED_RESEND_S (5 ticks of 60 s)
+    per_tick = top_k * 3
+    assert most <= per_tick * (1 + RESOLVED_RESEND_S // TICK_S)
+    assert len(episodes) == most  # it reached the bound and stays there
