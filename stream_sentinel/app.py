@@ -228,11 +228,12 @@ class Service:
             event = tenant_alert_event(
                 change, at=tick.at, epoch=self.loop.epoch, replica=self.replica
             )
-            jobs.append(self._send_event(orjson.dumps(event)))
+            jobs.append(self._send_tenant_alert(event))
         await asyncio.gather(*jobs, return_exceptions=True)
 
-    async def _send_event(self, event: bytes) -> None:
-        await self.alerts.send(self.ingest.producer, self.ingest.consumer, event)
+    async def _send_tenant_alert(self, event: dict[str, Any]) -> None:
+        if await self.alerts.send(self.ingest.producer, self.ingest.consumer, orjson.dumps(event)):
+            self.metrics.count_tenant_alert(event["status"])
 
     async def _send_alert(self, tick: Tick, previous: Any) -> None:
         event = alert_event(tick, previous, epoch=self.loop.epoch, replica=self.replica)

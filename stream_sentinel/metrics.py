@@ -41,6 +41,8 @@ STATUS_CODES: Final[dict[Status, int]] = {
     "stale": 4,
 }
 STATES: Final[tuple[State, ...]] = get_args(State)
+# a tenant is never stale (a stale tick evaluates none); "untracked": it left the top
+TENANT_ALERT_STATUSES: Final = ("ok", "warning", "critical", "learning", "untracked")
 TopicType = Literal["request", "response"]
 StoreOp = Literal["read", "write"]
 OTHER: Final = "other"
@@ -242,6 +244,13 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.tenant_alerts = Counter(
+            p + "tenant_alerts",
+            "Tenant status transitions published on the alerts topic, by the new status "
+            "(untracked: a tenant that needed attention left the top_k).",
+            ["status"],
+            registry=r,
+        )
         self.alertmanager_pushes = Counter(
             p + "alertmanager_pushes",
             "Pushes of the tick's alerts to each [[alertmanager]] target, by result "
@@ -255,6 +264,8 @@ class Metrics:
             self.events.labels(topic_type, "counted", "")
         for status in STATUS_CODES:
             self.alerts.labels(status)
+        for tenant_status in TENANT_ALERT_STATUSES:
+            self.tenant_alerts.labels(tenant_status)
         for op in get_args(StoreOp):
             self.store_errors.labels(op)
         self._reason = BoundedLabel()
@@ -325,6 +336,10 @@ class Metrics:
 
     def count_alert(self, status: Status) -> None:
         self.alerts.labels(status).inc()
+
+    def count_tenant_alert(self, status: str) -> None:
+        """``status``: a tenant's new Status or "untracked"; anything else is "other"."""
+        self.tenant_alerts.labels(status if status in TENANT_ALERT_STATUSES else OTHER).inc()
 
 
 __all__ = [

@@ -26,7 +26,7 @@ def _tenant_samples(m: Metrics) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(m.render().decode()):
         for s in family.samples:
-            if s.name.startswith(PREFIX):
+            if s.name.startswith(PREFIX) and "tenant" in s.labels:
                 out.setdefault(s.name, []).append({**s.labels, "__value__": str(s.value)})
     return out
 
@@ -100,3 +100,23 @@ def test_promtool_accepts_the_exposition_with_hostile_tenants() -> None:
     )
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert proc.stdout.strip() == b"" and proc.stderr.strip() == b"", proc
+
+
+def test_tenant_alert_events_are_counted_by_bounded_status() -> None:
+    m = Metrics(process_metrics=False)
+    before = {
+        s.labels["status"]: s.value
+        for family in text_string_to_metric_families(m.render().decode())
+        for s in family.samples
+        if s.name == "stream_sentinel_tenant_alerts_total"
+    }
+    assert before == dict.fromkeys(("ok", "warning", "critical", "learning", "untracked"), 0.0)
+    for status in ("critical", "critical", "untracked", "bogus\n{x}"):
+        m.count_tenant_alert(status)
+    after = {
+        s.labels["status"]: s.value
+        for family in text_string_to_metric_families(m.render().decode())
+        for s in family.samples
+        if s.name == "stream_sentinel_tenant_alerts_total"
+    }
+    assert after == {**before, "critical": 2.0, "untracked": 1.0, "other": 1.0}

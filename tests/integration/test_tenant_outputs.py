@@ -155,7 +155,7 @@ async def test_a_tenant_attack_through_every_output(
                 s.labels["tenant"]
                 for family in text_string_to_metric_families(body.decode())
                 for s in family.samples
-                if s.name.startswith("stream_sentinel_tenant_")
+                if s.name.startswith("stream_sentinel_tenant_") and "tenant" in s.labels
             }
             assert tenants_seen == {"big", label}
 
@@ -176,6 +176,15 @@ async def test_a_tenant_attack_through_every_output(
                 lambda: asyncio.to_thread(notified_resolved), "the resolved notification", TIMEOUT_S
             )
             events = await _read_events(kafka_bootstrap, topics["alerts"], want=2)
+
+            async def both_counted() -> bool | None:
+                sent = [
+                    await replica.metric("stream_sentinel_tenant_alerts_total", status=status)
+                    for status in ("warning", "ok")
+                ]
+                return sent == [1.0, 1.0] or None
+
+            await replica.until(both_counted, "both tenant events counted", TIMEOUT_S)
         finally:
             replica.svc.close()
     mine = [e for e in events if e.get("type") == TENANT_EVENT]
