@@ -53,13 +53,15 @@ from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavaila
 from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
 from .redis_tenant_scripts import TENANT_USERS
-from .redis_tenants import Read, apply_argument, top_tenants
+from .redis_tenants import Ask, Read, WindowAsk, apply_argument, top_tenants
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _PIPELINE_CALLS = 16
+# one script call: the registered script, its keys and its arguments
+Call = tuple[Any, list[str], list[Any]]
 
 
 class RedisStore:
@@ -211,29 +213,39 @@ class RedisStore:
         members = await self._call(self._r.smembers(f"{self._prefix}:parts"))
         return sorted(m.decode() for m in members)
 
-    async def _per_partition(self, reads: Sequence[Read], parts: list[str]) -> list[list[Any]]:
-        """``redis_scripts.POSITION`` once per partition, for all of ``reads``:
-        each partition's answers, one per read."""
-        head: list[Any] = ["", self._user_ttl]
+    def _position_call(self, part: str, reads: Sequence[Read]) -> Call:
+        """``redis_scripts.POSITION`` on one partition, for all of ``reads``."""
+        tag = f"{self._prefix}:{{{part}}}:"
+        keys = [f"{tag}ws"]
+        args: list[Any] = [tag, self._user_ttl]
         for start, end, users, want, arg in reads:
-            head += (start, end, "1" if users else "0", want, arg)
-        calls = []
-        for part in parts:
-            tag = f"{self._prefix}:{{{part}}}:"
-            keys = [f"{tag}ws"]
-            for start, end, *_ in reads:
-                keys += (f"{tag}w:{end - start}", f"{tag}wu:{end - start}")
-            args = list(head)
-            args[0] = tag
-            calls.append((keys, args))
-        return await self._each(self._position, calls)
+            keys += (f"{tag}w:{end - start}", f"{tag}wu:{end - start}")
+            args += (start, end, "1" if users else "0", want, arg)
+        return self._position, keys, args
 
-    async def _each(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """``script`` once per (keys, args), one partition each: the replies in order."""
+    async def _per_partition(self, reads: Sequence[Read], parts: list[str]) -> list[list[Any]]:
+        """Each partition's answers to ``reads``, one per read."""
+        return await self._each([self._position_call(part, reads) for part in parts])
+
+    async def _tenant_reads(self, asks: Sequence[Ask]) -> list[Any]:
+        """``redis_tenants``' reads, one script call each, sent together."""
+        calls: list[Call] = []
+        for ask in asks:
+            if isinstance(ask, WindowAsk):
+                calls.append(self._position_call(ask.part, ask.reads))
+            else:
+                tag = f"{self._prefix}:{{{ask.part}}}:"
+                listed = orjson.dumps(ask.asked)
+                args = [tag, ask.start, ask.end, ask.want, listed]
+                calls.append((self._tenant_users, [f"{tag}tq"], args))
+        return await self._each(calls)
+
+    async def _each(self, calls: Sequence[Call]) -> list[Any]:
+        """Each (script, keys, args), one partition each: the replies in order."""
         if isinstance(self._r, RedisCluster):
             # concurrent calls, each routed to its slot's node: a Cluster
             # pipeline cannot load a script the node does not know yet
-            replies = await asyncio.gather(*(self._call(script(keys=k, args=a)) for k, a in calls))
+            replies = await asyncio.gather(*(self._call(s(keys=k, args=a)) for s, k, a in calls))
             return list(replies)
         # Redis sends a pipeline's replies when it has run all of it: a window
         # summed again from its buckets (a start, a jump) can take 100 ms per
@@ -242,21 +254,10 @@ class RedisStore:
         result: list[Any] = []
         for i in range(0, len(calls), _PIPELINE_CALLS):
             pipe = self._r.pipeline(transaction=False)
-            for k, a in calls[i : i + _PIPELINE_CALLS]:
+            for script, k, a in calls[i : i + _PIPELINE_CALLS]:
                 await script(keys=k, args=a, client=pipe)
             result += await self._call(pipe.execute())
         return result
-
-    async def _users_of(
-        self, parts: list[str], start: int, end: int, want: str, asked: list[list[Any]]
-    ) -> list[list[Any]]:
-        """``redis_tenant_scripts.TENANT_USERS`` once per partition."""
-        listed = orjson.dumps(asked)
-        calls = []
-        for part in parts:
-            tag = f"{self._prefix}:{{{part}}}:"
-            calls.append(([f"{tag}tq"], [tag, start, end, want, listed]))
-        return await self._each(self._tenant_users, calls)
 
     async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
         """Move every partition's running totals to these windows (start, end,
@@ -330,9 +331,7 @@ class RedisStore:
         self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
     ) -> list[TenantCounts]:
         parts = await self._partitions()
-        return await top_tenants(
-            self._per_partition, self._users_of, parts, (short, hour), k, users
-        )
+        return await top_tenants(self._tenant_reads, parts, (short, hour), k, users)
 
     async def drop_all(self) -> None:
         # SCAN, not KEYS: a shared Redis must not stall for a scratch run's

@@ -21,9 +21,10 @@ guarantee (its docstring tells what it cannot see).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import heapq
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -35,9 +36,34 @@ from .base import top_k
 # one read of a partition's running window: start, end, keep per-user
 # totals, what to answer and its argument (see redis_scripts.POSITION)
 Read = tuple[int, int, bool, str, str]
-PerPartition = Callable[[Sequence[Read], list[str]], Awaitable[list[list[Any]]]]
-# TENANT_USERS on each listed partition: (parts, start, end, want, asked)
-UsersOf = Callable[[list[str], int, int, str, list[list[Any]]], Awaitable[list[list[Any]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowAsk:
+    """``redis_scripts.POSITION`` on one partition: one answer per read."""
+
+    part: str
+    reads: tuple[Read, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UsersAsk:
+    """``redis_tenant_scripts.TENANT_USERS`` on one partition, over [start, end):
+    one answer per asked [tenant hash, argument]."""
+
+    part: str
+    start: int
+    end: int
+    want: str
+    asked: list[list[Any]]
+
+
+Ask = WindowAsk | UsersAsk
+# runs the asks together (one round trip on a single node): replies in order
+Batch = Callable[[Sequence[Ask]], Awaitable[list[Any]]]
+# what a partition listed of a tenant's users: the partition, its first n
+# flat (user, -requests, ...), and how many users the tenant has there
+Listing = tuple[str, list[Any], int]
 
 _FIRST_M = 16
 
@@ -70,8 +96,7 @@ def apply_argument(delta: Delta) -> bytes | None:
 
 
 async def top_tenants(
-    per_partition: PerPartition,
-    users_of: UsersOf,
+    batch: Batch,
     parts: list[str],
     windows: tuple[tuple[int, int], tuple[int, int]],
     k: int,
@@ -81,22 +106,35 @@ async def top_tenants(
     short, hour = windows
     if not parts or k <= 0 or short[1] <= short[0]:
         return []
-    ranked, listed = await _ranked(per_partition, parts, short, k)
+    ranked, held = await _ranked(batch, parts, short, k)
     if not ranked:
         return []
     chosen = [tenant for tenant, _ in ranked]
+    hashes = [tenant_hash(t) for t in chosen]
     named = orjson.dumps(chosen).decode()
-    reads: list[Read] = [(*short, True, "C", named), (*hour, False, "C", named)]
+    reads: tuple[Read, ...] = ((*short, True, "C", named), (*hour, False, "C", named))
+    asks: list[Ask] = [WindowAsk(part, reads) for part in parts]
+    # the counters and the users' first round together: neither needs the
+    # other; a partition is asked for the users of the tenants it holds only
+    holding: dict[str, list[int]] = {}
+    if users > 0:
+        for i, tenant in enumerate(chosen):
+            for part in held[tenant]:
+                holding.setdefault(part, []).append(i)
+        for part, mine in holding.items():
+            asks.append(UsersAsk(part, *short, "t", [[hashes[i], users] for i in mine]))
+    replies = await batch(asks)
     sums = [[[0] * 6 for _ in chosen] for _ in reads]
-    # the counters and the users together: neither needs the other
-    replies, heaviest = await asyncio.gather(
-        per_partition(reads, parts), _heaviest_users(users_of, listed, short, chosen, users)
-    )
-    for answers in replies:
+    for answers in replies[: len(parts)]:
         for window, flat in zip(sums, answers, strict=True):
             for i, value in enumerate(flat):
                 if value is not None:
                     window[i // 6][i % 6] += int(value)
+    firsts: list[list[Listing]] = [[] for _ in chosen]
+    for (part, mine), answers in zip(holding.items(), replies[len(parts) :], strict=True):
+        for i, (flat, card) in zip(mine, answers, strict=True):
+            firsts[i].append((part, flat, int(card)))
+    heaviest = await _heaviest_users(batch, short, hashes, firsts, users)
     return [
         TenantCounts(
             tenant, WindowCounts(*sums[0][i]), WindowCounts(*sums[1][i]), tuple(heaviest[i])
@@ -106,105 +144,162 @@ async def top_tenants(
 
 
 async def _ranked(
-    per_partition: PerPartition, parts: list[str], short: tuple[int, int], k: int
-) -> tuple[list[tuple[str, int]], list[str]]:
-    """The first k tenants by requests (exact), and the partitions holding any."""
+    batch: Batch, parts: list[str], short: tuple[int, int], k: int
+) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
+    """The first k tenants by requests (exact), and the partitions holding each."""
     m = max(_FIRST_M, 2 * k)
     while True:
-        firsts = [a[0] for a in await per_partition([(*short, True, "T", str(m))], parts)]
+        asked = [WindowAsk(part, ((*short, True, "T", str(m)),)) for part in parts]
+        firsts = [answers[0] for answers in await batch(asked)]
         listed = [part for part, flat in zip(parts, firsts, strict=True) if flat]
-        candidates: set[str] = set()
-        bound = 0
-        for flat in firsts:
-            candidates.update(flat[i].decode() for i in range(0, len(flat), 2))
-            if len(flat) == 2 * m:  # the partition has more: its m-th caps the rest
-                bound -= int(float(flat[-1]))
-        if not candidates:
-            return [], []
-        names = sorted(candidates)
+        names, bound = _candidates(firsts, m, k)
+        if not names:
+            return [], {}
         totals = dict.fromkeys(names, 0)
+        held: dict[str, list[str]] = {name: [] for name in names}
         read: Read = (*short, True, "S", orjson.dumps(names).decode())
-        for answers in await per_partition([read], listed):
+        replies = await batch([WindowAsk(part, (read,)) for part in listed])
+        for part, answers in zip(listed, replies, strict=True):
             for name, score in zip(names, answers[0], strict=True):
                 if score is not None:
                     totals[name] -= int(float(score))
+                    held[name].append(part)
         ranked = [(t, n) for t, n in top_k(totals, k) if n > 0]
         if bound == 0 or (len(ranked) == k and ranked[-1][1] > bound):
-            return ranked, listed
+            return ranked, held
         m *= 4
 
 
+def _candidates(firsts: list[list[Any]], m: int, k: int) -> tuple[list[str], int]:
+    """The tenants listed in some partition's first m that can still be among
+    the first k, and the most a tenant listed nowhere can have.
+
+    A listed tenant has at least the sum of its listed counts, and at most
+    that plus the m-th count of each full partition that does not list it:
+    one whose most is below the k-th largest least cannot make the cut.
+    """
+    least: dict[str, int] = {}
+    capped: dict[str, int] = {}  # the m-th counts of full partitions listing it
+    bound = 0
+    for flat in firsts:
+        # a partition that listed m has more: its m-th caps the rest
+        mth = -int(float(flat[-1])) if len(flat) == 2 * m else 0
+        bound += mth
+        for i in range(0, len(flat), 2):
+            name = flat[i].decode()
+            least[name] = least.get(name, 0) - int(float(flat[i + 1]))
+            capped[name] = capped.get(name, 0) + mth
+    cut = heapq.nlargest(k, least.values())[-1] if len(least) >= k else 0
+    names = sorted(t for t, n in least.items() if n + bound - capped[t] >= cut)
+    return names, bound
+
+
 async def _heaviest_users(
-    users_of: UsersOf, listed: list[str], short: tuple[int, int], chosen: list[str], n: int
+    batch: Batch, short: tuple[int, int], hashes: list[str], firsts: list[list[Listing]], n: int
 ) -> list[list[tuple[str, int]]]:
-    if n <= 0 or not listed:
-        return [[] for _ in chosen]
-    hashes = [tenant_hash(t) for t in chosen]
-    firsts = await users_of(listed, *short, "t", [[h, n] for h in hashes])
+    if n <= 0:
+        return [[] for _ in hashes]
     result: list[list[tuple[str, int]]] = []
     unsettled: list[int] = []
     candidates: list[list[str]] = []
-    for i in range(len(chosen)):
+    for i, listings in enumerate(firsts):
         seen: dict[str, int] = {}
-        holders = 0
-        for replies in firsts:
-            flat, card = replies[i]
-            holders += card > 0
+        for _, flat, _ in listings:
             for j in range(0, len(flat), 2):
                 user = flat[j].decode()
                 seen[user] = seen.get(user, 0) - int(float(flat[j + 1]))
+        ranked = top_k(seen, n)
         # in one partition only: its first n are the tenant's, exact
-        result.append(top_k(seen, n))
+        result.append(ranked)
         candidates.append(sorted(seen))
-        if holders > 1:
+        if len(listings) > 1 and not _settled_by_firsts(listings, seen, ranked, n):
             unsettled.append(i)
     if unsettled:
-        await _settle(users_of, listed, short, hashes, n, unsettled, candidates, firsts, result)
+        await _settle(batch, short, hashes, n, unsettled, candidates, firsts, result)
     return result
 
 
+def _settled_by_firsts(
+    listings: list[Listing], seen: dict[str, int], ranked: list[tuple[str, int]], n: int
+) -> bool:
+    """Whether the first n lists alone give a tenant's first n users exactly.
+
+    A partition with at most n of the tenant's users listed them all; a user
+    not listed by a fuller partition has there at most its n-th count. The
+    ranking is exact when each chosen user is listed by every full partition
+    and no other user, seen or not, can reach the n-th total.
+    """
+    full = [
+        ({flat[j].decode() for j in range(0, len(flat), 2)}, -int(float(flat[-1])))
+        for _, flat, card in listings
+        if card > n
+    ]
+    if not full:
+        return True  # every user of the tenant was listed: the sums are exact
+    if len(ranked) < n:
+        return False
+
+    def unlisted(user: str) -> int:
+        return sum(nth for names, nth in full if user not in names)
+
+    last = ranked[-1][1]
+    chosen = {user for user, _ in ranked}
+    if any(unlisted(user) for user in chosen) or sum(nth for _, nth in full) >= last:
+        return False
+    return all(total + unlisted(u) < last for u, total in seen.items() if u not in chosen)
+
+
 async def _settle(
-    users_of: UsersOf,
-    listed: list[str],
+    batch: Batch,
     short: tuple[int, int],
     hashes: list[str],
     n: int,
     unsettled: list[int],
     candidates: list[list[str]],
-    firsts: list[list[Any]],
+    firsts: list[list[Listing]],
     result: list[list[tuple[str, int]]],
 ) -> None:
     """Exact totals of the candidates; a tenant whose first n the bound does not
     settle and whose candidates are split over partitions is merged whole."""
-    asked = [[hashes[i], candidates[i]] for i in unsettled]
-    scored = await users_of(listed, *short, "s", asked)
-    merge: list[int] = []
-    for slot, i in enumerate(unsettled):
-        totals = dict.fromkeys(candidates[i], 0)
-        holders = dict.fromkeys(candidates[i], 0)
-        for replies in scored:
-            for user, score in zip(candidates[i], replies[slot], strict=True):
+    holding: dict[str, list[int]] = {}
+    for i in unsettled:
+        for part, _, _ in firsts[i]:
+            holding.setdefault(part, []).append(i)
+    asks = [
+        UsersAsk(part, *short, "s", [[hashes[i], candidates[i]] for i in mine])
+        for part, mine in holding.items()
+    ]
+    totals = {i: dict.fromkeys(candidates[i], 0) for i in unsettled}
+    holders = {i: dict.fromkeys(candidates[i], 0) for i in unsettled}
+    for mine, answers in zip(holding.values(), await batch(asks), strict=True):
+        for i, scores in zip(mine, answers, strict=True):
+            for user, score in zip(candidates[i], scores, strict=True):
                 if score is not None:
-                    totals[user] -= int(float(score))
-                    holders[user] += 1
-        bound = 0
-        for replies in firsts:
-            flat, card = replies[i]
-            if card > n:
-                bound -= int(float(flat[-1]))
-        ranked = top_k(totals, n)
+                    totals[i][user] -= int(float(score))
+                    holders[i][user] += 1
+    merge: list[int] = []
+    for i in unsettled:
+        bound = sum(-int(float(flat[-1])) for _, flat, card in firsts[i] if card > n)
+        ranked = top_k(totals[i], n)
         settled = bound == 0 or (len(ranked) == n and ranked[-1][1] > bound)
-        if settled or all(h == 1 for h in holders.values()):
+        if settled or all(h == 1 for h in holders[i].values()):
             result[i] = ranked
         else:
             merge.append(i)
     if merge:
-        everything = await users_of(listed, *short, "a", [[hashes[i], ""] for i in merge])
-        for slot, i in enumerate(merge):
-            merged: dict[str, int] = {}
-            for replies in everything:
-                flat = replies[slot]
+        holding = {}
+        for i in merge:
+            for part, _, _ in firsts[i]:
+                holding.setdefault(part, []).append(i)
+        asks = [
+            UsersAsk(part, *short, "a", [[hashes[i], ""] for i in mine])
+            for part, mine in holding.items()
+        ]
+        merged: dict[int, dict[str, int]] = {i: {} for i in merge}
+        for mine, answers in zip(holding.values(), await batch(asks), strict=True):
+            for i, flat in zip(mine, answers, strict=True):
                 for j in range(0, len(flat), 2):
                     user = flat[j].decode()
-                    merged[user] = merged.get(user, 0) - int(float(flat[j + 1]))
-            result[i] = top_k(merged, n)
+                    merged[i][user] = merged[i].get(user, 0) - int(float(flat[j + 1]))
+        for i in merge:
+            result[i] = top_k(merged[i], n)
