@@ -40,10 +40,11 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from redis import asyncio as aioredis
 
@@ -55,6 +56,7 @@ from stream_sentinel.model import NANO, TenantCounts, WindowCounts
 from stream_sentinel.store.base import PartitionId, top_k
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import RedisClient, connect
+from stream_sentinel.store.redis_tenants import Ask
 from stream_sentinel.wiring import build_rules, storage_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -293,6 +295,46 @@ class Series:
         )
 
 
+class Rounds:
+    """The round trips of ``top_tenants``: each batch of script calls it sends
+    (``RedisStore._tenant_reads``, wrapped while ``recording``), timed."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.recording = False
+        self.calls: list[list[tuple[int, float]]] = []  # per top_tenants: (calls, ms)
+        inner = store._tenant_reads
+
+        async def timed_batch(asks: Sequence[Ask]) -> list[Any]:
+            began = time.perf_counter()
+            replies = await inner(asks)
+            if self.recording:
+                self.calls[-1].append((len(asks), (time.perf_counter() - began) * 1000))
+            return replies
+
+        store._tenant_reads = timed_batch  # type: ignore[method-assign]
+
+    async def record(self, call: Callable[[], Awaitable[object]]) -> object:
+        self.calls.append([])
+        self.recording = True
+        try:
+            return await call()
+        finally:
+            self.recording = False
+
+    def lines(self) -> list[str]:
+        shapes = Counter(len(rounds) for rounds in self.calls)
+        out = [f"top_tenants rounds: {dict(sorted(shapes.items()))} (rounds: calls)"]
+        for i in range(max(shapes, default=0)):
+            ms = sorted(r[i][1] for r in self.calls if len(r) > i)
+            asks = statistics.median(r[i][0] for r in self.calls if len(r) > i)
+            p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+            out.append(
+                f"  round {i + 1}: {asks:.0f} script calls, p50 {statistics.median(ms):.1f} ms, "
+                f"p99 {p99:.1f} ms ({len(ms)} calls)"
+            )
+        return out
+
+
 async def timed(series: Series, call: Callable[[], Awaitable[object]]) -> object:
     began = time.perf_counter()
     result = await call()
@@ -362,6 +404,7 @@ async def main() -> int:
         with_tenants_s = Series(f"evaluate + top_tenants {TENANT_K}")
         tenants_s = Series(f"top_tenants k={TENANT_K}, {TENANT_USERS} users")
         write_s = Series("writing a bucket")
+        rounds = Rounds(store)
         # as the service runs: the leader prepares the next tick's windows
         # right after a tick, then the minute's events arrive, then the tick
         began = time.perf_counter()
@@ -400,7 +443,9 @@ async def main() -> int:
                 found = await timed(
                     with_tenants_s, partial(tick_with_tenants, evaluator, store, at)
                 )
-                alone = await timed(tenants_s, partial(read_tenants, store, at))
+                alone = await timed(
+                    tenants_s, partial(rounds.record, partial(read_tenants, store, at))
+                )
                 if found != expected or alone != expected:
                     raise SystemExit(f"tick {at}: top_tenants disagrees with what was written")
             await timed(prepare_s, lambda at=at: evaluator.prepare(at + WIDTH))  # type: ignore[misc]
@@ -415,6 +460,7 @@ async def main() -> int:
                 f"tenant keys: {keys:,} keys, {held / 2**20:.1f} MiB (MEMORY USAGE), "
                 f"{held / args.tenants:,.0f} bytes per tenant ({args.tenants:,} tenants)"
             )
+            print("\n".join(rounds.lines()))
             if with_tenants_s.ms:
                 tick_s = with_tenants_s
         p99 = sorted(tick_s.ms)[round(0.99 * (len(tick_s.ms) - 1))]
