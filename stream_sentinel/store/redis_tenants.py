@@ -11,12 +11,19 @@ partition's first ``m`` tenants, fetch the candidates' totals from every
 partition (exact), and accept when the k-th exact total is above the sum of
 each partition's ``m``-th total (a tenant outside every first ``m`` has at
 most that); else ask again with ``m`` four times larger, until a partition
-lists all it has. A tenant's heaviest users are chosen the same way among
-its users' per-partition lists (each partition's first ``users``, then their
-totals everywhere). When the bound does not settle it and a candidate is
-counted in two partitions, that tenant's users are merged whole; otherwise
-the candidates are taken as they are, which is ``RedisStore.top_users``'s
-guarantee (its docstring tells what it cannot see).
+lists all it has. Candidates whose most possible total (their listed counts
+plus the m-th of every full partition not listing them) is below the k-th
+largest least total are not asked for. A tenant's heaviest users are chosen
+the same way among its users' per-partition lists (each partition's first
+``users``), asked only of the partitions where the ranking found the
+tenant's requests, in the same round trip as the chosen tenants' counters.
+The lists alone settle it when every partition listed all of the tenant's
+users, or when the chosen users are listed by every full partition and no
+other user can reach the n-th total; else the candidates' totals are read
+everywhere the tenant is. When that bound does not settle it either and a
+candidate is counted in two partitions, that tenant's users are merged
+whole; otherwise the candidates are taken as they are, which is
+``RedisStore.top_users``'s guarantee (its docstring tells what it cannot see).
 """
 
 from __future__ import annotations

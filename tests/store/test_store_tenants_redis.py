@@ -12,7 +12,7 @@ not the global first ones.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from stream_sentinel.store.base import Outcome, PartitionId, Store
 from stream_sentinel.store.memory import MemoryStore
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import connect
-from stream_sentinel.store.redis_tenants import tenant_hash
+from stream_sentinel.store.redis_tenants import Ask, UsersAsk, tenant_hash
 
 T0 = 1_780_000_200  # a multiple of 300
 WIDTH = 60
@@ -169,3 +169,78 @@ async def test_running_tenant_totals_match_a_direct_count_whatever_the_order(
             await store.prepare([(*short, True), (*hour, False)])
     short, hour = (at - 300, at), (at - 720, at)
     assert await store.top_tenants(short, hour, 5, 3) == await memory.top_tenants(short, hour, 5, 3)
+
+
+async def test_candidates_that_cannot_make_the_cut_leave_the_ranking_exact(
+    make_redis: RedisMaker,
+) -> None:
+    """Two partitions full of one-request tenants (more than a first list
+    holds) and three heavy tenants, one of them spread over both."""
+    store, memory = make_redis(), MemoryStore(retention_s=4000)
+    offsets: dict[PartitionId, int] = {}
+    for p in range(2):
+        part = PartitionId("r", p)
+        for j in range(40):
+            await write([store, memory], offsets, part, tenant_delta(T0, f"s{p}-{j}", "u", 1, 0))
+        await write([store, memory], offsets, part, tenant_delta(T0, "spread", f"w{p}", 30, 1))
+    for name, requests in (("heavy-a", 70), ("heavy-b", 50)):
+        await write(
+            [store, memory], offsets, PartitionId("r", 0), tenant_delta(T0, name, "h", requests, 0)
+        )
+    short, hour = (T0, T0 + 300), (T0 - 3300, T0 + 300)
+    found = await store.top_tenants(short, hour, 3, 2)
+    assert found == await memory.top_tenants(short, hour, 3, 2)
+    assert [(t.tenant, t.short.requests) for t in found] == [
+        ("heavy-a", 70),
+        ("spread", 60),
+        ("heavy-b", 50),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected", "exact_round"),
+    [
+        # the heaviest users are listed by every partition: the lists settle it
+        (
+            {0: {"a": 50, "b": 40, "c": 1, "d": 1}, 1: {"b": 41, "a": 30, "e": 1}},
+            [("b", 81), ("a", 80)],
+            False,
+        ),
+        # "z" is listed by one partition only but heaviest in total: the
+        # exact totals find it in the others, and the tenant is merged whole
+        (
+            {0: {"a": 9, "z": 7, "b": 1}, 1: {"c": 9, "d": 8, "z": 7}, 2: {"e": 9, "f": 8, "z": 7}},
+            [("z", 21), ("a", 9)],
+            True,
+        ),
+        # every partition lists all of the tenant's users
+        ({0: {"a": 3, "b": 2}, 1: {"c": 4}, 2: {"a": 1, "d": 2}}, [("a", 4), ("c", 4)], False),
+    ],
+)
+async def test_a_tenants_heaviest_users_are_exact_however_they_are_spread(
+    make_redis: RedisMaker,
+    counts: dict[int, dict[str, int]],
+    expected: list[tuple[str, int]],
+    exact_round: bool,
+) -> None:
+    """``exact_round``: whether the users' exact totals must be read (a second
+    users round); the lists alone settle the other cases."""
+    store, memory = make_redis(), MemoryStore(retention_s=4000)
+    wants: list[str] = []
+    batch = store._tenant_reads
+
+    async def recorded(asks: Sequence[Ask]) -> list[Any]:
+        wants.extend(ask.want for ask in asks if isinstance(ask, UsersAsk))
+        return await batch(asks)
+
+    store._tenant_reads = recorded  # type: ignore[method-assign]
+    offsets: dict[PartitionId, int] = {}
+    for p, users in counts.items():
+        for user, requests in users.items():
+            delta = tenant_delta(T0, "team", user, requests, 0)
+            await write([store, memory], offsets, PartitionId("r", p), delta)
+    short, hour = (T0, T0 + 300), (T0 - 3300, T0 + 300)
+    found = await store.top_tenants(short, hour, 1, 2)
+    assert found == await memory.top_tenants(short, hour, 1, 2)
+    assert list(found[0].top_users) == expected
+    assert ("s" in wants) == exact_round, wants
