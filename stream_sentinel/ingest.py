@@ -18,7 +18,7 @@ import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import REQUEST_ROWS, RequestRow, ResponseRow, RowDecoder
+from .decode_rows import RequestRow, ResponseRow, RowDecoder, instances
 from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .store.base import PartitionId
 
@@ -28,7 +28,8 @@ _COUNTED_RESPONSE = ("response", "")
 _TS = attrgetter("ts")
 # what ``count`` takes: decoded events and rows, of either type
 Counted = RequestEvent | ResponseEvent | RequestRow | ResponseRow
-_REQUESTS = frozenset((RequestEvent, *REQUEST_ROWS))
+# subclasses too: rows naming a topic's extra fields (decode_extras) are RequestRows
+_REQUESTS = (RequestEvent, RequestRow)
 _TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
 # A dead letter keeps at most this much of the value. Base64 adds a third, and a
 # value near the broker's message.max.bytes (1 MiB) kept whole would make a DLQ
@@ -159,7 +160,7 @@ class BatchProcessor:
     def count(self, out: Processed, counted: Sequence[Counted]) -> None:
         """Count decoded events or rows of either type into ``out``; its max ts
         is the caller's to set."""
-        is_request = list(map(_REQUESTS.__contains__, map(type, counted)))
+        is_request = list(instances(counted, _REQUESTS))
         requests: list[RequestEvent | RequestRow] = list(compress(counted, is_request))  # type: ignore[arg-type]
         responses: list[ResponseEvent | ResponseRow] = (
             [] if len(requests) == len(counted) else list(compress(counted, map(not_, is_request)))  # type: ignore[arg-type]
