@@ -43,6 +43,7 @@ from .wiring import (
     build_processor,
     build_rules,
     storage_settings,
+    tenants_top_k,
 )
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class Service:
             build_rules(cfg),
             build_baselines(cfg, storage.history, storage.store),
             read_ahead=storage.read_ahead,
+            tenants_top_k=tenants_top_k(cfg),
         )
         self.tracker = TransitionTracker()
         self.session: aiohttp.ClientSession | None = None

@@ -144,6 +144,24 @@ def by_hour(
     return {h: {name: pool(rs, name, visible_since) for name in names} for h, rs in grouped.items()}
 
 
+def by_hour_tenants(
+    records: Iterable[TickRecord], names: Sequence[SignalName], visible_since: int | None
+) -> dict[str, ByHour]:
+    """``by_hour`` of each tenant's own points (``TickRecord.tenants``): a tenant
+    learns by the same rules as the global signals, from the ticks it was evaluated in."""
+    grouped: dict[str, dict[int, list[TickRecord]]] = {}
+    for record in records:
+        for tenant, points in record.tenants.items():
+            view = TickRecord(record.at, points, record.stale)
+            grouped.setdefault(tenant, {}).setdefault(record.at // HOUR_S, []).append(view)
+    return {
+        tenant: {
+            h: {name: pool(rs, name, visible_since) for name in names} for h, rs in hours.items()
+        }
+        for tenant, hours in grouped.items()
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Learned:
     """A learned baseline and what it rests on (``events``: ratio signals only)."""

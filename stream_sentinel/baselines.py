@@ -25,6 +25,11 @@ Choices DESIGN.md leaves open:
   floor (source ``floor``, and a warning in the log) while the other signals
   alert normally: silencing every signal for one that has no traffic would
   hide attacks on the others.
+* A tenant (``[tenants]``) learns from the ticks it was evaluated in, by the
+  same rules; its points are recorded only on ticks that end a whole 5-minute
+  window (the ratio pools use only those anyway), which keeps the history
+  five times smaller. A signal it has too little of uses the global baseline
+  in force (source ``global``); its medians need ``min_points`` such ticks.
 """
 
 from __future__ import annotations
@@ -41,18 +46,20 @@ from .baseline_math import (
     Learned,
     Seasonality,
     by_hour,
+    by_hour_tenants,
     hour_of_day,
     learning_note,
     min_points_for,
     pick,
 )
-from .bucketing import LONGEST_WINDOW_S
+from .bucketing import BLOCKED_WINDOW_S, LONGEST_WINDOW_S
 from .config import Config
 from .evaluate import BaselineProvider, StaticBaselines
-from .model import SignalName, Tick
+from .model import SignalName, SignalReading, Tick
 from .rules import Baseline
 from .store.base import Store, StoreUnavailable
 from .store.history import History, Point, TickRecord, ratio_hits
+from .tenants import with_global_fallback
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,8 @@ class LearnedBaselines:
         self._since_known = False  # recorded in the history: no need to ask again
         self._current: dict[SignalName, Learned] = {}
         self._hours: ByHour = {}  # pools of whole past hours, by hour index
+        self._tenant_hours: dict[str, ByHour] = {}  # the same, per tenant
+        self._tenant_current: dict[str, dict[SignalName, Learned]] = {}  # this hour's, as asked
 
     @property
     def history(self) -> History:
@@ -152,6 +161,7 @@ class LearnedBaselines:
         if first != self._first:
             self._since_known = False  # a new history (a wipe): find it again
         hours = self._hours if fresh else {}
+        tenant_hours = self._tenant_hours if fresh else {}
         now = at // HOUR_S
         oldest = now - self._lookback // HOUR_S
         # Past hours are complete once their last tick is recorded, so only
@@ -162,6 +172,13 @@ class LearnedBaselines:
             fetched = by_hour(records, self._learned, since)
             hours = {h: v for h, v in hours.items() if oldest <= h < missing[0]}
             hours.update({h: fetched.get(h, {}) for h in range(missing[0], now)})
+            kept = {
+                t: {h: v for h, v in by.items() if oldest <= h < missing[0]}
+                for t, by in tenant_hours.items()
+            }
+            for tenant, by in by_hour_tenants(records, self._learned, since).items():
+                kept.setdefault(tenant, {}).update(by)
+            tenant_hours = {t: by for t, by in kept.items() if by}
         current: dict[SignalName, Learned] = {}
         for name in self._learned:
             found = pick(
@@ -174,6 +191,7 @@ class LearnedBaselines:
             if found is not None:
                 current[name] = found
         self._first, self._since, self._hours, self._current = first, since, hours, current
+        self._tenant_hours, self._tenant_current = tenant_hours, {}
         thin = [n for n in self._learned if n not in current]
         if thin and learning_note(first, at, self._days) is None:
             log.warning(
@@ -182,6 +200,28 @@ class LearnedBaselines:
                 ", ".join(thin),
                 hour_of_day(at),
             )
+
+    def tenant_baselines(
+        self, tenant: str, at: int, shared: Mapping[SignalName, Baseline]
+    ) -> Mapping[SignalName, Baseline]:
+        own = self._tenant_current.get(tenant)
+        if own is None:
+            own = {}
+            hours = self._tenant_hours.get(tenant, {})
+            for name in self._learned if hours else ():
+                found = pick(
+                    hours,
+                    name,
+                    hour=hour_of_day(at),
+                    seasonality=self._seasonality,
+                    min_points=self._min_points,
+                )
+                if found is not None:
+                    own[name] = found
+            self._tenant_current[tenant] = own
+        learning = self._first is None or learning_note(self._first, at, self._days) is not None
+        mine = {n: Baseline(v.value, "learning" if learning else "learned") for n, v in own.items()}
+        return with_global_fallback(mine, shared)
 
     async def _visible_since(self, at: int) -> None:
         """Record the earliest visible event time once, at the first tick that is not stale."""
@@ -205,23 +245,35 @@ class LearnedBaselines:
         # A red while learning was judged against a provisional baseline and
         # alerted no one: it stays in the history (see history.Point).
         stale = tick.status == "stale"
-        points = {
-            name: Point(
-                r.value,
-                r.volume,
-                r.state,
-                r.baseline_source != "learning",
-                ratio_hits(name, r.value, r.volume),
-            )
-            for name, r in tick.signals.items()
-        }
+        points = _points(tick.signals)
+        tenants = (
+            {t.tenant: _points(t.signals) for t in tick.tenants}
+            if tick.at % BLOCKED_WINDOW_S == 0
+            else {}
+        )
         try:
             if not stale:
                 await self._visible_since(tick.at)
-            await self._history.append(TickRecord(tick.at, points, stale))
+            await self._history.append(TickRecord(tick.at, points, stale, tenants))
         except StoreUnavailable as exc:
             # one missing history point costs nothing; losing the tick would
             log.warning("baselines: tick not recorded in history: %s", exc)
+
+
+def _points(signals: Mapping[SignalName, SignalReading]) -> dict[SignalName, Point]:
+    # judged only against a baseline of its own: a tenant judged against the
+    # global stand-in (source "global") is still learning its own normal, and
+    # leaving out its reds would keep a tenant whose normal differs red for ever
+    return {
+        name: Point(
+            r.value,
+            r.volume,
+            r.state,
+            r.baseline_source not in ("learning", "global"),
+            ratio_hits(name, r.value, r.volume),
+        )
+        for name, r in signals.items()
+    }
 
 
 class FixedBaselines:
@@ -246,6 +298,12 @@ class FixedBaselines:
             found = self._table.lookup(name, at, self._seasonality)
             out[name] = floor_stand_in(name) if found is None else Baseline(found.value, "learned")
         return out, None
+
+    def tenant_baselines(
+        self, tenant: str, at: int, shared: Mapping[SignalName, Baseline]
+    ) -> Mapping[SignalName, Baseline]:
+        # a table learned from logs is the whole traffic's: no tenant has its own
+        return with_global_fallback({}, shared)
 
     async def record(self, tick: Tick) -> None:
         return None

@@ -44,6 +44,7 @@ from stream_sentinel.integrations.litellm_events import LiteLLMConfig
 from stream_sentinel.kafka.topic_config import TopicsConfig
 from stream_sentinel.logsetup import LogConfig
 from stream_sentinel.model import SIGNALS, SignalName
+from stream_sentinel.tenants import TenantsConfig
 
 __all__ = [
     "Config",
@@ -229,6 +230,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     litellm: LiteLLMConfig = Field(default_factory=LiteLLMConfig)
+    tenants: TenantsConfig = Field(default_factory=TenantsConfig)
 
     @field_validator("heartbeat", mode="before")
     @classmethod

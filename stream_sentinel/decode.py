@@ -8,7 +8,9 @@ alone. The value rules (ts range, ``safe`` from the score) are ``contract``'s.
 Policies the table in DESIGN.md leaves open, shared with the schemas:
 
 - duplicate keys: the last one wins (orjson's behaviour);
-- ``null`` in an optional field means absent;
+- ``null`` in an optional field means absent, also in ``tenant``, the one
+  optional field with bounds (1..256 characters, as ``user_id``): an empty
+  ``tenant`` is ``length:tenant``, as an empty ``user_id`` is;
 - an integral float (``12.0``) is an integer, as JSON Schema says; token counts
   stop at 2**53 - 1, the largest integer a double holds exactly;
 - a numeric ``ts`` must be >= 0; a string ``ts`` must be RFC 3339 with ``Z`` or
@@ -35,6 +37,7 @@ from .timestamps import parse_rfc3339
 
 MAX_EVENT_ID = 128
 MAX_USER_ID = 256
+MAX_TENANT = 256
 MAX_TOKENS = 2**53 - 1
 
 _EVENT_TYPES: frozenset[str] = frozenset(("request", "response"))
@@ -124,6 +127,9 @@ class Decoder:
         user_id = _required_str(doc, "user_id", MAX_USER_ID)
         if isinstance(user_id, Rejection):
             return user_id
+        tenant = _optional_bounded_str(doc, "tenant", MAX_TENANT)
+        if isinstance(tenant, Rejection):
+            return tenant
         model = _optional_str(doc, "model")
         if isinstance(model, Rejection):
             return model
@@ -138,8 +144,10 @@ class Decoder:
             block_reason = _optional_str(doc, "block_reason")
             if isinstance(block_reason, Rejection):
                 return block_reason
-            return RequestEvent(event_id, ts, user_id, blocked, model, block_reason, prompt_tokens)
-        return self._response(doc, event_id, ts, user_id, model, prompt_tokens)
+            return RequestEvent(
+                event_id, ts, user_id, blocked, model, block_reason, prompt_tokens, tenant
+            )
+        return self._response(doc, event_id, ts, user_id, model, prompt_tokens, tenant)
 
     def _response(
         self,
@@ -149,6 +157,7 @@ class Decoder:
         user_id: str,
         model: str | None,
         prompt_tokens: int | None,
+        tenant: str | None,
     ) -> ResponseEvent | Rejection:
         request_id = _optional_str(doc, "request_id")
         if isinstance(request_id, Rejection):
@@ -179,6 +188,7 @@ class Decoder:
             cost_usd,
             prompt_tokens,
             completion_tokens,
+            tenant,
         )
 
 
@@ -191,6 +201,13 @@ def _required_str(doc: dict[str, Any], field: str, max_len: int) -> str | Reject
             f"length:{field}", f"{field} has {len(value)} characters, allowed 1..{max_len}"
         )
     return _wrong_type(field, "a string", value, doc)
+
+
+def _optional_bounded_str(doc: dict[str, Any], field: str, max_len: int) -> str | Rejection | None:
+    """An optional field with ``_required_str``'s rules when present (not null)."""
+    if doc.get(field) is None:
+        return None
+    return _required_str(doc, field, max_len)
 
 
 def _optional_str(doc: dict[str, Any], field: str) -> str | Rejection | None:

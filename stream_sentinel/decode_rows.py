@@ -45,13 +45,14 @@ import orjson
 from msgspec import Meta
 
 from .contract import MAX_COST_USD, safe_from_score
-from .decode import MAX_EVENT_ID, MAX_TOKENS, MAX_USER_ID, Decoder
+from .decode import MAX_EVENT_ID, MAX_TENANT, MAX_TOKENS, MAX_USER_ID, Decoder
 from .decode_extras import ExtraFields
 from .events import EventType
 from .timestamps import Rfc3339Parser
 
 EventId = Annotated[str, Meta(min_length=1, max_length=MAX_EVENT_ID)]
 UserId = Annotated[str, Meta(min_length=1, max_length=MAX_USER_ID)]
+Tenant = Annotated[str, Meta(min_length=1, max_length=MAX_TENANT)]
 Timestamp = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class RequestRow(
     model: str | None = None
     block_reason: str | None = None
     prompt_tokens: Count | None = None
+    tenant: Tenant | None = None
 
 
 class ResponseRow(
@@ -94,6 +96,7 @@ class ResponseRow(
     cost_usd: Annotated[float, Meta(ge=0, le=MAX_COST_USD)] | None = None
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
+    tenant: Tenant | None = None
 
 
 # The same rows with extra fields allowed (and skipped): for the messages the

@@ -27,6 +27,7 @@ class RequestEvent:
     model: str | None = None
     block_reason: str | None = None
     prompt_tokens: int | None = None
+    tenant: str | None = None  # last: positional constructions predate it
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -40,6 +41,7 @@ class ResponseEvent:
     cost_usd: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tenant: str | None = None
 
 
 Event = RequestEvent | ResponseEvent

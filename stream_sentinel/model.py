@@ -13,8 +13,9 @@ SIGNALS: tuple[SignalName, ...] = ("blocked_pct", "safety_pct", "top_user_rps", 
 State = Literal["ok", "red", "insufficient_data"]
 Status = Literal["ok", "warning", "critical", "learning", "stale"]
 # "floor": learning is over but the comparison set is too thin (baseline_math),
-# so the rules' floor stands in; "learning": provisional, alerts suppressed
-BaselineSource = Literal["static", "learned", "floor", "learning"]
+# so the rules' floor stands in; "learning": provisional, alerts suppressed;
+# "global": a tenant's own history is too thin, so the global baseline stands in
+BaselineSource = Literal["static", "learned", "floor", "learning", "global"]
 
 NANO = 1_000_000_000  # cost is counted in integer nano-USD so sums are exact and order-free
 
@@ -73,6 +74,37 @@ def format_at(at: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantCounts:
+    """One tenant's windows as read from the store (DESIGN.md "Per-tenant signals")."""
+
+    tenant: str
+    short: WindowCounts  # the 5-minute window
+    hour: WindowCounts  # the 60-minute window (spend)
+    top_users: tuple[tuple[str, int], ...] = ()  # its heaviest users in the 5-minute window
+
+
+@dataclass(frozen=True, slots=True)
+class TenantTick:
+    """One tenant's evaluation within a tick: the global rules on its own windows."""
+
+    tenant: str
+    status: Status  # never "stale": a stale tick evaluates no tenant
+    red: tuple[SignalName, ...]
+    signals: Mapping[SignalName, SignalReading]
+    requests: int  # in the 5-minute window: what ranked it
+    top_users: tuple[tuple[str, float], ...] = ()  # its busiest users, requests per second
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "red": list(self.red),
+            "requests": self.requests,
+            "signals": {name: s.to_json() for name, s in self.signals.items()},
+            "top_users": [[u, r] for u, r in self.top_users],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """One evaluation; ``to_json`` is DESIGN.md's timeline line."""
 
@@ -83,6 +115,8 @@ class Tick:
     top_users: tuple[tuple[str, float], ...] = ()
     reason: str | None = None  # why ``stale`` / ``learning``
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # the top_k tenants by requests, most first; empty unless [tenants] is on
+    tenants: tuple[TenantTick, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {
@@ -94,5 +128,7 @@ class Tick:
         }
         if self.reason is not None:
             line["reason"] = self.reason
+        if self.tenants:
+            line["tenants"] = {t.tenant: t.to_json() for t in self.tenants}
         line.update(self.extra)
         return line

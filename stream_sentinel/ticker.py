@@ -28,6 +28,7 @@ from .model import Tick
 from .rules import Hysteresis
 from .store.base import StoreUnavailable
 from .store.lease import Lease
+from .tenants import TenantHolds
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,16 @@ class TickLoop:
     async def _restore_state(self) -> None:
         """Take over the held reds, so a failover neither clears nor invents one."""
         raw = await self._lease.load_state()
-        state, last_at = Hysteresis(), 0
+        state, tenants, last_at = Hysteresis(), TenantHolds(), 0
         try:
             saved = orjson.loads(raw) if raw else {}
             state = Hysteresis.from_json(saved.get("hysteresis", {}))
+            tenants = TenantHolds.from_json(saved.get("tenants", {}))
             last_at = int(saved.get("at", 0))
         except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
             log.warning("ignoring unreadable evaluator state left by the previous leader")
         self._evaluator.hysteresis = state
+        self._evaluator.tenant_holds = tenants
         # a tick the previous leader already pushed (it let go right after
         # evaluating it) is not pushed twice
         self._last_at = max(self._last_at, last_at)
@@ -156,7 +159,11 @@ class TickLoop:
         except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
         else:
-            state = {"at": at, "hysteresis": self._evaluator.hysteresis.to_json()}
+            state = {
+                "at": at,
+                "hysteresis": self._evaluator.hysteresis.to_json(),
+                "tenants": self._evaluator.tenant_holds.to_json(),
+            }
             await self._lease.save_state(orjson.dumps(state))
         self._last_at = at
         self._on_tick(tick, time.perf_counter() - started)

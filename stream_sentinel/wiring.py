@@ -57,8 +57,14 @@ def build_processor(cfg: Config, *, event_time: bool = False) -> BatchProcessor:
         for model, p in cfg.ingest.prices.items()
     }
     return BatchProcessor(
-        build_decoder(cfg, event_time=event_time), BatchAggregator(bucket_width(cfg), prices)
+        build_decoder(cfg, event_time=event_time),
+        BatchAggregator(bucket_width(cfg), prices, tenants=cfg.tenants.enabled),
     )
+
+
+def tenants_top_k(cfg: Config) -> int:
+    """How many tenants a tick evaluates; 0 when per-tenant signals are off."""
+    return cfg.tenants.top_k if cfg.tenants.enabled else 0
 
 
 def build_rules(cfg: Config) -> RulesConfig:

@@ -28,8 +28,8 @@ REASON = re.compile(
     r"empty|too_large|not_json|not_object|bad_ts|type_mismatch|ts_out_of_range|bad_value:type"
     r"|missing:(type|event_id|ts|user_id|blocked|safe)"
     r"|type:(type|event_id|ts|user_id|model|blocked|block_reason|request_id|safe"
-    r"|safety_score|prompt_tokens|completion_tokens|cost_usd)"
-    r"|length:(event_id|user_id)"
+    r"|safety_score|prompt_tokens|completion_tokens|cost_usd|tenant)"
+    r"|length:(event_id|user_id|tenant)"
     r"|bad_number:(ts|safety_score|prompt_tokens|completion_tokens|cost_usd)"
 )
 NEIGHBOUR = "nbr-"  # user ids of the pristine events between the hostile ones
@@ -37,7 +37,7 @@ MAX_BYTES = 4096  # the decoder's limit in these runs, so too_large is reachable
 
 _FIELDS = (
     "event_id", "type", "ts", "user_id", "blocked", "safe", "model", "block_reason",
-    "request_id", "safety_score", "prompt_tokens", "completion_tokens", "cost_usd",
+    "request_id", "safety_score", "prompt_tokens", "completion_tokens", "cost_usd", "tenant",
 )  # fmt: skip
 _HUGE = (
     b"1e400", b"-1e400", b"1" * 400, b"-" + b"9" * 30, b"18446744073709551616",
@@ -51,6 +51,10 @@ _ODD_VALUES: tuple[Any, ...] = (
 )  # fmt: skip
 
 
+# valid tenants (1..256 characters, any of them): the mutations bend them
+_TENANTS = ("team-a", "t" * 256, "\u20ac" * 256, '{x}:"\\', "\x1b[0m\n\u202e")
+
+
 def _dumps(value: Any) -> bytes:
     # json, not orjson: it writes integers beyond 64 bits, which orjson refuses to
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
@@ -58,13 +62,17 @@ def _dumps(value: Any) -> bytes:
 
 def valid_event(rng: random.Random, now: float, user: str) -> dict[str, Any]:
     ts = round(now - rng.uniform(0, 3000), 3)
+    doc: dict[str, Any]
     if rng.random() < 0.5:
-        return {"event_id": f"e{rng.getrandbits(32)}", "type": "request", "ts": ts,
-                "user_id": user, "blocked": rng.random() < 0.1}  # fmt: skip
-    doc: dict[str, Any] = {"event_id": f"e{rng.getrandbits(32)}", "type": "response",
-                           "ts": ts, "user_id": user, "safe": rng.random() < 0.9}  # fmt: skip
+        doc = {"event_id": f"e{rng.getrandbits(32)}", "type": "request", "ts": ts,
+               "user_id": user, "blocked": rng.random() < 0.1}  # fmt: skip
+    else:
+        doc = {"event_id": f"e{rng.getrandbits(32)}", "type": "response",
+               "ts": ts, "user_id": user, "safe": rng.random() < 0.9}  # fmt: skip
+        if rng.random() < 0.5:
+            doc.update(model="m", prompt_tokens=rng.randrange(5000), cost_usd=rng.random())
     if rng.random() < 0.5:
-        doc.update(model="m", prompt_tokens=rng.randrange(5000), cost_usd=rng.random())
+        doc["tenant"] = rng.choice(_TENANTS)
     return doc
 
 

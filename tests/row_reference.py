@@ -19,7 +19,7 @@ from stream_sentinel.decode import Decoder
 from stream_sentinel.decode_rows import RequestRow, ResponseRow, RowDecoder
 from stream_sentinel.events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 
-_SHARED = ("event_id", "ts", "user_id", "model", "prompt_tokens")
+_SHARED = ("event_id", "ts", "user_id", "model", "prompt_tokens", "tenant")
 _REQUEST = (*_SHARED, "blocked", "block_reason")
 _RESPONSE = (*_SHARED, "safe", "request_id", "cost_usd", "completion_tokens")
 

@@ -27,6 +27,7 @@ REQ: dict[str, Any] = {
     "block_reason": "prompt_injection",
     "model": "gpt-x",
     "prompt_tokens": 12,
+    "tenant": "team-search",
 }
 RESP: dict[str, Any] = {
     "type": "response",
@@ -39,14 +40,15 @@ RESP: dict[str, Any] = {
     "prompt_tokens": 12,
     "completion_tokens": 30,
     "cost_usd": 0.25,
+    "tenant": "team-search",
 }
 # Every reason the decoder can give, with <field> spelled out: they become metric labels.
 REASON = re.compile(
     r"too_large|not_json|not_object|bad_ts|type_mismatch|ts_out_of_range|bad_value:type"
     r"|missing:(type|event_id|ts|user_id|blocked|safe)"
     r"|type:(type|event_id|ts|user_id|model|blocked|block_reason|request_id|safe"
-    r"|safety_score|prompt_tokens|completion_tokens|cost_usd)"
-    r"|length:(event_id|user_id)"
+    r"|safety_score|prompt_tokens|completion_tokens|cost_usd|tenant)"
+    r"|length:(event_id|user_id|tenant)"
     r"|bad_number:(ts|safety_score|prompt_tokens|completion_tokens|cost_usd)"
 )
 
@@ -85,6 +87,7 @@ def test_request_carries_every_field() -> None:
         model="gpt-x",
         block_reason="prompt_injection",
         prompt_tokens=12,
+        tenant="team-search",
     )
 
 
@@ -99,21 +102,43 @@ def test_response_carries_every_field() -> None:
         cost_usd=0.25,
         prompt_tokens=12,
         completion_tokens=30,
+        tenant="team-search",
     )
 
 
 def test_minimal_events_leave_optional_fields_none() -> None:
-    req = decode(raw(REQ, model=..., block_reason=..., prompt_tokens=...))
+    req = decode(raw(REQ, model=..., block_reason=..., prompt_tokens=..., tenant=...))
     assert req == RequestEvent("r-1", NOW - 5, "alice", True)
     resp = decode(
-        raw(RESP, model=..., request_id=..., prompt_tokens=..., completion_tokens=..., cost_usd=...)
+        raw(
+            RESP,
+            model=...,
+            request_id=...,
+            prompt_tokens=...,
+            completion_tokens=...,
+            cost_usd=...,
+            tenant=...,
+        )
     )
     assert resp == ResponseEvent("s-1", NOW - 5, "alice", False)
+    assert isinstance(req, RequestEvent) and req.tenant is None
 
 
 def test_null_in_optional_fields_means_absent() -> None:
-    got = decode(raw(RESP, model=None, request_id=None, cost_usd=None, completion_tokens=None))
+    got = decode(
+        raw(RESP, model=None, request_id=None, cost_usd=None, completion_tokens=None, tenant=None)
+    )
     assert got == ResponseEvent("s-1", NOW - 5, "alice", False, prompt_tokens=12)
+    # tenant is bounded like user_id, but optional: null is absent, not type:tenant
+    assert decode(raw(REQ, tenant=None)) == decode(raw(REQ, tenant=...))
+
+
+def test_events_built_positionally_before_tenant_still_build() -> None:
+    # tenant is the last field, so constructions that predate it keep their meaning
+    req = RequestEvent("r", 1.0, "u", True, "m", "pii", 5)
+    resp = ResponseEvent("s", 1.0, "u", False, "m", "r", 0.5, 5, 6)
+    assert (req.prompt_tokens, req.tenant) == (5, None)
+    assert (resp.completion_tokens, resp.tenant) == (6, None)
 
 
 def test_unknown_fields_and_other_types_fields_are_ignored() -> None:
@@ -278,6 +303,11 @@ def test_missing_safe_needs_neither_verdict_nor_score() -> None:
         (RESP, "completion_tokens", 0.5),
         (RESP, "cost_usd", "0.25"),
         (RESP, "cost_usd", True),
+        (REQ, "tenant", 7),
+        (REQ, "tenant", True),
+        (REQ, "tenant", ["team"]),
+        (RESP, "tenant", {"team": 1}),
+        (RESP, "tenant", 0.5),
     ],
 )
 def test_wrong_type(base: dict[str, Any], field: str, value: Any) -> None:
@@ -292,16 +322,23 @@ def test_wrong_type(base: dict[str, Any], field: str, value: Any) -> None:
         ("event_id", "\U0001f600" * 129),
         ("user_id", ""),
         ("user_id", "u" * 257),
+        ("tenant", ""),
+        ("tenant", "t" * 257),
+        ("tenant", "\u20ac" * 257),
     ],
 )
 def test_length(field: str, value: str) -> None:
     assert reason(raw(REQ, **{field: value})) == f"length:{field}"
+    assert reason(raw(RESP, **{field: value})) == f"length:{field}"
 
 
 def test_lengths_count_characters_not_bytes() -> None:
-    got = decode(raw(REQ, event_id="\U0001f600" * 128, user_id="\u00e9" * 256))
+    got = decode(
+        raw(REQ, event_id="\U0001f600" * 128, user_id="\u00e9" * 256, tenant="\u20ac" * 256)
+    )
     assert isinstance(got, RequestEvent)
     assert len(got.event_id) == 128 and len(got.user_id) == 256
+    assert got.tenant == "\u20ac" * 256  # 768 bytes of UTF-8, 256 characters
 
 
 @pytest.mark.parametrize(
@@ -493,6 +530,8 @@ def test_details_never_echo_user_strings() -> None:
         raw(RESP, safety_score=marker),
         raw(REQ, **{marker: 1}, event_id=...),
         raw(REQ, user_id=marker)[:-3],
+        raw(REQ, tenant=marker * 40),
+        raw(REQ, tenant=[marker]),
     ]
     for data in cases:
         got = decode(data, "response")
@@ -561,6 +600,17 @@ def test_constructor_accepts_the_edges() -> None:
             ("length:user_id", "user_id has 257 characters, allowed 1..256"),
         ),
         (raw(REQ, user_id={}), None, ("type:user_id", "user_id must be a string, got object")),
+        (
+            raw(REQ, tenant=""),
+            None,
+            ("length:tenant", "tenant has 0 characters, allowed 1..256"),
+        ),
+        (
+            raw(RESP, tenant="t" * 257),
+            None,
+            ("length:tenant", "tenant has 257 characters, allowed 1..256"),
+        ),
+        (raw(RESP, tenant=7), None, ("type:tenant", "tenant must be a string, got number")),
         (
             raw(REQ, ts=-1),
             None,

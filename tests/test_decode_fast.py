@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from row_reference import assert_rows_agree
 
 from stream_sentinel.decode import MAX_COST_USD, MAX_TOKENS, Decoder
-from stream_sentinel.events import EventType
+from stream_sentinel.events import EventType, Rejection
 
 NOW = 1_793_610_000.0
 RETENTION_S = 3690.0
@@ -81,10 +81,23 @@ _COUNT += [True, "1", []]
 _NUMBER = [ABSENT, None, 0, 1, 3, 0.5, 0.49999, 1.0000001, -0.0, -1e-9, 2, True, "0.9"]
 _NUMBER += [MAX_COST_USD, int(MAX_COST_USD) + 1, MAX_COST_USD + 0.5, 2**64 - 1]
 _FLAG = [ABSENT, None, True, False, 1, 0, "true"]
+# valid tenants at the edges of what they may hold: any characters, 1..256 of them
+TENANTS = [
+    "team-search",
+    "t" * 256,
+    "\u20ac" * 256,  # 768 bytes: characters count, not bytes
+    "\U0001f600" * 256,
+    "Z\u00fcrich \u56e2\u961f",
+    'q"uo\\te\\"d',
+    "a\u0000b\x1b[31m\r\n\t",
+    "\u202eevil\u200b\u2028",
+]
 VALUES: dict[str, list[Any]] = {
     "type": [ABSENT, None, "request", "response", "Request", "", 1],
     "event_id": [*_STR, "e" * 128, "e" * 129],
     "user_id": [*_STR, "u" * 256, "u" * 257, "ü"],
+    # optional, but bounded like user_id: "" (in _STR) is refused, null is absent
+    "tenant": [*_STR, *TENANTS, "t" * 257, "\u20ac" * 257, "\U0001f600" * 257],
     "ts": [
         ABSENT,
         None,
@@ -187,8 +200,27 @@ def test_common_shapes_are_taken_by_the_row_decoder() -> None:
         common_request(**PRODUCER_EXTRAS),
         common_response(ts="2026-11-02T08:59:59.5Z", **PRODUCER_EXTRAS),
         common_response(ts="2026-11-02t08:59:59z", note="caf\u00e9"),
+        common_request(tenant="team-search"),
+        common_response(tenant=None),
+        common_request(ts="2026-11-02T08:59:58.019Z", tenant="\u20ac" * 256, **PRODUCER_EXTRAS),
     ]
     for doc in shapes:
         for topic in (doc["type"], None):
             row = assert_rows_agree(full, orjson.dumps(doc), topic, NOW)
             assert row is not None, doc
+
+
+def test_a_tenant_survives_on_both_paths_with_the_same_value() -> None:
+    full = decoder()
+    for tenant in TENANTS:
+        for doc in (
+            common_request(tenant=tenant),
+            common_response(tenant=tenant),
+            common_response(ts="2026-11-02T08:59:59.5Z", tenant=tenant, **PRODUCER_EXTRAS),
+        ):
+            raw = orjson.dumps(doc)
+            for topic in (doc["type"], None):
+                event = full.decode(raw, topic_type=topic, now=NOW)
+                assert not isinstance(event, Rejection) and event.tenant == tenant
+                row = assert_rows_agree(full, raw, topic, NOW)
+                assert row is not None and row.tenant == tenant

@@ -38,6 +38,7 @@ NEW_DOCS = (
     "reliability.md",
     "architecture.md",
     "alerting.md",
+    "tenants.md",
 )
 
 
@@ -68,6 +69,7 @@ def _check_event(raw: bytes, schema: str, topic_type: str) -> dict[str, Any]:
     _schema(schema).validate(doc)
     decoded = Decoder().decode(raw, topic_type=topic_type, now=time.time())  # type: ignore[arg-type]
     assert not isinstance(decoded, Rejection), decoded
+    assert decoded.tenant == doc.get("tenant")
     return doc
 
 
@@ -80,10 +82,16 @@ def test_producer_example_builds_events_the_schemas_and_decoder_accept(
     request = ex.request_event("u1", "gpt-4o-mini", blocked=False, prompt_tokens=10)
     blocked = ex.request_event("u2", "m", blocked=True, block_reason="prompt_injection")
     response = ex.response_event(request, safe=False, completion_tokens=5, cost_usd=0.01)
+    team = ex.request_event("u3", "m", blocked=False, tenant="team-search")
+    team_response = ex.response_event(team, safe=True, completion_tokens=1)
+    assert "tenant" not in request and "tenant" not in response
+    assert team["tenant"] == team_response["tenant"] == "team-search"
     for event, schema, kind in (
         (request, "llm_request.v1.json", "request"),
         (blocked, "llm_request.v1.json", "request"),
         (response, "llm_response.v1.json", "response"),
+        (team, "llm_request.v1.json", "request"),
+        (team_response, "llm_response.v1.json", "response"),
     ):
         _check_event(json.dumps(event).encode(), schema, kind)
     assert response["request_id"] == request["event_id"]
@@ -124,6 +132,7 @@ async def test_producer_example_runs_against_the_broker(
             "request" if is_request else "response",
         )
         assert record.key == doc["user_id"].encode()
+        assert doc.get("tenant") == ("team-search" if doc["user_id"] == "user-42" else None)
         partition_of[(doc["type"], doc["user_id"])] = record.partition
     assert set(partition_of) == {
         ("request", "user-42"),
@@ -223,6 +232,14 @@ def test_webhook_body_has_the_documented_fields() -> None:
     documented = [*re.findall(r'"(\w+)":', block.split('"tick"')[0]), "tick"]
     assert sorted(body) == sorted(documented)
     assert body["status"] == "critical" and body["state"] == "critical"
+
+
+def test_tenants_toml_example_is_a_valid_config(tmp_path: Path) -> None:
+    (block,) = _blocks("tenants.md", "toml")
+    path = tmp_path / "tenants.toml"
+    path.write_text(block, encoding="utf-8")
+    cfg = load_config(path, {})
+    assert cfg.tenants.enabled and cfg.tenants.top_k == 20
 
 
 def test_readme_links_every_new_doc() -> None:

@@ -78,6 +78,7 @@ def test_a_long_seeded_run_meets_every_mutation_and_many_reasons() -> None:
         "duplicate_key", "oversized", "random_bytes", "not_an_object", "text_noise", "tombstone",
     }  # fmt: skip
     assert {"too_large", "not_json", "not_object", "empty", "bad_number:ts"} <= set(tally.reasons)
+    assert {"type:tenant", "length:tenant"} <= set(tally.reasons)  # type swaps reach it
     assert len(tally.reasons) >= 15, tally.reasons
     assert tally.counted > tally.messages // 3  # the neighbours, and mutants still valid
     assert tally.row_path > 100  # mutants the msgspec row path took, compared with Decoder

@@ -1,4 +1,4 @@
-"""User ids are attacker-controlled text. Whatever they hold (hash-tag braces, colons,
+"""User ids (and tenants) are attacker-controlled text. Whatever they hold (hash-tag braces, colons,
 newlines, ANSI escapes, bidi overrides, 10 kB) they never pick a Redis key or its
 Cluster slot, never break a JSON line, a URL or a log line, and come back intact.
 """
@@ -17,7 +17,9 @@ from yarl import URL
 
 from stream_sentinel.aggregate import BatchAggregator
 from stream_sentinel.alerts import alert_event
-from stream_sentinel.decode import MAX_USER_ID, Decoder
+from stream_sentinel.decode import MAX_TENANT, MAX_USER_ID, Decoder
+from stream_sentinel.decode_rows import RowDecoder
+from stream_sentinel.events import Rejection
 from stream_sentinel.heartbeat import heartbeat_message
 from stream_sentinel.heartbeat_kinds import HeartbeatTarget, build_request
 from stream_sentinel.httpserver import build_http_app, start_http
@@ -110,6 +112,44 @@ def test_a_ten_kilobyte_user_id_is_a_dead_letter_and_its_neighbours_count() -> N
         (1, "length:user_id"),
         (3, "length:user_id"),
     ]
+    assert all("AAAA" not in d.detail and "\x1b" not in d.detail for d in out.dead)
+    users: Counter[str] = Counter()
+    for inc in out.delta.values():
+        users.update(inc.users)
+    assert users == Counter({"before": 1, "after": 1})
+
+
+def test_hostile_tenants_decode_intact_on_both_paths() -> None:
+    # tenants are as untrusted as user ids: the decoders keep every character
+    # (hashing and escaping are the consumers' job) and refuse only the length
+    raws = [
+        orjson.dumps(
+            {"event_id": f"e{i}", "ts": NOW, "user_id": "u", "blocked": False, "tenant": tenant}
+        )
+        for i, tenant in enumerate(HOSTILE)
+    ]
+    decoder = Decoder()
+    rows = RowDecoder(decoder).rows(raws, "request")
+    for raw, row, tenant in zip(raws, rows, HOSTILE, strict=True):
+        event = decoder.decode(raw, topic_type="request", now=NOW)
+        assert not isinstance(event, Rejection) and event.tenant == tenant
+        assert row is not None and row.tenant == tenant
+
+
+def test_a_ten_kilobyte_tenant_is_a_dead_letter_and_its_neighbours_count() -> None:
+    huge = "\x1b[2J" + "A" * 10_240
+    raw = [
+        orjson.dumps({**orjson.loads(one), "tenant": tenant})
+        for one, tenant in zip(
+            _requests(["before", "huge", "after", "newlines"]),
+            ["t", huge, "t", "\n" * (MAX_TENANT + 1)],
+            strict=True,
+        )
+    ]
+    out = BatchProcessor(Decoder(), BatchAggregator(60)).process(
+        part=PARTS[0], topic_type="request", offsets=range(len(raw)), values=raw, now=NOW
+    )
+    assert [(d.offset, d.reason) for d in out.dead] == [(1, "length:tenant"), (3, "length:tenant")]
     assert all("AAAA" not in d.detail and "\x1b" not in d.detail for d in out.dead)
     users: Counter[str] = Counter()
     for inc in out.delta.values():

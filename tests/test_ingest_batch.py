@@ -30,6 +30,21 @@ from stream_sentinel.store.base import PartitionId
 T0 = 1_790_000_000.0
 PART = PartitionId("t", 3)
 PRICES = {"m": ModelPrice(prompt_per_1k=0.5, completion_per_1k=1.5)}
+TENANTS = ["t1", "t2", "\u20ac" * 256, '{t}:"\\\n']
+# valid events but for the tenant (length:tenant, type:tenant)
+BAD_TENANTS = [
+    orjson.dumps(
+        {
+            "event_id": "e",
+            "type": "request",
+            "ts": T0,
+            "user_id": "u",
+            "blocked": False,
+            "tenant": t,
+        }
+    )
+    for t in ("", "t" * 257, 7)
+]
 
 
 def processor() -> BatchProcessor:
@@ -52,7 +67,9 @@ def record(draw: st.DrawFn) -> bytes | None:
     if kind == "tombstone":
         return None
     if kind == "bad":
-        return draw(st.sampled_from([b"{oops", b"[]", b'{"type":"request"}', b"  \n"]))
+        return draw(
+            st.sampled_from([b"{oops", b"[]", b'{"type":"request"}', b"  \n", *BAD_TENANTS])
+        )
     doc: dict[str, Any] = {
         "event_id": "e",
         "type": kind,
@@ -60,6 +77,9 @@ def record(draw: st.DrawFn) -> bytes | None:
         "ts": T0 + draw(st.floats(0, 900)) - draw(st.sampled_from([0, 0, 0, 30, 1000])),
         "user_id": draw(st.sampled_from(["a", "b", "c"])),
     }
+    tenant = draw(st.sampled_from([..., None, *TENANTS]))  # ...: no tenant field
+    if tenant is not ...:
+        doc["tenant"] = tenant
     if kind == "request":
         doc["blocked"] = draw(st.booleans())
     else:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_ingest_batch import (
     PART,
+    PRICES,
     T0,
     batches_fed,
     batches_one_by_one,
@@ -33,7 +34,9 @@ from stream_sentinel.ingest_log import LogChunk, feed_chunk
 def odd_line(draw: st.DrawFn) -> bytes:
     """Valid lines the rows refuse, so the decoder decides them."""
     doc: dict[str, Any] = {"event_id": "e", "type": "request", "user_id": "u", "blocked": True}
-    kind = draw(st.sampled_from(["extra", "string ts", "missing safe", "too old", "huge"]))
+    kind = draw(
+        st.sampled_from(["extra", "string ts", "missing safe", "too old", "huge", "tenant 257"])
+    )
     ts = T0 + draw(st.floats(0, 900))
     if kind == "extra":
         return orjson.dumps({**doc, "ts": ts, "note": "x"})
@@ -41,6 +44,8 @@ def odd_line(draw: st.DrawFn) -> bytes:
         return orjson.dumps({**doc, "ts": "2026-09-21T14:00:00Z"})
     if kind == "missing safe":
         return orjson.dumps({"event_id": "e", "type": "response", "user_id": "u", "ts": ts})
+    if kind == "tenant 257":
+        return orjson.dumps({**doc, "ts": ts, "tenant": "t" * 257})
     if kind == "too old":
         return orjson.dumps({**doc, "ts": T0 - 5000})
     return orjson.dumps({**doc, "ts": ts, "model": "m" * 70_000})  # over the size limit
@@ -105,6 +110,29 @@ def test_chunks_equal_one_line_at_a_time_with_a_future_limit(
         same(g, w)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOGS, st.floats(-math.inf, T0 + 900), st.integers(1, 30))
+@example(  # two tenants and none, across a tick
+    [
+        orjson.dumps({**_REQ, "ts": T0 + i, "tenant": ["a", "\u20ac" * 256, None][i % 3]})
+        for i in range(9)
+    ],
+    T0 - 26,  # due from the event at T0 + 4 on (lateness 30)
+    4,
+)
+def test_chunks_count_each_tenant_as_one_line_at_a_time(
+    raws: list[bytes | None], until: float, chunk_size: int
+) -> None:
+    lines = [raw for raw in raws if raw is not None]
+    decoder = Decoder(retention_s=300.0, max_future_s=math.inf)
+    proc = BatchProcessor(decoder, BatchAggregator(60, PRICES, tenants=True))
+    want = batches_one_by_one(proc, lines, 0, until, None)
+    got = batches_fed(proc, lines, 0, until, None, chunk_size)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        same(g, w)  # the deltas hold the per-tenant counts
+
+
 def test_a_clean_log_is_taken_by_rows_not_line_by_line() -> None:
     # the performance guard: rows that always declined would pass the tests above
     proc = processor()
@@ -117,6 +145,7 @@ def test_a_clean_log_is_taken_by_rows_not_line_by_line() -> None:
                 "user_id": "u",
                 "blocked": False,
                 "safe": True,
+                "tenant": ["team-a", "\u20ac" * 256][i % 2],
             }
         )
         .replace(b',"safe":true', b"" if t == "request" else b',"safe":true')

@@ -12,6 +12,7 @@ rows must leave to the per-record decoder.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +32,12 @@ NOW = 1_790_000_000.0
 PART = PartitionId("t", 3)
 PRICES = {"m": ModelPrice(prompt_per_1k=0.5, completion_per_1k=1.5), "z": ModelPrice()}
 FIRST = 1_000
+TENANTS = ["team-a", "t" * 256, "\u20ac" * 256, '{x}:"\\', "\x1b[0m\n"]
 
 
-def processor(max_bytes: int = 64 * 1024) -> BatchProcessor:
+def processor(max_bytes: int = 64 * 1024, *, tenants: bool = False) -> BatchProcessor:
     decoder = Decoder(max_bytes=max_bytes, retention_s=3690.0, max_future_s=300.0)
-    return BatchProcessor(decoder, BatchAggregator(10, PRICES))
+    return BatchProcessor(decoder, BatchAggregator(10, PRICES, tenants=tenants))
 
 
 def per_record(proc: BatchProcessor, topic: EventType, raws: list[bytes | None]) -> Processed:
@@ -75,6 +77,7 @@ def event(draw: st.DrawFn, kind: EventType) -> dict[str, Any]:
     optional = {
         "model": st.sampled_from(["m", "z", "unpriced"]) | st.none(),
         "prompt_tokens": st.integers(0, 10**6) | st.none(),
+        "tenant": st.sampled_from(TENANTS) | st.text(min_size=1, max_size=6) | st.none(),
     }
     if kind == "request":
         doc["blocked"] = draw(st.booleans())
@@ -116,6 +119,27 @@ def test_a_batch_of_contract_events_is_taken_and_counted_exactly(
     assert_same(got, per_record(proc, kind, raws))
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch())
+def test_each_tenant_is_counted_alike_from_rows_and_from_the_decoder(
+    sample: tuple[EventType, list[bytes | None]],
+) -> None:
+    # with per-tenant counting on, the tenant read from a row must count where
+    # the decoder's event counts it; the events' own tenants are the oracle
+    kind, raws = sample
+    proc = processor(tenants=True)
+    assert taken(proc, kind, raws)
+    got = batch_of(proc, kind, raws)
+    assert_same(got, per_record(proc, kind, raws))
+    docs = [orjson.loads(raw or b"") for raw in raws]
+    want = Counter(doc["tenant"] for doc in docs if doc.get("tenant") is not None)
+    counted: Counter[str] = Counter()
+    for bucket in got.delta.values():
+        for tenant, part in bucket.tenants.items():
+            counted[tenant] += part.requests + part.responses
+    assert counted == want
+
+
 ODD = [
     None,  # tombstone
     b"{oops",
@@ -148,6 +172,9 @@ def test_one_odd_message_is_left_to_the_per_record_path(
                     {k: v for k, v in doc.items() if k not in ("safe", "blocked", "safety_score")}
                 ),
                 orjson.dumps({**doc, "user_id": "u" * 257}),
+                orjson.dumps({**doc, "tenant": "t" * 257}),
+                orjson.dumps({**doc, "tenant": ""}),
+                orjson.dumps({**doc, "tenant": 7}),
                 orjson.dumps({**doc, "prompt_tokens": 7.0}),
             ]
         )
@@ -171,6 +198,22 @@ def test_a_message_over_the_size_limit_is_left_to_the_per_record_path() -> None:
     (dead,) = got.dead
     assert dead.reason == "too_large"
     assert_same(got, per_record(proc, "request", [small, big]))
+
+
+def test_a_bad_tenant_is_a_dead_letter_and_its_neighbours_count() -> None:
+    base = {"event_id": "e", "type": "request", "ts": NOW, "user_id": "u", "blocked": False}
+    tenants = ["a", "t" * 257, "", 7, None, "\u20ac" * 256, ["a"]]
+    raws: list[bytes | None] = [orjson.dumps({**base, "tenant": t}) for t in tenants]
+    proc = processor()
+    got = batch_of(proc, "request", raws)
+    assert [(d.offset - FIRST, d.reason) for d in got.dead] == [
+        (1, "length:tenant"),
+        (2, "length:tenant"),
+        (3, "type:tenant"),
+        (6, "type:tenant"),
+    ]
+    assert got.outcomes[("request", "")] == 3
+    assert_same(got, per_record(proc, "request", raws))
 
 
 def test_a_missing_type_is_the_topics_type_on_both_paths() -> None:

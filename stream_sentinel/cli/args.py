@@ -82,6 +82,13 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     sc.add_argument("--truth", required=True, metavar="FILE", help="from simulate --truth")
     sc.add_argument("--timeline", required=True, metavar="FILE", help="from replay --timeline")
     sc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sc.add_argument(
+        "--clear-ticks",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the replay's [alerting] clear_ticks: a red is held N-1 ticks after an attack",
+    )
 
     bl = verbs.add_parser("baseline", help="learn baselines from a recorded normal period")
     bl.add_argument("logs", nargs="+", metavar="LOG", help=".jsonl, .jsonl.gz or - for stdin")

@@ -24,7 +24,7 @@ from ..replay import ReplaySummary, replay
 from ..source_file import total_bytes
 from ..store.base import StoreUnavailable
 from ..store.build import Storage, check_url, open_storage
-from ..wiring import build_rules, storage_settings
+from ..wiring import build_rules, storage_settings, tenants_top_k
 from .exits import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_TOPIC_MISSING, EXIT_UNAVAILABLE
 
 log = logging.getLogger("stream_sentinel")
@@ -171,7 +171,7 @@ async def _replay_into(
     ``ticks`` collects the ticks for the report."""
     store = storage.store
     baselines = await _baselines(cfg, storage, args.learn_from)
-    evaluator = Evaluator(store, build_rules(cfg), baselines)
+    evaluator = Evaluator(store, build_rules(cfg), baselines, tenants_top_k=tenants_top_k(cfg))
     with ExitStack() as stack:
         timeline: IO[bytes] | None = None
         dead_out: IO[bytes] | None = None
@@ -246,7 +246,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: --timeline {args.timeline}: {_why(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    report = score(truth, timeline)
+    if args.clear_ticks < 1:
+        print("error: --clear-ticks must be 1 or more", file=sys.stderr)
+        return EXIT_INPUT
+    report = score(truth, timeline, clear_ticks=args.clear_ticks)
     if args.json:
         print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class ScoreReport:
     false_critical: int
     false_warning: int
     false_alarm_ats: tuple[str, ...]  # the first few, to go and look at
+    held_ticks: int = 0  # warning/critical ticks in the hysteresis hold after an attack
 
     @property
     def false_critical_pct(self) -> float:
@@ -84,6 +86,7 @@ class ScoreReport:
             "false_warning": self.false_warning,
             "false_warning_pct": self.false_warning_pct,
             "false_alarm_ats": list(self.false_alarm_ats),
+            "held_ticks": self.held_ticks,
             "missed": list(self.missed),
         }
 
@@ -92,20 +95,38 @@ def _pct(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
+DEFAULT_CLEAR_TICKS = 3  # RulesConfig's default
+
+
 def _extended(w: AttackWindow) -> tuple[float, float]:
     return w.start, w.end + w.signal_window_s
 
 
-def score(truth: Sequence[AttackWindow], timeline: Iterable[Mapping[str, Any]]) -> ScoreReport:
+def tick_interval(ats: Sequence[float]) -> float:
+    """The timeline's tick length: the smallest gap between consecutive ticks
+    (a stale stretch or a restart only makes gaps longer); 60 s when unknown."""
+    gaps = [b - a for a, b in pairwise(ats) if b > a]
+    return min(gaps) if gaps else 60.0
+
+
+def score(
+    truth: Sequence[AttackWindow],
+    timeline: Iterable[Mapping[str, Any]],
+    *,
+    clear_ticks: int = DEFAULT_CLEAR_TICKS,
+) -> ScoreReport:
+    lines = list(timeline)
+    ats = [parse_at(str(line["at"])) for line in lines]
+    hold_s = max(0, clear_ticks - 1) * tick_interval(ats)
     spans = [_extended(w) for w in truth]
+    held_spans = [(hi, hi + hold_s) for _, hi in spans]
     detected: list[float | None] = [None] * len(truth)
     worst: list[str] = ["ok"] * len(truth)
     inside = [0] * len(truth)
-    ticks = normal = false_crit = false_warn = 0
+    ticks = normal = false_crit = false_warn = held = 0
     false_ats: list[str] = []
-    for line in timeline:
+    for line, at in zip(lines, ats, strict=True):
         ticks += 1
-        at = parse_at(str(line["at"]))
         status = str(line.get("status", ""))
         severity = SEVERITY.get(status, 0)
         red = set(line.get("red") or ())
@@ -125,6 +146,9 @@ def score(truth: Sequence[AttackWindow], timeline: Iterable[Mapping[str, Any]]) 
                 detected[i] = at
         if in_any:
             continue
+        if any(lo < at <= hi for lo, hi in held_spans):
+            held += severity > 0
+            continue
         normal += 1
         if severity:
             false_crit += status == "critical"
@@ -141,6 +165,7 @@ def score(truth: Sequence[AttackWindow], timeline: Iterable[Mapping[str, Any]]) 
         false_critical=false_crit,
         false_warning=false_warn,
         false_alarm_ats=tuple(false_ats),
+        held_ticks=held,
     )
 
 
@@ -169,10 +194,12 @@ def format_table(report: ScoreReport) -> str:
         )
     rows += [
         "",
-        f"Ticks: {report.ticks}, normal (outside every attack window + signal window): "
+        f"Ticks: {report.ticks}, normal (outside every attack window + signal window + hold): "
         f"{report.normal_ticks}.",
         f"False critical ticks: {report.false_critical} ({report.false_critical_pct:.2f} %). "
         f"False warning ticks: {report.false_warning} ({report.false_warning_pct:.2f} %).",
+        f"Alarm ticks held by the hysteresis just after an attack (not counted above): "
+        f"{report.held_ticks}.",
     ]
     return "\n".join(rows) + "\n"
 

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..aggregate import Delta
-from ..model import WindowCounts
+from ..model import TenantCounts, WindowCounts
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -87,6 +87,14 @@ class Store(Protocol):
     async def top_users(self, start: int, end: int, k: int) -> list[tuple[str, int]]:
         """The ``k`` users with most requests in ``[start, end)``, exact, ties by user id."""
 
+    async def top_tenants(
+        self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
+    ) -> list[TenantCounts]:
+        """The ``k`` tenants with most requests in ``short`` (ties by tenant),
+        most first, each with its exact counts over ``short`` and ``hour`` and
+        its ``users`` heaviest users in ``short`` (``top_k`` order). Only
+        events that carried a tenant, counted while tenants were on."""
+
     async def drop_all(self) -> None:
         """Delete everything stored under this store's namespace: counters and
         offsets, and in Redis every key of its prefix (the history and lease
@@ -122,7 +130,7 @@ class ReadAhead(Protocol):
 
 
 def top_k(totals: dict[str, int], k: int) -> list[tuple[str, int]]:
-    """Deterministic top-k: count descending, then user id ascending."""
+    """Deterministic top-k: count descending, then id (user or tenant) ascending."""
     if k <= 0 or not totals:
         return []
     if len(totals) > k:

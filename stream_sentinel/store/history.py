@@ -13,7 +13,9 @@ several keys is Cluster safe)::
     P:{history}:since   earliest event time the sentinel could see (SET NX)
 
 Nothing from events (user ids, models) is ever part of a key or a record:
-records hold only the four signals' values, window counts and states.
+records hold only the four signals' values, window counts and states, and,
+with per-tenant signals on, the same for each evaluated tenant under its name
+(a JSON string inside the record, never a key: at most ``top_k`` per record).
 Records of format 1 (before window counts were kept) are still read, their
 ratio numerators rebuilt from value x volume; malformed ones are skipped;
 either way with one log line, never an error.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,12 +92,19 @@ class TickRecord:
     at: int
     points: Mapping[SignalName, Point]
     stale: bool = False
+    # the evaluated tenants' points (the top_k of this tick), by tenant
+    tenants: Mapping[str, Mapping[SignalName, Point]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        signals = {
-            name: [p.value, p.volume, p.state, p.judged, p.hits] for name, p in self.points.items()
+        doc: dict[str, Any] = {
+            "v": FORMAT,
+            "at": self.at,
+            "stale": self.stale,
+            "signals": _encode_points(self.points),
         }
-        return orjson.dumps({"v": FORMAT, "at": self.at, "stale": self.stale, "signals": signals})
+        if self.tenants:
+            doc["tenants"] = {t: _encode_points(p) for t, p in self.tenants.items()}
+        return orjson.dumps(doc)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> TickRecord:
@@ -121,8 +130,20 @@ def decode_record(raw: bytes | str) -> tuple[TickRecord, bool]:
     at, stale, signals = data.get("at"), data.get("stale"), data.get("signals")
     if type(at) is not int or not isinstance(stale, bool) or not isinstance(signals, dict):
         raise ValueError("a tick record has an int at, a bool stale and a signals object")
-    points = {name: _point(name, signals[name], 5) for name in SIGNALS if name in signals}
-    return TickRecord(at, points, stale), False
+    points = _decode_points(signals)
+    tenants = data.get("tenants", {})
+    if not isinstance(tenants, dict) or not all(isinstance(p, dict) for p in tenants.values()):
+        raise ValueError("a tick record's tenants are an object of signal objects")
+    by_tenant = {str(t): _decode_points(p) for t, p in tenants.items()}
+    return TickRecord(at, points, stale, by_tenant), False
+
+
+def _encode_points(points: Mapping[SignalName, Point]) -> dict[str, list[Any]]:
+    return {name: [p.value, p.volume, p.state, p.judged, p.hits] for name, p in points.items()}
+
+
+def _decode_points(signals: Mapping[str, Any]) -> dict[SignalName, Point]:
+    return {name: _point(name, signals[name], 5) for name in SIGNALS if name in signals}
 
 
 def _point(name: SignalName, item: Any, size: int) -> Point:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..aggregate import BucketDelta, Delta
-from ..model import WindowCounts
+from ..aggregate import BucketDelta, Delta, TenantDelta
+from ..model import TenantCounts, WindowCounts
 from .base import ApplyResult, Outcome, PartitionId, top_k
 
 
@@ -89,6 +89,28 @@ class MemoryStore:
                 totals[user] = get(user, 0) + n
         return top_k(totals, k)
 
+    async def top_tenants(
+        self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
+    ) -> list[TenantCounts]:
+        requests: dict[str, int] = {}
+        for bucket in self._in(*short):
+            for tenant, part in bucket.tenants.items():
+                requests[tenant] = requests.get(tenant, 0) + part.requests
+        chosen = [t for t, n in top_k(requests, k) if n > 0]
+        found = []
+        for tenant in chosen:
+            in_short = _tenant_total(self._in(*short), tenant)
+            in_hour = _tenant_total(self._in(*hour), tenant)
+            found.append(
+                TenantCounts(
+                    tenant,
+                    in_short.counts(),
+                    in_hour.counts(),
+                    tuple(top_k(dict(in_short.users), users)),
+                )
+            )
+        return found
+
     async def drop_all(self) -> None:
         self._offsets.clear()
         self._buckets.clear()
@@ -114,3 +136,12 @@ class MemoryStore:
 
     def bucket_count(self) -> int:
         return len(self._buckets)
+
+
+def _tenant_total(buckets: Sequence[BucketDelta], tenant: str) -> TenantDelta:
+    total = TenantDelta()
+    for bucket in buckets:
+        part = bucket.tenants.get(tenant)
+        if part is not None:
+            total.merge(part)
+    return total

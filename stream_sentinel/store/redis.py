@@ -44,7 +44,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..aggregate import Delta
-from ..model import WindowCounts
+from ..model import TenantCounts, WindowCounts
 from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavailable, top_k
 from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
@@ -294,6 +294,11 @@ class RedisStore:
                     part[user] += totals[user]
             totals.update(part)
         return top_k(totals, k)
+
+    async def top_tenants(
+        self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
+    ) -> list[TenantCounts]:
+        raise NotImplementedError("per-tenant counting in Redis: branch tredis")
 
     async def drop_all(self) -> None:
         # SCAN, not KEYS: a shared Redis must not stall for a scratch run's

@@ -148,6 +148,17 @@ def test_the_team_becomes_the_tenant() -> None:
     call = events_of(rec)
     assert call.request["tenant"] == "team-search"
     assert call.response is not None and call.response["tenant"] == "team-search"
+    assert decoded(call.request).tenant == "team-search" == decoded(call.response).tenant
+
+
+def test_a_long_or_broken_team_id_is_still_a_tenant_the_decoder_takes() -> None:
+    rec = record("success")
+    for team in ("t" * 1000, "\u20ac" * 300, "team\ud800"):
+        rec["metadata"]["user_api_key_team_id"] = team
+        call = events_of(rec)
+        tenant = decoded(call.request).tenant
+        assert tenant is not None and 1 <= len(tenant) <= MAX_ID_CHARS
+        assert decoded(call.response or {}).tenant == tenant
 
 
 def test_a_judges_score_becomes_the_safety_score_when_configured() -> None:

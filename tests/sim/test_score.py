@@ -39,7 +39,7 @@ def test_parse_at_reads_timeline_times_as_utc() -> None:
 
 def test_delay_is_first_matching_tick_minus_attack_start() -> None:
     lines = timeline(range(-10, 60), {m: ("warning", ("blocked_pct",)) for m in range(2, 24)})
-    report = score([INJECTION], lines)
+    report = score([INJECTION], lines, clear_ticks=1)
     (a,) = report.attacks
     assert a.detected_at == T0 + 120
     assert a.delay_s == 113
@@ -50,13 +50,40 @@ def test_delay_is_first_matching_tick_minus_attack_start() -> None:
     assert report.false_warning == 0 and report.false_critical == 0
 
 
-def test_hold_past_the_extended_window_counts_as_false() -> None:
-    # red until 10:27: 10:26 and 10:27 are past end + 5 min
+def test_the_hysteresis_hold_after_the_window_is_the_same_alarm() -> None:
+    # red until 10:27: 10:26 and 10:27 are past end + 5 min but within the
+    # clear_ticks (3) hold: two more ticks of the same alarm, shown apart
     lines = timeline(range(-10, 60), {m: ("warning", ("blocked_pct",)) for m in range(2, 28)})
     report = score([INJECTION], lines)
-    assert report.false_warning == 2
-    assert report.false_alarm_ats == (format_at(T0 + 26 * 60), format_at(T0 + 27 * 60))
-    assert report.false_warning_pct == 100 * 2 / 45
+    assert report.false_warning == 0
+    assert report.held_ticks == 2
+    assert report.normal_ticks == 45 - 2
+    assert "held by the hysteresis just after an attack (not counted above): 2" in format_table(
+        report
+    )
+
+
+def test_red_past_the_hold_counts_as_false() -> None:
+    # 10:28 is a third tick past end + 5 min: no longer a hold of clear_ticks 3
+    lines = timeline(range(-10, 60), {m: ("warning", ("blocked_pct",)) for m in range(2, 29)})
+    report = score([INJECTION], lines)
+    assert report.held_ticks == 2
+    assert report.false_warning == 1
+    assert report.false_alarm_ats == (format_at(T0 + 28 * 60),)
+    assert report.false_warning_pct == 100 * 1 / 43
+
+
+def test_the_hold_follows_clear_ticks_and_the_tick_length() -> None:
+    lines = timeline(range(-10, 60), {m: ("warning", ("blocked_pct",)) for m in range(2, 28)})
+    strict = score([INJECTION], lines, clear_ticks=1)
+    assert (strict.false_warning, strict.held_ticks) == (2, 0)
+    # two-minute ticks: the same two held ticks reach 4 minutes past the window
+    slow = [
+        tick(m, *(("warning", ("blocked_pct",)) if m <= 29 else ("ok", ())))
+        for m in range(2, 60, 2)
+    ]
+    report = score([INJECTION], slow)
+    assert (report.false_warning, report.held_ticks) == (0, 2)
 
 
 def test_a_tick_must_name_the_expected_signals_and_be_severe_enough() -> None:
@@ -101,7 +128,7 @@ def test_spend_window_extends_an_hour() -> None:
             76: ("critical", ("spend_hour", "top_user_rps")),
         },
     )
-    report = score([COST], lines)
+    report = score([COST], lines, clear_ticks=1)
     assert report.attacks[0].delay_s == 53
     assert report.false_warning == 0 and report.false_critical == 1
     assert report.normal_ticks == 80 - 75  # ticks 10:01 .. 11:15 are inside
@@ -115,7 +142,7 @@ def test_window_bounds_are_inclusive_and_start_is_not_extended() -> None:
         tick(6, "warning", ("top_user_rps",)),
         tick(7, "warning", ("top_user_rps",)),
     ]
-    report = score([w], lines)
+    report = score([w], lines, clear_ticks=1)
     assert report.attacks[0].delay_s == 0  # a tick at the very start counts
     assert report.false_warning == 2  # 09:59 (before start) and 10:07 (> end + 300)
     assert report.attacks[0].ticks == 2  # 10:00 and 10:06 (= end + 300)
@@ -123,7 +150,7 @@ def test_window_bounds_are_inclusive_and_start_is_not_extended() -> None:
 
 def test_overlapping_windows_each_get_their_detection() -> None:
     lines = timeline(range(0, 30), {5: ("critical", ("blocked_pct", "safety_pct"))})
-    report = score([INJECTION, COMBINED], lines)
+    report = score([INJECTION, COMBINED], lines, clear_ticks=1)
     assert [a.delay_s for a in report.attacks] == [293, 293]
     assert report.normal_ticks == 5  # 10:00 is before start; 10:26..10:29 after the extension
 
@@ -139,7 +166,7 @@ def test_table_and_json_forms() -> None:
     lines = timeline(
         range(0, 40), {2: ("warning", ("blocked_pct",)), 35: ("critical", SIGNALS[:2])}
     )
-    report = score([evil], lines)
+    report = score([evil], lines, clear_ticks=1)
     table = format_table(report)
     assert "| a\\|b c |" in table
     assert "1m 53s (113 s)" in table and "20m 00s" in table
