@@ -71,7 +71,8 @@ class Rfc3339Parser:
         that does not exist (and msgspec a leap second); ``parse`` then
         decides each text. For this shape both give ``_parse``'s value: the
         one correctly rounded double of (seconds x 1000 + millis) / 1000
-        (``tests/test_timestamps.py`` compares them on every digit of the shape)."""
+        (``tests/test_timestamps.py`` compares them on every digit of the shape).
+        A text that is no string raises TypeError (joining them)."""
         n = len(texts)
         quoted = '","'.join(texts)
         if (
