@@ -24,7 +24,7 @@ takes it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
@@ -47,12 +47,15 @@ class ExtraFields:
     """The extra field names one topic's messages have shown, and a decoder
     for rows with those fields (each optional) and no others.
 
-    ``decoder`` is None until a message has been learned from. Field names
-    come from messages (untrusted): they are only compared with other
-    messages' names, never logged.
+    An extra field seen holding an object is decoded into a struct naming
+    the members seen (a dict costs more than a struct): a message with
+    another member is refused like one with another field, and learned from.
+    ``decoder`` is None until a message has been learned from. Field and
+    member names come from messages (untrusted): they are only compared with
+    other messages' names, never logged.
     """
 
-    __slots__ = ("_contract", "_names", "_rows", "decoder")
+    __slots__ = ("_contract", "_members", "_names", "_rows", "decoder")
 
     def __init__(
         self, topic_type: EventType | None, request_row: type[Any], response_row: type[Any]
@@ -65,32 +68,50 @@ class ExtraFields:
         if topic_type != "request":
             self._rows.append((response_row, "response"))
         self._names: tuple[str, ...] = ()
+        # extra field -> the members of the objects it held (None: decoded
+        # as a dict, their names were not ones to learn); absent: no object yet
+        self._members: dict[str, tuple[str, ...] | None] = {}
         self.decoder: msgspec.json.Decoder[Any] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
         return self._names
 
+    def members(self, name: str) -> tuple[str, ...] | None:
+        """The members learned for the objects of extra field ``name``, if any."""
+        return self._members.get(name)
+
     def learn(self, doc: dict[str, Any]) -> None:
-        """Name the extra fields of ``doc`` (a message orjson accepted) too.
+        """Name the extra fields of ``doc`` (a message orjson accepted) too,
+        and the members of its objects.
 
         Past ``MAX_EXTRA_FIELDS`` the names seen so far are dropped for this
         message's; a message with more than that, or a name msgspec cannot
         match, is not learned from: its kind keeps the rows that skip."""
         extra = [name for name in doc if name not in self._contract]
-        new = [name for name in extra if name not in self._names]
-        if not new or not all(map(_nameable, new)):
+        if not all(map(_nameable, extra)):
             return
-        names = (*self._names, *new)
+        names = (*self._names, *(name for name in extra if name not in self._names))
         if len(names) > MAX_EXTRA_FIELDS:
             if len(extra) > MAX_EXTRA_FIELDS:
                 return
             names = tuple(extra)
+        members = {name: self._members[name] for name in names if name in self._members}
+        for name in extra:
+            value = doc[name]
+            known = members.get(name, ())
+            if type(value) is dict and known is not None:
+                more = [member for member in value if member not in known]
+                merged = (*known, *more)
+                fits = len(merged) <= MAX_EXTRA_FIELDS and all(map(_nameable, more))
+                members[name] = merged if fits else None
+        if names == self._names and members == self._members:
+            return
         try:
-            rows = [_naming(row, tag, names) for row, tag in self._rows]
+            rows = [_naming(row, tag, names, members) for row, tag in self._rows]
         except (ValueError, TypeError):  # a name msgspec refuses after all
             return
-        self._names = names
+        self._names, self._members = names, members
         union: Any = rows[0] if len(rows) == 1 else rows[0] | rows[1]
         self.decoder = msgspec.json.Decoder(union)
 
@@ -99,12 +120,17 @@ def _nameable(name: str) -> bool:
     return len(name) <= MAX_NAME_CHARS and _UNNAMEABLE.isdisjoint(name)
 
 
-def _naming(row: type[Any], tag: str, names: tuple[str, ...]) -> type[Any]:
+def _naming(
+    row: type[Any], tag: str, names: tuple[str, ...], members: dict[str, tuple[str, ...] | None]
+) -> type[Any]:
     """``row`` with ``names`` as optional fields and no unknown field allowed."""
     attributes = [f"extra_{i}" for i in range(len(names))]
     return msgspec.defstruct(
         f"{row.__name__}WithExtras",
-        [(attribute, ExtraValue, None) for attribute in attributes],
+        [
+            (attribute, _value_type(members.get(name)), None)
+            for attribute, name in zip(attributes, names, strict=True)
+        ],
         bases=(row,),
         rename=dict(zip(attributes, names, strict=True)),
         tag=tag,
@@ -113,3 +139,20 @@ def _naming(row: type[Any], tag: str, names: tuple[str, ...]) -> type[Any]:
         kw_only=True,
         gc=False,
     )
+
+
+def _value_type(members: tuple[str, ...] | None) -> Any:
+    """``ExtraValue``, with its objects as a struct naming ``members``: the
+    same values at the same depth, only members not named refused too."""
+    if members is None:
+        return ExtraValue
+    attributes = [f"member_{i}" for i in range(len(members))]
+    nested = msgspec.defstruct(
+        "ExtraObject",
+        [(attribute, Inner, None) for attribute in attributes],
+        rename=dict(zip(attributes, members, strict=True)),
+        forbid_unknown_fields=True,
+        kw_only=True,
+        gc=False,
+    )
+    return Union[nested, Scalar, list[Inner]]  # noqa: UP007 (a type made at run time)

@@ -7,8 +7,8 @@ values and types. The rows may refuse more (odd but valid shapes): that only
 sends the message down the per-record path. It runs twice on one
 ``RowDecoder``: first with nothing learned (the rows that skip unknown
 fields, then orjson), then with the rows naming every field of the message
-(``decode_extras``), which decode its extra fields too: hostile values in
-them must be refused there as orjson refuses them.
+and the members of its objects (``decode_extras``), which decode its extra
+fields too: hostile values in them must be refused there as orjson refuses them.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def assert_rows_agree(
     log), if any, with the rows that have learned its extra fields."""
     rows = RowDecoder(decoder)
     (first,) = rows.rows([raw], topic_type)
-    names = _field_names(raw)
-    if names:
-        rows.extra_fields(topic_type).learn(dict.fromkeys(names))
+    skeleton = _skeleton(raw)
+    if skeleton:
+        rows.extra_fields(topic_type).learn(skeleton)
     (named,) = rows.rows([raw], topic_type)
     _assert_agrees(decoder, raw, topic_type, now, first)
     _assert_agrees(decoder, raw, topic_type, now, named)
@@ -41,12 +41,22 @@ def assert_rows_agree(
     return named
 
 
-def _field_names(raw: bytes) -> list[str]:
-    """The top-level names of ``raw``, its values unchecked (hostile ones too)."""
+def _skeleton(raw: bytes) -> dict[str, object]:
+    """The names of ``raw`` and of the members of its objects, values
+    unchecked (hostile ones too): what rows naming its fields are learned from."""
     try:
-        return list(msgspec.json.decode(raw, type=dict[str, msgspec.Raw]))
+        fields = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
     except (msgspec.DecodeError, RecursionError):
-        return []
+        return {}
+    skeleton: dict[str, object] = {}
+    for name, value in fields.items():
+        try:
+            members = msgspec.json.decode(value, type=dict[str, msgspec.Raw])
+        except (msgspec.DecodeError, RecursionError):
+            skeleton[name] = None
+        else:
+            skeleton[name] = dict.fromkeys(members)
+    return skeleton
 
 
 def _assert_agrees(

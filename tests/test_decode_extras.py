@@ -233,3 +233,34 @@ def test_past_a_few_refused_messages_the_rest_is_vetted_by_byte_searches() -> No
     got = rows.rows(batch, "response")
     assert [i for i, row in enumerate(got) if row is None] == [50]
     assert len(rows.extra_fields("response").names) <= MAX_EXTRA_FIELDS
+
+
+def test_the_members_of_an_extra_object_are_learned_and_checked() -> None:
+    rows = RowDecoder(Decoder())
+    rows.rows([producer(i) for i in range(10)], "response")
+    extras = rows.extra_fields("response")
+    assert extras.members("client") == ("name", "retries")
+    assert extras.members("trace_id") is None  # never an object
+    # a learned member holding what orjson refuses: that message alone is refused
+    for hostile in (b"1e400", b'"\\ud800"', b'"a\xffb"', b"[[1]]", b'{"a": 1}'):
+        batch = [producer(i, client={"name": "gateway", "retries": "HOSTILE"}) for i in range(5)]
+        batch[2] = batch[2].replace(b'"HOSTILE"', hostile)
+        got = rows.rows(batch, "response")
+        valid = takes(orjson.loads, batch[2]) and hostile in (b"[[1]]", b'{"a": 1}')
+        assert (got[2] is not None) is valid, hostile
+        assert all(row is not None for i, row in enumerate(got) if i != 2)
+    # a new member: refused by the named rows, taken alone and learned
+    rows.rows([producer(20, client={"name": "g", "region": "eu"})], "response")
+    assert extras.members("client") == ("name", "retries", "region")
+
+
+def test_an_object_with_members_msgspec_cannot_name_is_decoded_as_a_dict() -> None:
+    rows = RowDecoder(Decoder())
+    batch = [producer(i, client={'we"ird': i, "ok": "y"}) for i in range(5)]
+    assert None not in rows.rows(batch, "response")
+    extras = rows.extra_fields("response")
+    assert extras.names == ("trace_id", "client")
+    assert extras.members("client") is None
+    again = rows.rows(batch, "response")
+    assert None not in again
+    assert all(isinstance(row, ResponseRow) for row in again)
