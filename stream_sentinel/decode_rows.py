@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated
@@ -119,6 +119,7 @@ _REFUSED = (msgspec.DecodeError, TypeError, RecursionError, UnicodeDecodeError)
 # messages of a batch the named rows may refuse before the rest of it goes to
 # the rows that skip unknown fields: each costs a decode and an orjson parse
 _MOST_REFUSED = 8
+_MOST_TYPES = 64
 
 Row = RequestRow | ResponseRow
 
@@ -127,7 +128,7 @@ class RowDecoder:
     """Decodes the messages of one topic (or the lines of a log) into rows;
     None for each one ``Decoder`` must decide."""
 
-    __slots__ = ("_decoder", "_extras", "_lax", "_strict", "_ts_parser")
+    __slots__ = ("_decoder", "_extras", "_lax", "_responses", "_strict", "_ts_parser")
 
     def __init__(self, decoder: Decoder) -> None:
         self._decoder = decoder
@@ -144,6 +145,7 @@ class RowDecoder:
             "response": msgspec.json.Decoder(_ResponseWithExtras),
             None: msgspec.json.Decoder(_RequestWithExtras | _ResponseWithExtras),
         }
+        self._responses = Instances(ResponseRow)
         self._extras = {
             topic: ExtraFields(topic, RequestRow, ResponseRow)
             for topic in ("request", "response", None)
@@ -278,7 +280,7 @@ class RowDecoder:
         kept = (
             filter(None, rows)
             if topic_type == "response"
-            else compress(rows, instances(rows, ResponseRow))
+            else compress(rows, self._responses.of(rows))
         )
         responses: list[ResponseRow] = list(kept)  # type: ignore[arg-type]
         safes = list(map(_SAFE, responses))
@@ -300,13 +302,29 @@ class RowDecoder:
         return rows
 
 
-def instances(items: Sequence[object], kinds: type | tuple[type, ...]) -> Iterator[bool]:
-    """``isinstance(item, kinds)`` of each item in C loops, with one subclass
-    check per type: ``isinstance`` on a msgspec row of another class is a
-    Python-level call, and a topic's rows may be of a class made at run time."""
-    types = list(map(type, items))
-    table = {kind: issubclass(kind, kinds) for kind in set(types)}
-    return map(table.__getitem__, types)
+class Instances:
+    """``isinstance(item, kinds)`` of each item in C loops, by a table of the
+    types met: ``isinstance`` on a msgspec row of another class is a
+    Python-level call, and a topic's rows may be of a class made at run time
+    (``decode_extras``), so the table learns each type once. It forgets them
+    all past ``_MOST_TYPES``: rows' classes are made anew as fields are learned."""
+
+    __slots__ = ("_kinds", "_table")
+
+    def __init__(self, kinds: type | tuple[type, ...]) -> None:
+        self._kinds = kinds
+        self._table: dict[type, bool] = {}
+
+    def of(self, items: Sequence[object]) -> list[bool]:
+        types = list(map(type, items))
+        try:
+            return list(map(self._table.__getitem__, types))
+        except KeyError:
+            if len(self._table) >= _MOST_TYPES:
+                self._table.clear()
+            for kind in set(types).difference(self._table):
+                self._table[kind] = issubclass(kind, self._kinds)
+            return list(map(self._table.__getitem__, types))
 
 
 def _alone(value: bytes | None, lax: Callable[[bytes], Row], extras: ExtraFields) -> Row | None:

@@ -18,7 +18,7 @@ import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import RequestRow, ResponseRow, RowDecoder, instances
+from .decode_rows import Instances, RequestRow, ResponseRow, RowDecoder
 from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .store.base import PartitionId
 
@@ -78,12 +78,13 @@ class BatchProcessor:
     ``ingest_log.feed_chunk`` for a recorded log (which uses ``decide`` and
     ``count`` here for the lines the rows leave to the decoder)."""
 
-    __slots__ = ("_aggregator", "_decoder", "_rows")
+    __slots__ = ("_aggregator", "_decoder", "_requests", "_rows")
 
     def __init__(self, decoder: Decoder, aggregator: BatchAggregator) -> None:
         self._decoder = decoder
         self._aggregator = aggregator
         self._rows = RowDecoder(decoder)
+        self._requests = Instances(_REQUESTS)
 
     @property
     def rows(self) -> RowDecoder:
@@ -160,7 +161,7 @@ class BatchProcessor:
     def count(self, out: Processed, counted: Sequence[Counted]) -> None:
         """Count decoded events or rows of either type into ``out``; its max ts
         is the caller's to set."""
-        is_request = list(instances(counted, _REQUESTS))
+        is_request = self._requests.of(counted)
         requests: list[RequestEvent | RequestRow] = list(compress(counted, is_request))  # type: ignore[arg-type]
         responses: list[ResponseEvent | ResponseRow] = (
             [] if len(requests) == len(counted) else list(compress(counted, map(not_, is_request)))  # type: ignore[arg-type]

@@ -264,3 +264,17 @@ def test_an_object_with_members_msgspec_cannot_name_is_decoded_as_a_dict() -> No
     again = rows.rows(batch, "response")
     assert None not in again
     assert all(isinstance(row, ResponseRow) for row in again)
+
+
+def test_instances_knows_rows_of_classes_made_at_run_time() -> None:
+    from stream_sentinel.decode_rows import _MOST_TYPES, Instances
+
+    responses = Instances(ResponseRow)
+    rows = RowDecoder(Decoder())
+    named = rows.rows([producer(i) for i in range(3)], "response")  # learns: a new class
+    plain = msgspec.json.decode(b'{"event_id":"e","ts":1,"user_id":"u"}', type=ResponseRow)
+    made = [msgspec.defstruct(f"C{i}", [], bases=(ResponseRow,)) for i in range(_MOST_TYPES + 5)]
+    fields = msgspec.structs.asdict(plain)
+    items: list[object] = [None, plain, *named, "x", *(kind(**fields) for kind in made)]
+    assert responses.of(items) == [isinstance(item, ResponseRow) for item in items]
+    assert responses.of(items[:4]) == [False, True, True, True]
