@@ -6,15 +6,18 @@ condition from its first tick until it has been resolved for
 Alertmanager shows as the alert's start. Episodes are kept beside the lease,
 so a restart or a new leader continues them instead of starting new ones.
 
-Identity: the labels of a condition (``alertname`` plus ``signal``; a later
-per-tenant feature adds ``tenant``) are the alert's identity in Alertmanager,
+Identity: the labels of a condition (``alertname`` plus ``signal``, and for
+a tenant's alerts ``tenant``) are the alert's identity in Alertmanager,
 together with each target's static labels and severity. Never a user id:
-users appear only in the annotations, escaped and bounded.
+users appear only in the annotations, escaped and bounded. A tenant is
+untrusted too: its label is ``untrusted.label`` (printable, bounded, distinct
+tenants never share one), its annotations ``untrusted.quoted``. A tenant that
+leaves the top_k is no longer evaluated, so its alerts resolve like any
+cleared condition (their summary says "resolved, was: ...").
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,15 +25,30 @@ from typing import Any, Literal
 
 import orjson
 
+from . import untrusted
 from .heartbeat_kinds import heartbeat_message
-from .model import SignalReading, Tick
+from .model import SignalReading, TenantTick, Tick
 
-AlertKind = Literal["signal_red", "critical", "stale"]
+AlertKind = Literal["signal_red", "critical", "stale", "tenant_signal_red", "tenant_critical"]
 ALERTNAMES: Mapping[AlertKind, str] = {
     "signal_red": "LLMSecuritySignalRed",
     "critical": "LLMSecurityCritical",
     "stale": "StreamSentinelStale",
+    "tenant_signal_red": "LLMSecurityTenantSignalRed",
+    "tenant_critical": "LLMSecurityTenantCritical",
 }
+# a tenant's alerts take the severity configured for their global counterparts
+SEVERITY_OF: Mapping[AlertKind, AlertKind] = {
+    "signal_red": "signal_red",
+    "critical": "critical",
+    "stale": "stale",
+    "tenant_signal_red": "signal_red",
+    "tenant_critical": "critical",
+}
+# what a stale tick cannot tell: whether any signal, global or a tenant's, is red
+UNKNOWN_WHEN_STALE: frozenset[AlertKind] = frozenset(
+    {"signal_red", "critical", "tenant_signal_red", "tenant_critical"}
+)
 FIRING_TICKS = 3  # endsAt = now + 3 ticks: survives two lost pushes or a leader handover
 RESOLVED_RESEND_S = 300.0  # a resolved alert is re-sent this long, in case one push was lost
 TOP_USERS_SHOWN = 5
@@ -44,7 +62,7 @@ class Condition:
     """One alert that is firing this tick."""
 
     kind: AlertKind
-    labels: Mapping[str, str]  # identity: alertname (+ signal, later tenant)
+    labels: Mapping[str, str]  # identity: alertname (+ signal, + tenant)
     annotations: Mapping[str, str]
 
     @property
@@ -125,10 +143,7 @@ def escape_user(user_id: str) -> str:
     control characters, non-ASCII look-alikes and ``<>&`` are escaped, so a user id
     can neither break the list nor inject a link or a mention.
     """
-    cut = user_id[:USER_ID_CHARS]
-    text = json.dumps(cut, ensure_ascii=True)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text if cut == user_id else text[:-1] + '..."'
+    return untrusted.quoted(user_id, USER_ID_CHARS)
 
 
 def top_users_text(top: Iterable[tuple[str, float]]) -> str:
@@ -170,7 +185,7 @@ def firing(tick: Tick) -> Firing:
                 }
             ),
         )
-        return Firing((stale,), frozenset({"signal_red", "critical"}))
+        return Firing((stale,), UNKNOWN_WHEN_STALE)
     red = ", ".join(tick.red) or "none"
     users = top_users_text(tick.top_users)
     summary = heartbeat_message(tick)
@@ -213,7 +228,44 @@ def firing(tick: Tick) -> Firing:
                 ),
             )
         )
+    out.extend(tenant_conditions(tick.tenants))
     return Firing(tuple(out))
+
+
+def tenant_conditions(tenants: Iterable[TenantTick]) -> list[Condition]:
+    """One alert per red signal of a tenant, and one per critical tenant, each
+    labelled with the tenant's escaped, bounded ``untrusted.label``."""
+    out: list[Condition] = []
+    for tenant in tenants:
+        who = {"tenant": untrusted.label(tenant.tenant)}
+        shown = untrusted.quoted(tenant.tenant)
+        red = ", ".join(tenant.red) or "none"
+        common = {
+            "tenant": shown,
+            "red_signals": red,
+            "requests": str(tenant.requests),
+            "top_users": top_users_text(tenant.top_users),
+        }
+        for name in tenant.red:
+            reading = tenant.signals.get(name)
+            if reading is None:
+                continue
+            labels = {"alertname": ALERTNAMES["tenant_signal_red"], "signal": name, **who}
+            notes = {
+                "summary": f"tenant {shown}: {name} is red: {_line(reading)}",
+                "value": _num(reading.value),
+                "baseline": _num(reading.baseline),
+                "threshold": _num(reading.threshold),
+                "p_value": _num(reading.p_value),
+                **common,
+            }
+            out.append(Condition("tenant_signal_red", labels, _bounded(notes)))
+        if tenant.status == "critical":
+            lines = "; ".join(_line(tenant.signals[n]) for n in tenant.red if n in tenant.signals)
+            labels = {"alertname": ALERTNAMES["tenant_critical"], **who}
+            notes = {"summary": f"tenant {shown} is critical", "description": lines, **common}
+            out.append(Condition("tenant_critical", labels, _bounded(notes)))
+    return out
 
 
 # -- episodes across ticks ---------------------------------------------------------
@@ -271,7 +323,8 @@ def postable_alerts(
     ones a stale tick says nothing about included (kept alive, not resolved)."""
     alerts = []
     for episode in episodes.values():
-        labels = {**static_labels, **episode.labels, "severity": severities[episode.kind]}
+        severity = severities[SEVERITY_OF[episode.kind]]
+        labels = {**static_labels, **episode.labels, "severity": severity}
         alerts.append(
             {
                 "labels": labels,

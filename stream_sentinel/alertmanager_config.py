@@ -44,9 +44,11 @@ class _Section(BaseModel):
 
 class AlertSeverities(_Section):
     signal_red: Severity = "warning"
-    """Label severity of LLMSecuritySignalRed (one red signal: by design not a page)."""
+    """Label severity of LLMSecuritySignalRed and LLMSecurityTenantSignalRed (one red
+    signal: by design not a page)."""
     critical: Severity = "page"
-    """Label severity of LLMSecurityCritical (the composite is critical)."""
+    """Label severity of LLMSecurityCritical and LLMSecurityTenantCritical (the
+    composite, or a top tenant's, is critical)."""
     stale: Severity = "page"
     """Label severity of StreamSentinelStale (the pipeline cannot trust its numbers)."""
 

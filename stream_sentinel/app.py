@@ -18,7 +18,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from .alertmanager_push import AlertmanagerPusher
-from .alerts import TransitionTracker, alert_event
+from .alerts import TenantTransitions, TransitionTracker, alert_event, tenant_alert_event
 from .baselines import build_baselines
 from .config import Config
 from .evaluate import Evaluator
@@ -33,6 +33,7 @@ from .kafka.source import KafkaIngest
 from .kafka.store_watch import StoreWatch
 from .metrics import Metrics
 from .model import Tick
+from .status_doc import red_tenants_note, status_document, tenant_log_fields
 from .store.base import PartitionId, Store, StoreRefused, StoreUnavailable
 from .store.build import Storage, open_storage
 from .store.lease import Lease
@@ -126,6 +127,7 @@ class Service:
             tenants_top_k=tenants_top_k(cfg),
         )
         self.tracker = TransitionTracker()
+        self.tenant_tracker = TenantTransitions()
         self.session: aiohttp.ClientSession | None = None
         self.sender: HeartbeatSender | None = None
         self.alertmanager: AlertmanagerPusher | None = None
@@ -181,17 +183,17 @@ class Service:
         return [w for w in (self.alerts.warning, self.ingest.dead_letters.reason, stalled) if w]
 
     def status(self) -> dict[str, Any] | None:
-        if self.latest is None:
-            if self.loop.leader:
-                return None  # "starting": the first tick is at most one tick away
-            # A follower never evaluates, so it has no tick to show; without this
-            # it would answer 503 "starting" for ever and hide that it is a follower.
-            return {"leader": False, "replica": self.replica, "last_tick_age_s": None}
-        body = self.latest.to_json()
-        body["leader"] = self.loop.reporting
-        body["replica"] = self.replica
-        body["last_tick_age_s"] = round(time.time() - self.latest_at_wall, 3)
-        return body
+        if self.latest is None and self.loop.leader:
+            return None  # "starting": the first tick is at most one tick away
+        # A follower never evaluates, so it has no tick to show; without a body
+        # it would answer 503 "starting" for ever and hide that it is a follower.
+        age = None if self.latest is None else time.time() - self.latest_at_wall
+        return status_document(
+            self.latest,
+            leader=self.loop.reporting if self.latest is not None else False,
+            replica=self.replica,
+            age_s=age,
+        )
 
     # -- outputs -------------------------------------------------------------
 
@@ -201,12 +203,15 @@ class Service:
         self.metrics.observe_tick(seconds)
         line = tick.to_json()
         del line["top_users"]  # user ids are untrusted input: never in a log line
+        if tick.tenants:  # nor tenants: their escaped, bounded labels stand in
+            line["tenants"] = tenant_log_fields(tick.tenants)
         log.info(
-            "tick %s status=%s red=%s %s",
+            "tick %s status=%s red=%s %s%s",
             line["at"],
             tick.status,
             ",".join(tick.red) or "-",
             heartbeat_message(tick),
+            red_tenants_note(tick.tenants),
             extra={"fields": line},
         )
 
@@ -219,7 +224,16 @@ class Service:
             jobs.append(self.alertmanager.push(tick, deadline=deadline))
         if changed:
             jobs.append(self._send_alert(tick, previous))
+        for change in self.tenant_tracker.update(tick):
+            event = tenant_alert_event(
+                change, at=tick.at, epoch=self.loop.epoch, replica=self.replica
+            )
+            jobs.append(self._send_tenant_alert(event))
         await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _send_tenant_alert(self, event: dict[str, Any]) -> None:
+        if await self.alerts.send(self.ingest.producer, self.ingest.consumer, orjson.dumps(event)):
+            self.metrics.count_tenant_alert(event["status"])
 
     async def _send_alert(self, tick: Tick, previous: Any) -> None:
         event = alert_event(tick, previous, epoch=self.loop.epoch, replica=self.replica)

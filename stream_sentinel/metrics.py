@@ -2,7 +2,8 @@
 
 Counters and histograms are updated by the pipeline as things happen; the
 signal and status gauges are computed at scrape time from the latest tick (see
-``TickCollector``), so a scrape never sees a half-updated set of signals.
+``TickCollector``, and ``TenantCollector`` for the top tenants), so a scrape
+never sees a half-updated set of signals.
 
 ``stream_sentinel_status_code`` encodes the composite status as a number for
 alert rules and graphs: 0 ok, 1 warning, 2 critical, 3 learning, 4 stale.
@@ -24,6 +25,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from stream_sentinel.metrics_tenants import TenantCollector
 from stream_sentinel.model import State, Status, Tick
 from stream_sentinel.version import package_version
 
@@ -39,6 +41,8 @@ STATUS_CODES: Final[dict[Status, int]] = {
     "stale": 4,
 }
 STATES: Final[tuple[State, ...]] = get_args(State)
+# a tenant is never stale (a stale tick evaluates none); "untracked": it left the top
+TENANT_ALERT_STATUSES: Final = ("ok", "warning", "critical", "learning", "untracked")
 TopicType = Literal["request", "response"]
 StoreOp = Literal["read", "write"]
 OTHER: Final = "other"
@@ -240,6 +244,13 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.tenant_alerts = Counter(
+            p + "tenant_alerts",
+            "Tenant status transitions published on the alerts topic, by the new status "
+            "(untracked: a tenant that needed attention left the top_k).",
+            ["status"],
+            registry=r,
+        )
         self.alertmanager_pushes = Counter(
             p + "alertmanager_pushes",
             "Pushes of the tick's alerts to each [[alertmanager]] target, by result "
@@ -253,12 +264,15 @@ class Metrics:
             self.events.labels(topic_type, "counted", "")
         for status in STATUS_CODES:
             self.alerts.labels(status)
+        for tenant_status in TENANT_ALERT_STATUSES:
+            self.tenant_alerts.labels(tenant_status)
         for op in get_args(StoreOp):
             self.store_errors.labels(op)
         self._reason = BoundedLabel()
         self._target = BoundedLabel()
         self._result = BoundedLabel(limit=16)
         r.register(TickCollector(lambda: self._latest_tick(), lambda: self._is_leader()))
+        r.register(TenantCollector(lambda: self._latest_tick(), STATUS_CODES, STATES))
         self.build_info = Gauge(
             p + "build_info",
             "Always 1; the labels say which version runs on which Python.",
@@ -322,6 +336,10 @@ class Metrics:
 
     def count_alert(self, status: Status) -> None:
         self.alerts.labels(status).inc()
+
+    def count_tenant_alert(self, status: str) -> None:
+        """``status``: a tenant's new Status or "untracked"; anything else is "other"."""
+        self.tenant_alerts.labels(status if status in TENANT_ALERT_STATUSES else OTHER).inc()
 
 
 __all__ = [

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .alerts import UNTRACKED, TenantTransitions
 from .config import Config
 from .evaluate import Evaluator
 from .ingest import DeadLetter, Processed
@@ -34,6 +35,20 @@ class Transition:
     top_users: tuple[tuple[str, float], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TenantTransition:
+    at: int
+    tenant: str  # raw: whoever prints it escapes it (untrusted.label)
+    before: Status | None
+    after: str  # a Status, or "untracked" when it left the top tenants
+    red: tuple[str, ...]
+
+
+# the console lists a run's first tenant transitions only: a log with
+# thousands of tenants flapping must not print thousands of lines
+TENANT_TRANSITIONS_KEPT = 20
+
+
 @dataclass(slots=True)
 class ReplaySummary:
     lines: int = 0
@@ -43,6 +58,8 @@ class ReplaySummary:
     seconds: float = 0.0
     transitions: list[Transition] = field(default_factory=list)
     dead_reasons: dict[str, int] = field(default_factory=dict)
+    tenant_transitions: list[TenantTransition] = field(default_factory=list)
+    tenant_transitions_total: int = 0  # also those not kept
 
     @property
     def events_per_s(self) -> float:
@@ -71,6 +88,7 @@ class _Run:
         self.batch: Processed = Processed({}, 0)
         self.next_at: int | None = None
         self.status: Status | None = None
+        self.tenants = TenantTransitions()
 
     async def flush(self) -> None:
         batch = self.batch
@@ -97,8 +115,20 @@ class _Run:
                     Transition(tick.at, self.status, tick.status, tick.red, tick.top_users)
                 )
                 self.status = tick.status
+            self._tenant_transitions(tick)
             self.on_tick(tick)
             self.next_at += self.tick_s
+
+    def _tenant_transitions(self, tick: Tick) -> None:
+        for change in self.tenants.update(tick):
+            self.summary.tenant_transitions_total += 1
+            if len(self.summary.tenant_transitions) < TENANT_TRANSITIONS_KEPT:
+                now = change.now
+                after = UNTRACKED if now is None else now.status
+                red = () if now is None else now.red
+                self.summary.tenant_transitions.append(
+                    TenantTransition(tick.at, change.tenant, change.previous, after, red)
+                )
 
     async def feed(self, chunk: list[bytes]) -> None:
         lines = LogChunk(self.proc, chunk, self.batch.next_offset)

@@ -18,6 +18,7 @@ import orjson
 
 from .model import SIGNALS
 from .report_charts import STATUS_COLORS, UNKNOWN_COLOR, series_for, signal_chart, status_band
+from .report_tenants import red_tenants_table
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 SECRET_KEY = re.compile(r"token|secret|password|passwd|credential|authorization", re.IGNORECASE)
@@ -194,6 +195,7 @@ def render_report(
             _charts(ticks),
             "<h2>Status transitions</h2>",
             _transition_table(transitions),
+            red_tenants_table(ticks, _badge),
             "<h2>Configuration</h2>",
             f"<pre>{escape(config_text)}</pre>",
             "</body></html>",

@@ -158,6 +158,11 @@ class TickLoop:
             tick = await self._evaluator.evaluate(at, stale_reason=stale, recheck=self._recheck)
         except StoreUnavailable:
             tick = Tick(at, "stale", (), {}, (), "store unreachable")
+        except Exception as exc:
+            # a bug must not end the loop in silence (the monitors would only
+            # see heartbeats stop): it is logged, and the tick goes out stale
+            log.exception("tick at %d: evaluation failed", at)
+            tick = Tick(at, "stale", (), {}, (), f"evaluation failed: {type(exc).__name__}")
         else:
             state = {
                 "at": at,

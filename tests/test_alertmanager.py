@@ -15,6 +15,7 @@ from stream_sentinel.alertmanager import (
     ANNOTATION_CHARS,
     FIRING_TICKS,
     RESOLVED_RESEND_S,
+    SEVERITY_OF,
     USER_ID_CHARS,
     Episode,
     advance,
@@ -230,6 +231,8 @@ def test_alertnames_are_the_contract() -> None:
         "signal_red": "LLMSecuritySignalRed",
         "critical": "LLMSecurityCritical",
         "stale": "StreamSentinelStale",
+        "tenant_signal_red": "LLMSecurityTenantSignalRed",
+        "tenant_critical": "LLMSecurityTenantCritical",
     }
 
 
@@ -329,6 +332,11 @@ def test_the_documented_alert_table_is_the_code() -> None:
     rows = re.findall(r"^\| `(\w+)` \| [^|]*\|([^|]*)\| `(\w+)` \|$", text, re.MULTILINE)
     documented = {name: severity for name, _, severity in rows}
     defaults = AlertSeverities()
-    assert documented == {name: getattr(defaults, kind) for kind, name in ALERTNAMES.items()}
+    assert documented == {
+        name: getattr(defaults, SEVERITY_OF[kind]) for kind, name in ALERTNAMES.items()
+    }
+    signal_alerts = (ALERTNAMES["signal_red"], ALERTNAMES["tenant_signal_red"])
+    tenant_alerts = (ALERTNAMES["tenant_signal_red"], ALERTNAMES["tenant_critical"])
     for name, labels, _ in rows:
-        assert ("`signal`" in labels) == (name == ALERTNAMES["signal_red"])
+        assert ("`signal`" in labels) == (name in signal_alerts)
+        assert ("`tenant`" in labels) == (name in tenant_alerts)

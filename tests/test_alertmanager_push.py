@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 from alertmanager_server import AlertmanagerProcess, by_name, free_port, wait_for
 from conftest import AlertmanagerUnderTest
+from tenant_ticks import critical, tenant, tick_with
 
+from stream_sentinel import untrusted
 from stream_sentinel.alertmanager import to_rfc3339
 from stream_sentinel.alertmanager_push import AlertmanagerPusher, AlertmanagerTarget, Result
 from stream_sentinel.model import SIGNALS, SignalName, SignalReading, Status, Tick
@@ -337,3 +339,76 @@ async def test_silence_mutes_the_notification_not_the_push(
         "LLMSecurityCritical",
         "StreamSentinelStale",
     }
+
+
+async def test_a_red_tenant_arrives_with_its_tenant_label_and_resolves(
+    alertmanager: AlertmanagerUnderTest, session: aiohttp.ClientSession
+) -> None:
+    service = f"tenant-{uuid.uuid4().hex[:8]}"
+    pusher = AlertmanagerPusher(
+        [target(alertmanager.url, service)], session, LocalLease(), tick_seconds=TICK_S
+    )
+    hostile = 'team\n"x"{=}' + "ü" * 300  # newline, quotes, braces, long, non-ASCII
+    label = untrusted.label(hostile)
+    at = _now_tick()
+    for i in range(2):
+        tick = tick_with([critical(hostile), tenant("calm")], at=at + i * TICK_S)
+        assert await pusher.push(tick, deadline=_deadline()) == {"am": "ok"}
+    alerts = await asyncio.to_thread(alertmanager.server.alerts, service)
+    got = {(a["labels"]["alertname"], a["labels"].get("signal", "")): a for a in alerts}
+    assert set(got) == {
+        ("LLMSecurityTenantSignalRed", "blocked_pct"),
+        ("LLMSecurityTenantSignalRed", "safety_pct"),
+        ("LLMSecurityTenantCritical", ""),
+    }
+    for alert in alerts:
+        assert alert["labels"]["tenant"] == label
+        assert alert["startsAt"] == to_rfc3339(at)
+    assert got[("LLMSecurityTenantCritical", "")]["labels"]["severity"] == "page"
+    assert got[("LLMSecurityTenantSignalRed", "blocked_pct")]["labels"]["severity"] == "warning"
+
+    def notified(status: str) -> set[str] | None:
+        done = {
+            a["labels"]["alertname"] + a["labels"].get("signal", "")
+            for a in alertmanager.webhook.alerts(service)
+            if a["status"] == status and a["labels"].get("tenant") == label
+        }
+        return done if len(done) == 3 else None
+
+    await wait_for(lambda: notified("firing"), "tenant notifications", 30)
+    # the tenant recovers: its alerts are sent resolved and leave the active list
+    await pusher.push(tick_with([tenant(hostile)], at=at + 2 * TICK_S), deadline=_deadline())
+    assert await asyncio.to_thread(alertmanager.server.alerts, service) == []
+    await wait_for(lambda: notified("resolved"), "tenant resolved notifications", 30)
+
+
+async def test_a_new_leader_keeps_the_start_of_tenant_alerts(
+    alertmanager: AlertmanagerUnderTest, session: aiohttp.ClientSession, any_redis_url: str
+) -> None:
+    service = f"thandover-{uuid.uuid4().hex[:8]}"
+    prefix = f"am{uuid.uuid4().hex[:8]}"
+    client = connect(any_redis_url)
+    leases = [RedisLease(client, prefix=prefix, replica_id=r, ttl_ms=10_000) for r in ("a", "b")]
+    pushers = [
+        AlertmanagerPusher([target(alertmanager.url, service)], session, lease,
+                           tick_seconds=TICK_S)
+        for lease in leases
+    ]  # fmt: skip
+    try:
+        assert await leases[0].acquire() >= 1
+        at = _now_tick()
+        await pushers[0].push(tick_with([critical("acme")], at=at), deadline=_deadline())
+        await leases[0].release()
+        assert await leases[1].acquire() >= 1
+        later = tick_with([critical("acme")], at=at + TICK_S)
+        await pushers[1].push(later, deadline=_deadline())
+        alerts = await asyncio.to_thread(alertmanager.server.alerts, service)
+        assert len(alerts) == 3
+        for alert in alerts:
+            assert alert["labels"]["tenant"] == "acme"
+            assert alert["startsAt"] == to_rfc3339(at)  # from the first leader's first tick
+    finally:
+        await client.delete(
+            *(f"{prefix}:{{leader}}:{k}" for k in ("holder", "epoch", "state", "alertmanager"))
+        )
+        await client.aclose()

@@ -26,7 +26,7 @@ from promql_names import Selector, metric_names, selectors
 from stream_sentinel.heartbeat import RESULTS
 from stream_sentinel.httpserver import build_http_app, start_http
 from stream_sentinel.metrics import STATES, STATUS_CODES, Metrics
-from stream_sentinel.model import SIGNALS, SignalReading, Tick
+from stream_sentinel.model import SIGNALS, SignalReading, TenantTick, Tick
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy/prometheus/alerts.yml"
@@ -68,6 +68,8 @@ def _tick() -> Tick:
         red=tuple(SIGNALS),
         signals=readings,
         top_users=(("u1", 1.0),),
+        # the per-tenant families are exported only while a tick has tenants
+        tenants=(TenantTick("team-a", "critical", tuple(SIGNALS), readings, 100),),
     )
 
 

@@ -70,11 +70,20 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     sim.add_argument("--rps", type=float, default=20.0, help="mean request rate (default 20)")
     sim.add_argument("--no-attacks", action="store_true", help="normal traffic only")
     sim.add_argument(
+        "--tenants",
+        type=int,
+        default=0,
+        metavar="N",
+        help="put every user in one of N tenants (team-01..; 3 big at 25/20/15 %%, team-04.."
+        "team-07 at 5 %%, the rest share 20 %%) and tag every event; default 0: no tenants",
+    )
+    sim.add_argument(
         "--attack",
         action="append",
-        metavar="KIND@MIN+MINUTES",
-        help="place one attack (repeatable), e.g. injection_jailbreak@120+20; "
-        "default: the six-attack suite spread over the run",
+        metavar="KIND[:TENANT]@MIN+MINUTES",
+        help="place one attack (repeatable), e.g. injection_jailbreak@120+20, or aimed at "
+        "one tenant (needs --tenants; injection, jailbreak or cost), e.g. "
+        "injection:team-05@1530+20; default: the six-attack suite spread over the run",
     )
     _config(sim)
 

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import orjson
 
+from .. import untrusted
 from ..config import Config, ConfigError
 from ..config_env import read_secret_file, secret_path
 from ..evaluate import BaselineProvider, Evaluator
@@ -71,6 +72,15 @@ def format_summary(s: ReplaySummary) -> str:
         red = ",".join(t.red) or "-"
         top = ", ".join(f"{u!r}:{r:.2f}" for u, r in t.top_users[:3]) or "-"
         lines.append(f"  {at}  {t.before or 'start'} -> {t.after}  red: {red}  top users: {top}")
+    if s.tenant_transitions_total:
+        lines.append(f"tenant transitions: {s.tenant_transitions_total}")
+    for tt in s.tenant_transitions:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tt.at))
+        red = ",".join(tt.red) or "-"
+        tenant = untrusted.label(tt.tenant)
+        lines.append(f"  {at}  tenant {tenant}  {tt.before or 'start'} -> {tt.after}  red: {red}")
+    if (more := s.tenant_transitions_total - len(s.tenant_transitions)) > 0:
+        lines.append(f"  (+{more} more tenant transitions: see the timeline)")
     return "\n".join(lines)
 
 

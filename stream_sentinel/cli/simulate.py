@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import sys
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from ..config import Config
 from ..kafka.clients import start_producer
-from ..sim.simulate import EXPECTED_SIGNALS, Scenario, default_suite, simulate, write_log
+from ..sim.simulate import (
+    EXPECTED_SIGNALS,
+    Scenario,
+    check_tenant,
+    default_suite,
+    simulate,
+    simulation_tenants,
+    write_log,
+)
+from ..sim.tenants import TenantPlan
 from ..sim.truth import write_truth
+from .exits import EXIT_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +32,54 @@ log = logging.getLogger(__name__)
 DEFAULT_START = 1_793_404_800.0
 KAFKA_OUT = "kafka:"
 KINDS = tuple(EXPECTED_SIGNALS)
+# more tenants than users would leave some empty; the default pool has 2,000 users
+MAX_TENANTS = 1000
 
 
-def parse_attack(spec: str, start: float) -> Scenario:
-    """``KIND@MINUTE+MINUTES``: e.g. ``injection_jailbreak@120+20``."""
+def tenant_plan(seed: int, rps: float, tenants: int) -> TenantPlan | None:
+    """The tenants ``simulate`` will build for these arguments (to check
+    ``--attack`` names against them before simulating)."""
+    if not tenants:
+        return None
+    return simulation_tenants(seed=seed, base_rps=rps, tenants=tenants)
+
+
+class AttackSpecError(ValueError):
+    """A bad ``--attack``: its message is the whole one-line explanation."""
+
+
+def parse_attack(spec: str, start: float, tenants: TenantPlan | None = None) -> Scenario:
+    """``KIND[:TENANT]@MINUTE+MINUTES``: e.g. ``injection_jailbreak@120+20`` or
+    ``cost:team-05@1530+10`` (aimed at one of the simulated ``tenants``)."""
     try:
-        kind, _, rest = spec.partition("@")
-        at, _, length = rest.partition("+")
+        head, _, rest = spec.partition("@")
+        kind, colon, tenant = head.partition(":")
+        at, plus, length = rest.partition("+")
         if kind not in KINDS:
             raise ValueError(f"unknown attack kind {kind!r} (one of {', '.join(KINDS)})")
-        return Scenario(kind, start + float(at) * 60.0, float(length) * 60.0)
+        if not plus:
+            raise ValueError("no +MINUTES")
+        minute, minutes = float(at), float(length)
+        if not (math.isfinite(minute) and math.isfinite(minutes)) or minutes <= 0:
+            raise ValueError("MINUTE must be a number and MINUTES a positive one")
+        scenario = Scenario(kind, start + minute * 60.0, minutes * 60.0)
+        if colon:
+            scenario = replace(scenario, tenant=tenant)
+            check_tenant(scenario, tenants)
+        return scenario
     except ValueError as exc:
-        raise SystemExit(f"--attack {spec!r}: {exc} (expected KIND@MINUTE+MINUTES)") from None
+        raise AttackSpecError(
+            f"--attack {spec!r}: {exc} (expected KIND[:TENANT]@MINUTE+MINUTES)"
+        ) from None
 
 
-def _scenarios(args: argparse.Namespace, start: float, duration_s: float) -> list[Scenario]:
+def _scenarios(
+    args: argparse.Namespace, start: float, duration_s: float, tenants: TenantPlan | None
+) -> list[Scenario]:
     if args.no_attacks:
         return []
     if args.attack:
-        return [parse_attack(spec, start) for spec in args.attack]
+        return [parse_attack(spec, start, tenants) for spec in args.attack]
     return default_suite(start, days=duration_s / 86400.0)
 
 
@@ -46,21 +88,39 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
     if duration_s <= 0 or args.rps <= 0:
         log.error("duration and --rps must be positive")
         return 2
+    if not 0 <= args.tenants <= MAX_TENANTS:
+        print(f"error: --tenants must be within 0..{MAX_TENANTS}", file=sys.stderr)
+        return EXIT_CONFIG
+    start = args.start if args.start is not None else DEFAULT_START
+    plan = tenant_plan(args.seed, args.rps, args.tenants)
+    try:
+        # bad --attack specs stop here, before anything is written or connected
+        scenarios = _scenarios(args, start, duration_s, plan)
+    except AttackSpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.out == KAFKA_OUT:
         from .commands import require_topics
 
         topics = [cfg.kafka.request_topic, cfg.kafka.response_topic]
         if (code := await require_topics(cfg, topics, "simulate")) is not None:
             return code
-    start = args.start if args.start is not None else DEFAULT_START
     events, truth = simulate(
         start=start,
         duration_s=duration_s,
         seed=args.seed,
         base_rps=args.rps,
-        scenarios=_scenarios(args, start, duration_s),
+        scenarios=scenarios,
+        tenants=args.tenants,
     )
-    meta = {"seed": args.seed, "start": start, "duration_s": duration_s, "base_rps": args.rps}
+    meta: dict[str, Any] = {
+        "seed": args.seed,
+        "start": start,
+        "duration_s": duration_s,
+        "base_rps": args.rps,
+    }
+    if args.tenants:
+        meta["tenants"] = args.tenants
     if args.out == KAFKA_OUT:
         count = await _to_kafka(cfg, events)
     else:
@@ -70,7 +130,10 @@ async def simulate_command(args: argparse.Namespace, cfg: Config) -> int:
     print(f"simulated {count} events, {len(truth)} attacks -> {args.out}")
     for w in truth:
         signals = ",".join(w.expected_signals)
-        print(f"  {w.name}: {w.start:.0f}..{w.end:.0f} expects {w.expected_status} on {signals}")
+        whom = "" if w.tenant is None else f" of {w.tenant}"
+        print(
+            f"  {w.name}: {w.start:.0f}..{w.end:.0f} expects {w.expected_status} on {signals}{whom}"
+        )
     return 0
 
 

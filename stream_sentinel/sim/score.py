@@ -5,7 +5,9 @@ Pure: takes parsed timeline lines and attack windows, returns numbers. A tick
 expected signals' window, since a 60-minute sum stays red that long after the
 attack stops), is at least as severe as expected, and names every expected
 signal red. Ticks outside every extended window are "normal"; any warning or
-critical among them is a false alarm.
+critical among them is a false alarm. An attack aimed at one tenant is graded
+on the timeline's ``tenants`` sections (``score_tenants``); its window still
+counts as an attack window for the global ticks (a global red then is real).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 import orjson
 
 from ..model import format_at
+from .grading import SEVERITY, AttackScore, cell, duration, extended, pct
+from .score_tenants import TenantReport, score_tenants, tenant_table
 from .truth import AttackWindow
 
-SEVERITY: Mapping[str, int] = {"warning": 1, "critical": 2}
+__all__ = ["AttackScore", "ScoreReport", "format_table", "parse_at", "read_timeline", "score"]
 
 
 def parse_at(at: str) -> float:
@@ -34,27 +38,6 @@ def parse_at(at: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class AttackScore:
-    window: AttackWindow
-    detected_at: float | None  # ``at`` of the first qualifying tick
-    worst_status: str  # most severe status seen inside the extended window
-    ticks: int  # ticks inside the extended window
-
-    @property
-    def delay_s(self) -> float | None:
-        return None if self.detected_at is None else self.detected_at - self.window.start
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.window.to_json(),
-            "detected_at": None if self.detected_at is None else format_at(int(self.detected_at)),
-            "delay_s": self.delay_s,
-            "worst_status": self.worst_status,
-            "ticks": self.ticks,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class ScoreReport:
     attacks: tuple[AttackScore, ...]
     ticks: int
@@ -63,21 +46,23 @@ class ScoreReport:
     false_warning: int
     false_alarm_ats: tuple[str, ...]  # the first few, to go and look at
     held_ticks: int = 0  # warning/critical ticks in the hysteresis hold after an attack
+    tenants: TenantReport | None = None  # when the truth or the timeline has tenants
 
     @property
     def false_critical_pct(self) -> float:
-        return _pct(self.false_critical, self.normal_ticks)
+        return pct(self.false_critical, self.normal_ticks)
 
     @property
     def false_warning_pct(self) -> float:
-        return _pct(self.false_warning, self.normal_ticks)
+        return pct(self.false_warning, self.normal_ticks)
 
     @property
     def missed(self) -> tuple[str, ...]:
-        return tuple(a.window.name for a in self.attacks if a.detected_at is None)
+        aimed = self.tenants.attacks if self.tenants is not None else ()
+        return tuple(a.window.name for a in (*self.attacks, *aimed) if a.detected_at is None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "attacks": [a.to_json() for a in self.attacks],
             "ticks": self.ticks,
             "normal_ticks": self.normal_ticks,
@@ -89,17 +74,12 @@ class ScoreReport:
             "held_ticks": self.held_ticks,
             "missed": list(self.missed),
         }
-
-
-def _pct(part: int, whole: int) -> float:
-    return 100.0 * part / whole if whole else 0.0
+        if self.tenants is not None:
+            doc["tenants"] = self.tenants.to_json()
+        return doc
 
 
 DEFAULT_CLEAR_TICKS = 3  # RulesConfig's default
-
-
-def _extended(w: AttackWindow) -> tuple[float, float]:
-    return w.start, w.end + w.signal_window_s
 
 
 def tick_interval(ats: Sequence[float]) -> float:
@@ -118,11 +98,14 @@ def score(
     lines = list(timeline)
     ats = [parse_at(str(line["at"])) for line in lines]
     hold_s = max(0, clear_ticks - 1) * tick_interval(ats)
-    spans = [_extended(w) for w in truth]
-    held_spans = [(hi, hi + hold_s) for _, hi in spans]
-    detected: list[float | None] = [None] * len(truth)
-    worst: list[str] = ["ok"] * len(truth)
-    inside = [0] * len(truth)
+    graded = [w for w in truth if w.tenant is None]
+    spans = [extended(w) for w in graded]
+    # every attack, also one aimed at a single tenant, makes its window abnormal
+    attack_spans = [extended(w) for w in truth]
+    held_spans = [(hi, hi + hold_s) for _, hi in attack_spans]
+    detected: list[float | None] = [None] * len(graded)
+    worst: list[str] = ["ok"] * len(graded)
+    inside = [0] * len(graded)
     ticks = normal = false_crit = false_warn = held = 0
     false_ats: list[str] = []
     for line, at in zip(lines, ats, strict=True):
@@ -130,11 +113,9 @@ def score(
         status = str(line.get("status", ""))
         severity = SEVERITY.get(status, 0)
         red = set(line.get("red") or ())
-        in_any = False
-        for i, (w, (lo, hi)) in enumerate(zip(truth, spans, strict=True)):
+        for i, (w, (lo, hi)) in enumerate(zip(graded, spans, strict=True)):
             if not lo <= at <= hi:
                 continue
-            in_any = True
             inside[i] += 1
             if severity > SEVERITY.get(worst[i], 0):
                 worst[i] = status
@@ -144,7 +125,7 @@ def score(
                 and red.issuperset(w.expected_signals)
             ):
                 detected[i] = at
-        if in_any:
+        if any(lo <= at <= hi for lo, hi in attack_spans):
             continue
         if any(lo < at <= hi for lo, hi in held_spans):
             held += severity > 0
@@ -158,7 +139,7 @@ def score(
     return ScoreReport(
         attacks=tuple(
             AttackScore(w, d, s, n)
-            for w, d, s, n in zip(truth, detected, worst, inside, strict=True)
+            for w, d, s, n in zip(graded, detected, worst, inside, strict=True)
         ),
         ticks=ticks,
         normal_ticks=normal,
@@ -166,12 +147,8 @@ def score(
         false_warning=false_warn,
         false_alarm_ats=tuple(false_ats),
         held_ticks=held,
+        tenants=score_tenants(truth, lines, ats, hold_s),
     )
-
-
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def format_table(report: ScoreReport) -> str:
@@ -187,9 +164,9 @@ def format_table(report: ScoreReport) -> str:
             found, delay = "**missed**", "-"
         else:
             found = format_at(int(a.detected_at))
-            delay = f"{_duration(a.delay_s or 0.0)} ({a.delay_s:.0f} s)"
+            delay = f"{duration(a.delay_s or 0.0)} ({a.delay_s:.0f} s)"
         rows.append(
-            f"| {_cell(w.name)} | {format_at(int(w.start))} | {_duration(w.end - w.start)} "
+            f"| {cell(w.name)} | {format_at(int(w.start))} | {duration(w.end - w.start)} "
             f"| {expected} | {found} | {delay} | {a.worst_status} |"
         )
     rows += [
@@ -201,11 +178,9 @@ def format_table(report: ScoreReport) -> str:
         f"Alarm ticks held by the hysteresis just after an attack (not counted above): "
         f"{report.held_ticks}.",
     ]
+    if report.tenants is not None:
+        rows += tenant_table(report.tenants)
     return "\n".join(rows) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def read_timeline(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from ..model import SignalName
+from .tenants import TenantPlan, plan_tenants, tenants_for
 from .traffic import (
     EXPENSIVE_MODEL,
     PEAK_FACTOR,
@@ -49,10 +50,13 @@ class Scenario:
     duration_s: float
     name: str = ""
     intensity: float = 1.0  # scales the attack's request rate
+    tenant: str | None = None  # aimed at this tenant's users only; None: everyone
 
     @property
     def label(self) -> str:
-        return self.name or self.kind
+        if self.name:
+            return self.name
+        return f"{self.kind}:{self.tenant}" if self.tenant is not None else self.kind
 
     @property
     def end(self) -> float:
@@ -94,6 +98,22 @@ _ATTACKS: Mapping[ScenarioKind, tuple[_Attack, ...]] = {
         _Attack(share=0.0032, attackers=5, p_blocked=0.95, block_reason="prompt_injection"),
     ),
 }
+# Aimed at one tenant, an attack is sized against the GLOBAL traffic (shares
+# of the whole normal rate, so they follow the time of day and --rps): small
+# enough that the global signals stay under 2x their baselines, which is the
+# point of per-tenant signals. How fast the tenant itself turns red then
+# depends on its size and the volume (docs/detection.md, "Per-tenant signals").
+# The attackers are the tenant's own users: a compromised key or a team's
+# misbehaving app, not strangers.
+_TENANT_ATTACKS: Mapping[ScenarioKind, tuple[_Attack, ...]] = {
+    "injection": (
+        _Attack(share=0.00025, attackers=5, p_blocked=0.9, block_reason="prompt_injection"),
+    ),
+    "jailbreak": (_Attack(share=0.0015, attackers=5, p_blocked=0.0, p_unsafe=0.8),),
+    "cost": (_Attack(share=0.0008, attackers=3, model=EXPENSIVE_MODEL),),
+}
+TENANT_KINDS: tuple[ScenarioKind, ...] = tuple(_TENANT_ATTACKS)
+
 EXPECTED_SIGNALS: Mapping[ScenarioKind, tuple[SignalName, ...]] = {
     "injection": ("blocked_pct",),
     "jailbreak": ("safety_pct",),
@@ -114,6 +134,7 @@ def attack_window(scenario: Scenario, *, clip_end: float | None = None) -> Attac
         expected_signals=signals,
         expected_status=expected_status_for(signals),
         kind=scenario.kind,
+        tenant=scenario.tenant,
     )
 
 
@@ -127,8 +148,10 @@ def default_suite(start: float, days: float = 2) -> list[Scenario]:
     slots = [start + span * (i + 1) / 7.0 for i in range(6)]
     # start 7 s past a whole minute: attacks rarely align with ticks
     slots = [(s // 60.0) * 60.0 + 7.0 for s in slots]
-    subtle = max(slots, key=diurnal_factor)
-    others = [s for s in slots if s != subtle]
+    # by index: in a run of a few minutes several slots fall on the same minute
+    subtle_slot = max(range(len(slots)), key=lambda i: diurnal_factor(slots[i]))
+    subtle = slots[subtle_slot]
+    others = [s for i, s in enumerate(slots) if i != subtle_slot]
     plan: list[tuple[ScenarioKind, float]] = [
         ("injection", 20 * 60),
         ("jailbreak", 20 * 60),
@@ -150,18 +173,25 @@ def simulate(
     scenarios: Sequence[Scenario] | None = None,
     users: int = 2000,
     jitter_s: float = 0.0,
+    tenants: int = 0,
 ) -> tuple[Iterator[dict[str, Any]], list[AttackWindow]]:
     """Events over ``[start, start + duration_s)`` and the windows of the attacks in it.
 
     ``jitter_s`` > 0 delivers events up to that many seconds out of ``ts``
     order, as network paths do; keep it under the replay's allowed lateness.
+    ``tenants`` > 0 puts every user in one of that many tenants
+    (``sim.tenants``) and every event carries its ``tenant``; 0 leaves the
+    log exactly as without tenants.
     """
-    if duration_s <= 0 or base_rps <= 0 or users <= 0:
-        raise ValueError("duration_s, base_rps and users must be positive")
+    if duration_s <= 0 or base_rps <= 0 or users <= 0 or tenants < 0:
+        raise ValueError("duration_s, base_rps and users must be positive, tenants >= 0")
     end = start + duration_s
     chosen = [s for s in (scenarios or ()) if s.start < end and s.end > start]
     pool_rng = random.Random(f"{seed}:users")
-    pool = normal_users(pool_rng, users, max_share=NORMAL_TOP_USER_RPS / (PEAK_FACTOR * base_rps))
+    pool = _population(pool_rng, users, base_rps)
+    plan = plan_tenants(pool, tenants) if tenants else None
+    for scenario in chosen:
+        check_tenant(scenario, plan)
 
     def normal_rate(ts: float) -> float:
         return base_rps * diurnal_factor(ts)
@@ -175,14 +205,17 @@ def simulate(
             users=pool,
             p_blocked=NORMAL_P_BLOCKED,
             p_unsafe=NORMAL_P_UNSAFE,
+            tenant_of=None if plan is None else plan.tenant_of,
         )
     ]
     for i, scenario in enumerate(chosen):
-        for j, attack in enumerate(_ATTACKS[scenario.kind]):
+        kinds = _ATTACKS if scenario.tenant is None else _TENANT_ATTACKS
+        for j, attack in enumerate(kinds[scenario.kind]):
             tag = f"s{seed}a{i}.{j}-"
-            specs.append(
-                _attack_spec(tag, scenario, attack, pool, normal_rate, pool_rng, start, end)
-            )
+            spec = _attack_spec(tag, scenario, attack, pool, normal_rate, pool_rng, start, end)
+            if plan is not None:
+                spec = _with_tenant(spec, scenario, attack, plan, random.Random(f"{seed}:t{tag}"))
+            specs.append(spec)
     streams = [traffic(random.Random(f"{seed}:{spec.tag}"), spec) for spec in specs]
     events = jittered(merge_streams(streams), random.Random(f"{seed}:jitter"), jitter_s)
     return events, [attack_window(s, clip_end=end) for s in chosen]
@@ -220,6 +253,40 @@ def _attack_spec(
         block_reason=attack.block_reason,
         model=attack.model,
     )
+
+
+def _population(rng: random.Random, users: int, base_rps: float) -> UserPool:
+    return normal_users(rng, users, max_share=NORMAL_TOP_USER_RPS / (PEAK_FACTOR * base_rps))
+
+
+def simulation_tenants(
+    *, seed: int, tenants: int, base_rps: float = 20.0, users: int = 2000
+) -> TenantPlan:
+    """The tenants ``simulate`` builds for the same arguments."""
+    return plan_tenants(_population(random.Random(f"{seed}:users"), users, base_rps), tenants)
+
+
+def check_tenant(scenario: Scenario, plan: TenantPlan | None) -> None:
+    """Refuse an attack aimed at a tenant that is not simulated or of a kind
+    that cannot be aimed (a DoS is one user, visible globally by nature)."""
+    if scenario.tenant is None:
+        return
+    if scenario.kind not in _TENANT_ATTACKS:
+        raise ValueError(
+            f"{scenario.kind} cannot be aimed at a tenant (one of {', '.join(TENANT_KINDS)})"
+        )
+    if plan is None or not plan.members.get(scenario.tenant):
+        known = "no tenants are simulated" if plan is None else f"{len(plan.names)} tenants"
+        raise ValueError(f"unknown tenant {scenario.tenant!r} ({known})")
+
+
+def _with_tenant(
+    spec: TrafficSpec, scenario: Scenario, attack: _Attack, plan: TenantPlan, rng: random.Random
+) -> TrafficSpec:
+    if scenario.tenant is None:
+        return replace(spec, tenant_of=tenants_for(plan, spec.users.ids, rng))
+    own = plan.attackers(scenario.tenant, attack.attackers, rng)
+    return replace(spec, users=UserPool.uniform(own), tenant_of={u: scenario.tenant for u in own})
 
 
 def write_log(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:

@@ -103,6 +103,11 @@ class UserPool:
         prev = self._cum[i - 1] if i else 0.0
         return (self._cum[i] - prev) / self._total
 
+    def shares(self) -> tuple[float, ...]:
+        """Each id's share, in ``ids`` order."""
+        prev = [0.0, *self._cum[:-1]]
+        return tuple((c - p) / self._total for c, p in zip(self._cum, prev, strict=True))
+
     @classmethod
     def uniform(cls, ids: Sequence[str]) -> UserPool:
         return cls(ids, [1.0] * len(ids))
@@ -170,6 +175,8 @@ class TrafficSpec:
     model: str | None = None
     p_no_cost: float = 0.03  # responses left for the price table to cost
     p_score_only: float = 0.08  # responses carrying safety_score instead of safe
+    # user id -> tenant for every id in ``users``; None: events carry no tenant
+    tenant_of: Mapping[str, str] | None = None
 
 
 def _arrivals(rng: random.Random, spec: TrafficSpec) -> Iterator[float]:
@@ -212,6 +219,8 @@ def _response(
     if rng.random() >= spec.p_no_cost:
         cost = ModelPrice(m.prompt_per_1k, m.completion_per_1k).usd(prompt, completion)
         resp["cost_usd"] = round(cost, 8)
+    if "tenant" in req:
+        resp["tenant"] = req["tenant"]
     return resp
 
 
@@ -221,21 +230,25 @@ def traffic(rng: random.Random, spec: TrafficSpec) -> Iterator[Event]:
     seq = itertools.count()
     ids = itertools.count()
     fixed = model_profile(spec.model) if spec.model is not None else None
+    tenant_of = spec.tenant_of
     for t in _arrivals(rng, spec):
         ts = round(t, 3)
         while pending and pending[0][0] <= ts:
             yield heapq.heappop(pending)[2]
         m = fixed or pick_model(rng)
         blocked = rng.random() < spec.p_blocked
+        user = spec.users.pick(rng)
         req: Event = {
             "event_id": f"{spec.tag}{next(ids):09d}",
             "type": "request",
             "ts": ts,
-            "user_id": spec.users.pick(rng),
+            "user_id": user,
             "model": m.name,
             "blocked": blocked,
             "prompt_tokens": tokens(rng, m.prompt_median, m.sigma),
         }
+        if tenant_of is not None:
+            req["tenant"] = tenant_of[user]
         if blocked:
             # a blocked request never reaches the model, so it has no response
             req["block_reason"] = spec.block_reason or pick_reason(rng)

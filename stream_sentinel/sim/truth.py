@@ -26,11 +26,16 @@ SIGNAL_WINDOW_S: Mapping[SignalName, int] = {
 }
 
 TRUTH_VERSION = 1
+MAX_TENANT_CHARS = 256  # the event contract's bound on ``tenant``
 
 
 @dataclass(frozen=True, slots=True)
 class AttackWindow:
-    """One injected attack, ``[start, end)`` in Unix seconds of event time."""
+    """One injected attack, ``[start, end)`` in Unix seconds of event time.
+
+    ``tenant`` names the one tenant it was aimed at; ``None`` (the only kind
+    before tenants, so older truth files read unchanged) is a global attack.
+    """
 
     name: str
     start: float
@@ -38,10 +43,13 @@ class AttackWindow:
     expected_signals: tuple[SignalName, ...]
     expected_status: ExpectedStatus
     kind: str = ""
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
             raise ValueError(f"attack {self.name!r}: end must be after start")
+        if self.tenant is not None and not 1 <= len(self.tenant) <= MAX_TENANT_CHARS:
+            raise ValueError(f"attack {self.name!r}: tenant must be 1..256 characters")
         unknown = [s for s in self.expected_signals if s not in SIGNALS]
         if unknown or not self.expected_signals:
             raise ValueError(f"attack {self.name!r}: bad expected_signals {unknown!r}")
@@ -52,7 +60,7 @@ class AttackWindow:
         return max(SIGNAL_WINDOW_S[s] for s in self.expected_signals)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "start": self.start,
@@ -63,6 +71,9 @@ class AttackWindow:
             "expected_signals": list(self.expected_signals),
             "expected_status": self.expected_status,
         }
+        if self.tenant is not None:
+            doc["tenant"] = self.tenant
+        return doc
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AttackWindow:
@@ -74,6 +85,9 @@ class AttackWindow:
             if s not in SIGNALS:
                 raise ValueError(f"unknown signal {s!r}")
             signals.append(s)
+        tenant = raw.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            raise ValueError(f"tenant must be a string, got {type(tenant).__name__}")
         return cls(
             name=str(raw["name"]),
             start=float(raw["start"]),
@@ -81,6 +95,7 @@ class AttackWindow:
             expected_signals=tuple(signals),
             expected_status=status,
             kind=str(raw.get("kind", "")),
+            tenant=tenant,
         )
 
 

@@ -29,6 +29,10 @@ topic's partition count changed within the window) is detected among the
 candidates and the whole window is merged instead, exactly. What is not
 detected: a user outside every partition's first k whose parts add up to more
 than the k-th total; see docs/producers.md.
+
+Per-tenant counts (only when a batch carries tenants) are written by the same
+APPLY call and read by ``redis_tenants``: ``top_tenants`` is exact across
+partitions whatever the producers' keys.
 """
 
 from __future__ import annotations
@@ -48,14 +52,14 @@ from ..model import TenantCounts, WindowCounts
 from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavailable, top_k
 from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
+from .redis_tenant_scripts import TENANT_USERS
+from .redis_tenants import Read, apply_argument, top_tenants
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-# one read of a partition's running window: start, end, keep per-user totals,
-# what to answer and its argument (see redis_scripts.POSITION)
-_Read = tuple[int, int, bool, str, str]
+_PIPELINE_CALLS = 16
 
 
 class RedisStore:
@@ -76,6 +80,7 @@ class RedisStore:
         self._user_ttl = user_ttl_s
         self._apply = client.register_script(APPLY)
         self._position = client.register_script(POSITION)
+        self._tenant_users = client.register_script(TENANT_USERS)
 
     @classmethod
     def from_url(
@@ -91,6 +96,10 @@ class RedisStore:
             **(client_options or {}),
         )
         return cls(client, **kwargs)
+
+    def use_apply_script(self, script: str) -> None:
+        """Write with another APPLY script (``bench/apply_ab.py`` compares revisions)."""
+        self._apply = self._r.register_script(script)
 
     @property
     def client(self) -> RedisClient:
@@ -156,6 +165,9 @@ class RedisStore:
             args.append(len(counters) // 2)
             args += counters
             args.append(orjson.dumps(users) if users else "")
+        tenants = apply_argument(delta)
+        if tenants is not None:
+            args.append(tenants)
         # registered on every write (see the module docstring): a Redis that
         # restarted empty must list the partition again for readers to find it
         parts_key = f"{self._prefix}:parts"
@@ -199,7 +211,7 @@ class RedisStore:
         members = await self._call(self._r.smembers(f"{self._prefix}:parts"))
         return sorted(m.decode() for m in members)
 
-    async def _per_partition(self, reads: Sequence[_Read], parts: list[str]) -> list[list[Any]]:
+    async def _per_partition(self, reads: Sequence[Read], parts: list[str]) -> list[list[Any]]:
         """``redis_scripts.POSITION`` once per partition, for all of ``reads``:
         each partition's answers, one per read."""
         head: list[Any] = ["", self._user_ttl]
@@ -214,18 +226,37 @@ class RedisStore:
             args = list(head)
             args[0] = tag
             calls.append((keys, args))
+        return await self._each(self._position, calls)
+
+    async def _each(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """``script`` once per (keys, args), one partition each: the replies in order."""
         if isinstance(self._r, RedisCluster):
             # concurrent calls, each routed to its slot's node: a Cluster
             # pipeline cannot load a script the node does not know yet
-            replies = await asyncio.gather(
-                *(self._call(self._position(keys=k, args=a)) for k, a in calls)
-            )
+            replies = await asyncio.gather(*(self._call(script(keys=k, args=a)) for k, a in calls))
             return list(replies)
-        pipe = self._r.pipeline(transaction=False)
-        for k, a in calls:
-            await self._position(keys=k, args=a, client=pipe)
-        result: list[list[Any]] = await self._call(pipe.execute())
+        # Redis sends a pipeline's replies when it has run all of it: a window
+        # summed again from its buckets (a start, a jump) can take 100 ms per
+        # partition with tenants, and 64 partitions would outlast the socket
+        # timeout; pipelines of a few partitions each answer in time
+        result: list[Any] = []
+        for i in range(0, len(calls), _PIPELINE_CALLS):
+            pipe = self._r.pipeline(transaction=False)
+            for k, a in calls[i : i + _PIPELINE_CALLS]:
+                await script(keys=k, args=a, client=pipe)
+            result += await self._call(pipe.execute())
         return result
+
+    async def _users_of(
+        self, parts: list[str], start: int, end: int, want: str, asked: list[list[Any]]
+    ) -> list[list[Any]]:
+        """``redis_tenant_scripts.TENANT_USERS`` once per partition."""
+        listed = orjson.dumps(asked)
+        calls = []
+        for part in parts:
+            tag = f"{self._prefix}:{{{part}}}:"
+            calls.append(([f"{tag}tq"], [tag, start, end, want, listed]))
+        return await self._each(self._tenant_users, calls)
 
     async def prepare(self, windows: Sequence[tuple[int, int, bool]]) -> None:
         """Move every partition's running totals to these windows (start, end,
@@ -259,7 +290,7 @@ class RedisStore:
         parts = await self._partitions()
         if not parts or end <= start or k <= 0:
             return []
-        reads: list[_Read] = [(start, end, True, "t", str(k))]
+        reads: list[Read] = [(start, end, True, "t", str(k))]
         firsts = [answers[0] for answers in await self._per_partition(reads, parts)]
         candidates: dict[str, int] = {}
         for flat in firsts:
@@ -298,7 +329,10 @@ class RedisStore:
     async def top_tenants(
         self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
     ) -> list[TenantCounts]:
-        raise NotImplementedError("per-tenant counting in Redis: branch tredis")
+        parts = await self._partitions()
+        return await top_tenants(
+            self._per_partition, self._users_of, parts, (short, hour), k, users
+        )
 
     async def drop_all(self) -> None:
         # SCAN, not KEYS: a shared Redis must not stall for a scratch run's

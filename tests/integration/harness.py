@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_sentinel.kafka.source import KafkaIngest, KafkaSettings
-from stream_sentinel.model import NANO, WindowCounts
+from stream_sentinel.model import NANO, TenantCounts, WindowCounts
 from stream_sentinel.store.base import PartitionId, Store
 from stream_sentinel.store.redis import RedisStore
 
@@ -48,22 +48,36 @@ class Expected:
 
     buckets: dict[int, WindowCounts] = field(default_factory=dict)
     users: dict[int, Counter[str]] = field(default_factory=dict)
+    # per bucket, per tenant: its counts and its requests per user
+    tenants: dict[int, dict[str, WindowCounts]] = field(default_factory=dict)
+    tenant_users: dict[int, dict[str, Counter[str]]] = field(default_factory=dict)
 
     def add(self, event: Mapping[str, object]) -> None:
         ts = float(event["ts"])  # type: ignore[arg-type]
         bucket = int(ts // WIDTH) * WIDTH
-        if event["type"] == "request":
-            inc = WindowCounts(requests=1, blocked=int(bool(event["blocked"])))
-            self.users.setdefault(bucket, Counter())[str(event["user_id"])] += 1
-        else:
-            cost = event.get("cost_usd")
-            inc = WindowCounts(
-                responses=1,
-                safe=int(bool(event["safe"])),
-                cost_nanousd=0 if cost is None else round(float(cost) * NANO),  # type: ignore[arg-type]
-                cost_unknown=int(cost is None),
-            )
+        inc = self._counts(event)
         self.buckets[bucket] = self.buckets.get(bucket, WindowCounts()) + inc
+        if event["type"] == "request":
+            self.users.setdefault(bucket, Counter())[str(event["user_id"])] += 1
+        tenant = event.get("tenant")
+        if tenant is not None:
+            mine = self.tenants.setdefault(bucket, {})
+            mine[str(tenant)] = mine.get(str(tenant), WindowCounts()) + inc
+            if event["type"] == "request":
+                users = self.tenant_users.setdefault(bucket, {})
+                users.setdefault(str(tenant), Counter())[str(event["user_id"])] += 1
+
+    @staticmethod
+    def _counts(event: Mapping[str, object]) -> WindowCounts:
+        if event["type"] == "request":
+            return WindowCounts(requests=1, blocked=int(bool(event["blocked"])))
+        cost = event.get("cost_usd")
+        return WindowCounts(
+            responses=1,
+            safe=int(bool(event["safe"])),
+            cost_nanousd=0 if cost is None else round(float(cost) * NANO),  # type: ignore[arg-type]
+            cost_unknown=int(cost is None),
+        )
 
 
 def expected_of(events: Iterable[Mapping[str, object]]) -> Expected:
@@ -71,6 +85,22 @@ def expected_of(events: Iterable[Mapping[str, object]]) -> Expected:
     for event in events:
         expected.add(event)
     return expected
+
+
+HOSTILE_TENANT = "{evil}|tenant:*\nX-Injected: 1"
+
+
+def with_tenants(events: list[dict[str, object]], tenants: int) -> list[dict[str, object]]:
+    """The events with a ``tenant`` field: user ``user-N``'s is ``team-(N % tenants)``
+    (every user in one tenant, each tenant's users over every partition), the
+    hostile user's a hostile name, and every seventh event carries none."""
+    for i, event in enumerate(events):
+        user = str(event["user_id"])
+        if i % 7 == 0:
+            continue
+        number = user.rsplit("-", 1)[-1]
+        event["tenant"] = f"team-{int(number) % tenants}" if number.isdigit() else HOSTILE_TENANT
+    return events
 
 
 def make_events(n: int, *, now: float, seed: int, users: int = 300) -> list[dict[str, object]]:
@@ -295,6 +325,49 @@ async def assert_exact(store: RedisStore, expected: Expected) -> None:
     for counts in expected.buckets.values():
         total += counts
     assert await store.window(lo - 3600, hi + 3600) == total
+
+
+async def assert_tenants_exact(store: RedisStore, expected: Expected) -> None:
+    """Every bucket's tenants as ``top_tenants`` ranks them (all of them, all
+    their users), equal to what was produced; then the whole stream at once."""
+    assert expected.tenants, "no event carried a tenant"
+    for bucket, tenants in sorted(expected.tenants.items()):
+        span = (bucket, bucket + WIDTH)
+        got = await store.top_tenants(span, span, 10**6, 10**6)
+        assert got == _expected_tenants(tenants, tenants, expected.tenant_users.get(bucket, {})), (
+            f"tenants of bucket {bucket}"
+        )
+    whole: dict[str, WindowCounts] = {}
+    users: dict[str, Counter[str]] = {}
+    for bucket, tenants in expected.tenants.items():
+        for name, counts in tenants.items():
+            whole[name] = whole.get(name, WindowCounts()) + counts
+        for name, mine in expected.tenant_users.get(bucket, {}).items():
+            users.setdefault(name, Counter()).update(mine)
+    lo, hi = min(expected.tenants), max(expected.tenants) + WIDTH
+    got = await store.top_tenants((lo, hi), (lo - 3600, hi + 3600), 5, 3)
+    assert got == _expected_tenants(whole, whole, users, top_users=3)[:5]
+
+
+def _expected_tenants(
+    short: Mapping[str, WindowCounts],
+    hour: Mapping[str, WindowCounts],
+    users: Mapping[str, Counter[str]],
+    top_users: int = 10**6,
+) -> list[TenantCounts]:
+    ranked = sorted(
+        ((name, c.requests) for name, c in short.items() if c.requests > 0),
+        key=lambda kv: (-kv[1], kv[0]),
+    )
+    return [
+        TenantCounts(
+            name,
+            short[name],
+            hour[name],
+            tuple(sorted(users[name].items(), key=lambda kv: (-kv[1], kv[0]))[:top_users]),
+        )
+        for name, _ in ranked
+    ]
 
 
 def free_port() -> int:

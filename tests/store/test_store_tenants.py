@@ -1,8 +1,8 @@
 """Per-tenant counts (issue 22): the same contract for every store.
 
 ``top_tenants`` ranks tenants by requests in the 5-minute window and answers
-their exact counts over both windows and their heaviest users. The Redis
-stores join the ``STORES`` list when their counting lands.
+their exact counts over both windows and their heaviest users, the same in
+the memory store and in Redis (single node and Cluster).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from stream_sentinel.events import RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, TenantCounts, WindowCounts
 from stream_sentinel.store.base import Outcome, PartitionId, Store
 from stream_sentinel.store.memory import MemoryStore
+from stream_sentinel.store.redis import RedisStore
+from stream_sentinel.store.redis_client import connect
 
-STORES = ["memory"]
+STORES = ["memory", "redis", "cluster"]
 T0 = 1_780_000_200  # a multiple of 300
 WIDTH = 60
 SHORT = (T0, T0 + 300)
@@ -34,7 +36,25 @@ HOSTILE = ["a:b", "{x}", "t\nnew", "Ã©" * 256, "*", " ", "\x00nul", "../..", "ðŸ
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    yield MemoryStore(retention_s=4000)
+    if request.param == "memory":
+        yield MemoryStore(retention_s=4000)
+        return
+    url: str = request.getfixturevalue(
+        "redis_url" if request.param == "redis" else "redis_cluster_url"
+    )
+    redis = redis_store(url)
+    try:
+        yield redis
+    finally:
+        await redis.drop_all()
+        await redis.close()
+
+
+def redis_store(url: str) -> RedisStore:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return RedisStore(
+        connect(url), prefix=prefix, bucket_width=WIDTH, counter_ttl_s=4000, user_ttl_s=700
+    )
 
 
 def req(ts: float, user: str, tenant: str | None, blocked: bool = False) -> RequestEvent:
