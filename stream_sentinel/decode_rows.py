@@ -7,11 +7,16 @@ included, with no Python code per message for the common shapes. The rows
 accept exactly what ``Decoder`` accepts, with the same values:
 
 - extra fields (the contract allows them; producers add trace ids, regions,
-  client objects): msgspec skips them, checking their syntax but not two
-  things orjson refuses, invalid UTF-8 and numbers that overflow a double.
-  So a batch that is all ASCII and holds no exponent of three digits or run
-  of 200 digits (cheap byte searches) is taken as decoded; otherwise each
-  message that could hide one is parsed by orjson too before its row stands.
+  client objects): a topic's rows name the extra fields its messages have
+  shown and decode them too, with types msgspec checks as orjson does
+  (``decode_extras``). A message with a field not yet named is decoded
+  alone by rows that skip unknown fields, and orjson parses it before its
+  row stands (and names its fields for the next ones).
+- rows that skip unknown fields check their syntax but not three things
+  orjson refuses: invalid UTF-8, numbers that overflow a double, deep
+  nesting. Where a batch has too many messages the named rows refuse, the
+  rest is decoded by those rows, and only the messages that could hide one
+  (cheap byte searches over the block) are parsed by orjson too.
 - a string ``ts`` is parsed by the decoder's own RFC 3339 parser (with the
   minutes a stream shares cached), so its value is the decoder's.
 - anything the rows refuse (``12.0`` as a count, a missing ``type`` in a log,
@@ -28,8 +33,9 @@ path counts.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated
@@ -40,6 +46,8 @@ from msgspec import Meta
 
 from .contract import MAX_COST_USD, safe_from_score
 from .decode import MAX_EVENT_ID, MAX_TENANT, MAX_TOKENS, MAX_USER_ID, Decoder
+from .decode_extras import ExtraFields
+from .decode_vet import vet_skipped
 from .events import EventType
 from .timestamps import Rfc3339Parser
 
@@ -92,8 +100,9 @@ class ResponseRow(
     tenant: Tenant | None = None
 
 
-# The same rows with extra fields allowed (and skipped): a batch with none is
-# decoded by the strict rows, which need no check of what msgspec skipped.
+# The same rows with extra fields allowed (and skipped): for the messages the
+# rows naming a topic's extra fields refuse, which then need a check of what
+# msgspec skipped.
 class _RequestWithExtras(RequestRow, tag="request", forbid_unknown_fields=False):
     pass
 
@@ -102,26 +111,15 @@ class _ResponseWithExtras(ResponseRow, tag="response", forbid_unknown_fields=Fal
     pass
 
 
-REQUEST_ROWS = frozenset((RequestRow, _RequestWithExtras))
-RESPONSE_ROWS = frozenset((ResponseRow, _ResponseWithExtras))
-_TEXT = {str}
 _SAFE = attrgetter("safe")
 _TS = attrgetter("ts")
-_NUMBER_SHAPES = bytes.maketrans(b"123456789E", b"000000000e")
-# a double overflows past 1.8e308: with an exponent of at most 2 digits that
-# needs 210 digits before the point; without one, 309
-_LONG_DIGITS = b"0" * 200
-_EXPONENT = b"0e000"  # a digit, e, three digits: signs dropped
-# what may stand before a value (b"" at the start of the block)
-_BEFORE_A_VALUE = (b"", b":", b",", b"[", b" ", b"\t", b"\r", b"\n", b"\0")
-# orjson refuses nesting deeper than this; msgspec's limit when it skips a
-# field depends on the caller's stack. Deeper needs this many openers, and
-# twice as many bytes with the closers.
-_MAX_DEPTH = 1024
-_NESTABLE_BYTES = 2 * _MAX_DEPTH
 # what a row may fail with: msgspec's errors, a tombstone (None) in a decode,
 # and the recursion limit on deep nesting
 _REFUSED = (msgspec.DecodeError, TypeError, RecursionError, UnicodeDecodeError)
+# messages of a batch the named rows may refuse before the rest of it goes to
+# the rows that skip unknown fields: each costs a decode and an orjson parse
+_MOST_REFUSED = 8
+_MOST_TYPES = 64
 
 Row = RequestRow | ResponseRow
 
@@ -130,7 +128,7 @@ class RowDecoder:
     """Decodes the messages of one topic (or the lines of a log) into rows;
     None for each one ``Decoder`` must decide."""
 
-    __slots__ = ("_decoder", "_lax", "_strict", "_ts_parser")
+    __slots__ = ("_decoder", "_extras", "_lax", "_responses", "_strict", "_ts_parser")
 
     def __init__(self, decoder: Decoder) -> None:
         self._decoder = decoder
@@ -147,11 +145,20 @@ class RowDecoder:
             "response": msgspec.json.Decoder(_ResponseWithExtras),
             None: msgspec.json.Decoder(_RequestWithExtras | _ResponseWithExtras),
         }
+        self._responses = Instances(ResponseRow)
+        self._extras = {
+            topic: ExtraFields(topic, RequestRow, ResponseRow)
+            for topic in ("request", "response", None)
+        }
 
     @property
     def decoder(self) -> Decoder:
         """The per-record decoder whose settings (limits, threshold, ts window) the rows follow."""
         return self._decoder
+
+    def extra_fields(self, topic_type: EventType | None) -> ExtraFields:
+        """The extra fields learned from ``topic_type``'s messages (None: a log's)."""
+        return self._extras[topic_type]
 
     def rows(
         self, values: Sequence[bytes | None], topic_type: EventType | None
@@ -159,49 +166,95 @@ class RowDecoder:
         """Each value as a row with ``safe`` and ``ts`` resolved, or None where
         ``Decoder`` must decide. No ts range check: that depends on the caller's clock.
 
-        A clean batch is decoded in one C loop (contract fields only: no
-        check of skipped fields needed); a batch with a refused value is
-        decoded again value by value to find which.
+        The batch is decoded in one C loop by rows with the contract's
+        fields and the extra fields the topic has shown (``ExtraFields``;
+        contract fields only until one has). A batch with a message they
+        refuse is decoded again by ``_resumed``.
         """
         limit = self._decoder.max_bytes
         try:
-            sized = bool(values) and max(map(len, values)) <= limit  # type: ignore[arg-type]
-        except TypeError:  # a tombstone
-            sized = False
-        if sized:
-            for decoders, vet in ((self._strict, False), (self._lax, True)):
-                try:
-                    rows: list[Row | None] = list(map(decoders[topic_type].decode, values))  # type: ignore[arg-type]
-                except _REFUSED:
-                    continue
-                return self._settle(rows, values, vet=vet)
-        decode = self._lax[topic_type].decode
-        rows = []
-        for value in values:
-            try:
-                rows.append(decode(value) if value is not None and len(value) <= limit else None)
-            except _REFUSED:
-                rows.append(None)
-        return self._settle(rows, values, vet=True)
+            fits = max(map(len, values), default=0) <= limit  # type: ignore[arg-type]
+        except TypeError:  # a tombstone: refused by the rows like any bad message
+            fits = max(map(len, filter(None, values)), default=0) <= limit
+        if not fits:
+            return self._settle(self._skipping(values, topic_type), topic_type)
+        named = self._extras[topic_type].decoder or self._strict[topic_type]
+        try:
+            rows: list[Row | None] = list(map(named.decode, values))  # type: ignore[arg-type]
+        except _REFUSED:
+            rows = self._resumed(values, topic_type)
+        return self._settle(rows, topic_type)
 
-    def _settle(
-        self, rows: list[Row | None], values: Sequence[bytes | None], *, vet: bool
+    def _resumed(
+        self, values: Sequence[bytes | None], topic_type: EventType | None
     ) -> list[Row | None]:
-        """Rows the decoder would take with these values; None for the others.
-        ``vet``: msgspec may have skipped fields, which orjson must accept too."""
-        if vet:
-            _vet_skipped(rows, values)
+        """Rows of a batch with a message the named rows refuse: their C loop
+        resumed after each one, which is decoded alone (checked and learned
+        from by orjson: ``_alone``). Past a few such messages the rest goes
+        to rows that skip unknown fields (``_skipping``)."""
+        extras = self._extras[topic_type]
+        strict = self._strict[topic_type]
+        lax = self._lax[topic_type].decode
+        rows: list[Row | None] = []
+        n = len(values)
+        for _ in range(_MOST_REFUSED):
+            named = extras.decoder or strict
+            # list.extend keeps what it appended before the decoder raised
+            # (tests/test_decode_extras.py checks it): the refused message is
+            # the next one
+            with contextlib.suppress(*_REFUSED):
+                rows.extend(map(named.decode, values[len(rows) :]))  # type: ignore[arg-type]
+            if len(rows) == n:
+                return rows
+            rows.append(_alone(values[len(rows)], lax, extras))
+        rows.extend(self._skipping(values[len(rows) :], topic_type))
+        return rows
+
+    def _skipping(
+        self, values: Sequence[bytes | None], topic_type: EventType | None
+    ) -> list[Row | None]:
+        """Rows that skip unknown fields; each message whose skipped fields
+        could hold what orjson refuses is checked by orjson (``decode_vet``).
+        A batch with a refused value is decoded again value by value."""
+        limit = self._decoder.max_bytes
+        decode = self._lax[topic_type].decode
+        try:
+            fits = max(map(len, values), default=0) <= limit  # type: ignore[arg-type]
+        except TypeError:  # a tombstone
+            fits = False
+        rows: list[Row | None] | None = None
+        if fits:
+            with contextlib.suppress(*_REFUSED):
+                rows = list(map(decode, values))  # type: ignore[arg-type]
+        if rows is None:
+            rows = []
+            for value in values:
+                try:
+                    rows.append(
+                        decode(value) if value is not None and len(value) <= limit else None
+                    )
+                except _REFUSED:
+                    rows.append(None)
+        vet_skipped(rows, values)
+        return rows
+
+    def _settle(self, rows: list[Row | None], topic_type: EventType | None) -> list[Row | None]:
+        """``rows`` with string ts parsed and ``safe`` resolved; None for the
+        rows the decoder must decide after all."""
         stamps: list[object] = list(map(_TS, filter(None, rows)))
-        kinds = set(map(type, stamps))
-        if kinds == _TEXT and len(stamps) == len(rows):  # every ts a string: loggers' shape
-            parsed = self._ts_parser.parse_many(stamps)  # type: ignore[arg-type]
-            if None not in parsed:
-                deque(map(setattr, rows, repeat("ts"), parsed), maxlen=0)
-            else:
+        if stamps and type(stamps[0]) is str and len(stamps) == len(rows):  # loggers' shape
+            try:  # joining the texts refuses a number among them
+                parsed = self._ts_parser.parse_many(stamps)  # type: ignore[arg-type]
+            except TypeError:
                 self._parse_ts(rows)
-        elif str in kinds:
+            else:
+                if None not in parsed:
+                    deque(map(setattr, rows, repeat("ts"), parsed), maxlen=0)
+                else:
+                    self._parse_ts(rows)
+        elif str in set(map(type, stamps)):
             self._parse_ts(rows)
-        return self._resolve_safe(rows)
+        return self._resolve_safe(rows, topic_type)
 
     def _parse_ts(self, rows: list[Row | None]) -> None:
         """Replace each string ts by its Unix seconds; None for a row whose ts
@@ -216,12 +269,20 @@ class RowDecoder:
             else:
                 row.ts = ts  # type: ignore[union-attr]
 
-    def _resolve_safe(self, rows: list[Row | None]) -> list[Row | None]:
+    def _resolve_safe(
+        self, rows: list[Row | None], topic_type: EventType | None
+    ) -> list[Row | None]:
         """Resolve ``safe`` from the score; None for a row with neither."""
+        if topic_type == "request":
+            return rows
         threshold = self._decoder.safety_threshold
-        responses: list[ResponseRow] = list(
-            compress(rows, map(RESPONSE_ROWS.__contains__, map(type, rows)))  # type: ignore[arg-type]
+        # a response topic's rows are all responses
+        kept = (
+            filter(None, rows)
+            if topic_type == "response"
+            else compress(rows, self._responses.of(rows))
         )
+        responses: list[ResponseRow] = list(kept)  # type: ignore[arg-type]
         safes = list(map(_SAFE, responses))
         refused: set[int] = set()
         at = 0
@@ -241,57 +302,41 @@ class RowDecoder:
         return rows
 
 
-def _vet_skipped(rows: list[Row | None], values: Sequence[bytes | None]) -> None:
-    """None for each row whose message orjson refuses (``not_json``) although
-    msgspec took it: invalid UTF-8, an overflowing number or nesting deeper
-    than orjson's limit in a skipped field."""
-    places = [at for at, row in enumerate(rows) if row is not None]
-    if not places:
-        return
-    taken: list[bytes] = [values[at] for at in places]  # type: ignore[misc]
-    not_utf8, not_json = _suspects(taken)
-    for i in not_utf8:
+class Instances:
+    """``isinstance(item, kinds)`` of each item in C loops, by a table of the
+    types met: ``isinstance`` on a msgspec row of another class is a
+    Python-level call, and a topic's rows may be of a class made at run time
+    (``decode_extras``), so the table learns each type once. It forgets them
+    all past ``_MOST_TYPES``: rows' classes are made anew as fields are learned."""
+
+    __slots__ = ("_kinds", "_table")
+
+    def __init__(self, kinds: type | tuple[type, ...]) -> None:
+        self._kinds = kinds
+        self._table: dict[type, bool] = {}
+
+    def of(self, items: Sequence[object]) -> list[bool]:
+        types = list(map(type, items))
         try:
-            taken[i].decode()
-        except UnicodeDecodeError:
-            rows[places[i]] = None
-    for i in not_json:
-        try:
-            orjson.loads(taken[i])
-        except orjson.JSONDecodeError:
-            rows[places[i]] = None
+            return list(map(self._table.__getitem__, types))
+        except KeyError:
+            if len(self._table) >= _MOST_TYPES:
+                self._table.clear()
+            for kind in set(types).difference(self._table):
+                self._table[kind] = issubclass(kind, self._kinds)
+            return list(map(self._table.__getitem__, types))
 
 
-def _suspects(lines: list[bytes]) -> tuple[list[int], set[int]]:
-    """Indexes of the lines that could hide invalid UTF-8, and of those that
-    could hide an overflowing number or deep nesting.
-
-    Byte searches over the whole block: digits read as 0 and signs dropped, a
-    number that overflows shows as an exponent of 3+ digits (``0e000``) or a
-    run of 200+ digits. An exponent inside a string (a hex id) is not
-    preceded (past its digits and dot) by what can precede a value, and is
-    passed over.
-    """
-    # NUL cannot stand in a line msgspec took (JSON has no raw control
-    # characters in strings, nor outside them): it marks where lines end
-    block = b"\0".join(lines)
-    not_utf8 = [] if block.isascii() else [i for i, ln in enumerate(lines) if not ln.isascii()]
-    not_json: set[int] = set()
-    if max(map(len, lines)) >= _NESTABLE_BYTES:
-        not_json.update(i for i, line in enumerate(lines) if _may_nest_too_deep(line))
-    shapes = block.translate(_NUMBER_SHAPES, b"+-")
-    pieces = shapes.split(_EXPONENT)
-    line = 0
-    for piece in pieces[:-1]:  # each ends where an exponent starts
-        line += piece.count(b"\0")
-        if piece.rstrip(b"0.")[-1:] in _BEFORE_A_VALUE:
-            not_json.add(line)
-    if _LONG_DIGITS in shapes:
-        not_json.update(
-            i for i, ln in enumerate(lines) if _LONG_DIGITS in ln.translate(_NUMBER_SHAPES)
-        )
-    return not_utf8, not_json
-
-
-def _may_nest_too_deep(line: bytes) -> bool:
-    return len(line) >= _NESTABLE_BYTES and line.count(b"[") + line.count(b"{") >= _MAX_DEPTH
+def _alone(value: bytes | None, lax: Callable[[bytes], Row], extras: ExtraFields) -> Row | None:
+    """The row of one message the named rows refused, if the decoder would
+    take it: decoded by the rows that skip unknown fields, then checked (and
+    learned from) by orjson, the decoder's JSON parser."""
+    if value is None:
+        return None
+    try:
+        row = lax(value)
+        doc = orjson.loads(value)
+    except (*_REFUSED, orjson.JSONDecodeError):
+        return None
+    extras.learn(doc)
+    return row

@@ -18,7 +18,7 @@ import orjson
 
 from .aggregate import BatchAggregator, Delta
 from .decode import Decoder
-from .decode_rows import REQUEST_ROWS, RequestRow, ResponseRow, RowDecoder
+from .decode_rows import Instances, RequestRow, ResponseRow, RowDecoder
 from .events import Event, EventType, Rejection, RequestEvent, ResponseEvent
 from .store.base import PartitionId
 
@@ -28,7 +28,8 @@ _COUNTED_RESPONSE = ("response", "")
 _TS = attrgetter("ts")
 # what ``count`` takes: decoded events and rows, of either type
 Counted = RequestEvent | ResponseEvent | RequestRow | ResponseRow
-_REQUESTS = frozenset((RequestEvent, *REQUEST_ROWS))
+# subclasses too: rows naming a topic's extra fields (decode_extras) are RequestRows
+_REQUESTS = (RequestEvent, RequestRow)
 _TOMBSTONE = Rejection("empty", "message has no value (tombstone)")
 # A dead letter keeps at most this much of the value. Base64 adds a third, and a
 # value near the broker's message.max.bytes (1 MiB) kept whole would make a DLQ
@@ -77,12 +78,13 @@ class BatchProcessor:
     ``ingest_log.feed_chunk`` for a recorded log (which uses ``decide`` and
     ``count`` here for the lines the rows leave to the decoder)."""
 
-    __slots__ = ("_aggregator", "_decoder", "_rows")
+    __slots__ = ("_aggregator", "_decoder", "_requests", "_rows")
 
     def __init__(self, decoder: Decoder, aggregator: BatchAggregator) -> None:
         self._decoder = decoder
         self._aggregator = aggregator
         self._rows = RowDecoder(decoder)
+        self._requests = Instances(_REQUESTS)
 
     @property
     def rows(self) -> RowDecoder:
@@ -159,7 +161,7 @@ class BatchProcessor:
     def count(self, out: Processed, counted: Sequence[Counted]) -> None:
         """Count decoded events or rows of either type into ``out``; its max ts
         is the caller's to set."""
-        is_request = list(map(_REQUESTS.__contains__, map(type, counted)))
+        is_request = self._requests.of(counted)
         requests: list[RequestEvent | RequestRow] = list(compress(counted, is_request))  # type: ignore[arg-type]
         responses: list[ResponseEvent | ResponseRow] = (
             [] if len(requests) == len(counted) else list(compress(counted, map(not_, is_request)))  # type: ignore[arg-type]

@@ -175,6 +175,14 @@ def _has_lone_surrogate(doc: object) -> bool:
     return False
 
 
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # every member, also one a later duplicate key replaces: orjson refuses a
+    # lone surrogate while it parses, before the last duplicate wins
+    if _has_lone_surrogate([*(key for key, _ in pairs), *(value for _, value in pairs)]):
+        raise _Refused("lone surrogate escape")
+    return dict(pairs)
+
+
 def strict_parse(raw: bytes) -> object:
     """Parse like orjson does, raising ValueError for everything orjson refuses."""
     text = raw.decode("utf-8")  # strict: invalid bytes and encoded surrogates raise
@@ -186,6 +194,7 @@ def strict_parse(raw: bytes) -> object:
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
             parse_int=_orjson_int,
+            object_pairs_hook=_object,
         )
     if _has_lone_surrogate(doc):
         raise _Refused("lone surrogate escape")

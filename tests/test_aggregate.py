@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stream_sentinel.aggregate import BatchAggregator, BucketDelta, Delta
 from stream_sentinel.bucketing import bucket_of, bucket_seconds_for, buckets_in, tick_floor
-from stream_sentinel.contract import ModelPrice, Pricing
+from stream_sentinel.contract import MAX_COST_USD, ModelPrice, Pricing, nanousd, nanousd_sum
 from stream_sentinel.decode import Decoder
 from stream_sentinel.events import Rejection, RequestEvent, ResponseEvent
 from stream_sentinel.model import NANO, WindowCounts
@@ -53,6 +53,18 @@ def test_cost_from_price_table_and_unknowns() -> None:
     assert pricing.nanousd(0.0, None, None, None) == 0
     # absurd token counts become unknown rather than overflowing 64-bit counters
     assert pricing.nanousd(None, "m", 2**53 - 1, 0) is None
+
+
+@given(
+    st.lists(
+        st.floats(0, MAX_COST_USD)
+        | st.sampled_from([0.0, -0.0, 5e-10, 1.5e-9, 2.5e-9, 0.0125, MAX_COST_USD])
+        | st.integers(0, 10**6)
+    )
+)
+def test_the_batch_sum_of_nanousd_is_nanousd_summed(usds: list[float]) -> None:
+    assert nanousd_sum(usds) == sum(nanousd(usd) for usd in usds)
+    assert nanousd_sum(filter(None, usds)) == sum(nanousd(usd) for usd in usds)
 
 
 def test_decoder_caps_cost_so_sums_fit_64_bits() -> None:

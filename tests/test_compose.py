@@ -359,9 +359,12 @@ def test_the_sentinel_pushes_to_alertmanager(
     assert (url.hostname, url.port) == ("alertmanager", 9093)
     assert 9093 in {int(str(p).rsplit(":", 1)[-1]) for p in services["alertmanager"]["ports"]}
     assert target.labels["service"]
-    # the inhibition rule pairs alerts by service: the sentinel must set it
-    (rule,) = _load(ALERTMANAGER_CONFIG)["inhibit_rules"]
-    assert set(rule["equal"]) <= set(target.labels)
+    # the inhibition rules pair alerts by service (and a tenant's by tenant,
+    # which each tenant alert carries): the sentinel must set the service
+    rules = _load(ALERTMANAGER_CONFIG)["inhibit_rules"]
+    assert rules
+    for rule in rules:
+        assert set(rule["equal"]) - {"tenant"} <= set(target.labels)
     assert target.status_url is not None
     status = urlsplit(target.status_url)
     assert (status.hostname, status.port, status.path) == ("localhost", METRICS_PORT, "/status")

@@ -332,6 +332,37 @@ _RAW: dict[str, bytes | list[bytes]] = {
     ),
     "producer surrogate in extra": splice(RESP, r'"x": "\ud800"'),
     "producer control char in extra": dumps({**RESP, "x": "a_b"}).replace(b"a_b", b"a\x01b"),
+    # the edges of the types the rows naming extra fields decode them with
+    # (decode_extras.ExtraValue): two levels of objects and arrays, doubles
+    "extras two levels deep": both(x={"a": [1, "b", None], "c": {"d": True}}, y=[[1], {"z": 2}]),
+    "extras three levels deep": both(x={"a": {"b": {"c": 1}}}, y=[[[1]]]),
+    "extras array of objects": both(x=[{"a": 1}, {"b": [2.5, None]}]),
+    "extras 2**64 and -2**63-1": both(x=2**64, y=-(2**63) - 1, z=-0.0),
+    "extras 1e-400 nested two levels": splice(RESP, '"x": [{"y": 1e-400}]'),
+    "extras 1e400 nested two levels": splice(RESP, '"x": [{"y": 1e400}]'),
+    "extras 310-digit int nested": splice(RESP, '"x": {"y": [1' + "0" * 309 + "]}"),
+    "extras max double, spelled out": splice(RESP, '"x": ' + str(2**1024 - 2**971)),
+    "extras half an ulp past max double": splice(RESP, '"x": ' + str(2**1024 - 2**970)),
+    "extras just under half an ulp past": splice(RESP, '"x": ' + str(2**1024 - 2**970 - 1)),
+    "extras -1.7976931348623159e308": splice(RESP, '"x": -1.7976931348623159e308'),
+    "extras 1.7976931348623158e308": splice(RESP, '"x": 1.7976931348623158e308'),
+    "extras escaped key": splice(RESP, r'"tr\u0061ce_id": "4bf92f3577b34da6"'),
+    "extras escaped surrogate pair": splice(RESP, r'"x": "\ud83d\ude00"'),
+    "extras reversed surrogate pair": splice(RESP, r'"x": "\ude00\ud83d"'),
+    "extras key with a quote": both(**{'tr"ace': 1, "env": "prod"}),
+    "extras key with a backslash": both(**{"tr\\ace": 1}),
+    "extras key with a control char": both(**{"tr\x01ace": 1}),
+    "extras empty key": both(**{"": 1}),
+    "extras 129-char key": both(**{"k" * 129: 1}),
+    "extras 33 fields": both(**{f"x{i}": i for i in range(33)}),
+    "extras key non-ASCII, value bad utf-8": dumps({**RESP, "r\u00e9gion": "al_ice"}).replace(
+        b"al_ice", b"al\xffice"
+    ),
+    "extras bad utf-8 in nested key": dumps({**RESP, "c": {"n_me": 1}}).replace(
+        b"n_me", b"n\xffme"
+    ),
+    "extras duplicate, hostile last": splice(RESP, '"x": 1, "x": 1e999'),
+    "extras duplicate, hostile first": splice(RESP, r'"x": "\ud800", "x": 1'),
     # tenant: optional, 1..256 characters when present (user_id's rule), null = absent
     "tenant null": both(tenant=None),
     "tenant empty": both(tenant=""),

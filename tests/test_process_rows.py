@@ -294,3 +294,36 @@ def test_a_batch_as_producers_write_it_is_taken_and_counted_exactly(
     proc = processor()
     assert taken(proc, kind, shaped)  # RFC 3339 ts and extra fields stay on the rows
     assert_same(batch_of(proc, kind, shaped), per_record(proc, kind, shaped))
+
+
+HOSTILE_EXTRA_VALUES = [
+    b"1e400",
+    b"-1" + b"0" * 400,
+    b'"\\ud800"',
+    b'"a\xffb"',
+    b"[" * 1100 + b"]" * 1100,
+    b'{"a": {"b": {"c": 1}}}',  # valid, deeper than the named rows decode
+    b"[1e-400, 2e308]",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch(), st.lists(EXTRAS, min_size=1, max_size=3), st.data())
+def test_hostile_extra_values_after_learning_count_as_the_per_record_path(
+    sample: tuple[EventType, list[bytes | None]], extras: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    # the processor has learned the producer's extra fields from a first
+    # batch; in the next, named fields carry values orjson refuses (or valid
+    # ones the named rows do not decode)
+    kind, raws = sample
+    shaped = [producer_shaped(raw, extras[i % len(extras)]) for i, raw in enumerate(raws)]
+    proc = processor()
+    batch_of(proc, kind, list(shaped))
+    places = data.draw(st.sets(st.integers(0, len(shaped) - 1), max_size=3))
+    hostile: list[bytes | None] = list(shaped)
+    for at in places:
+        value = data.draw(st.sampled_from(HOSTILE_EXTRA_VALUES))
+        hostile[at] = shaped[at][:-1] + b',"trace_id":' + value + b"}"  # the last one wins
+    assert_same(batch_of(proc, kind, hostile), per_record(proc, kind, hostile))
+    rows = proc.rows.rows(hostile, kind)
+    assert all(row is not None for i, row in enumerate(rows) if i not in places)

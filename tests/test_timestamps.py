@@ -1,13 +1,15 @@
 """The cached and batch RFC 3339 parsers give exactly what ``parse_rfc3339`` gives.
 
 ``Rfc3339Parser.parse`` caches minutes and ``parse_many`` parses a batch of
-the loggers' shape (``2026-10-29T00:00:01.019Z``) with C loops over cached
-seconds; both must agree with the uncached parser on every text, valid or
-not, in any mix, including after their caches are cleared.
+the loggers' shape (``2026-10-29T00:00:01.019Z``) with C loops (integers read
+by msgspec per run of a minute, or msgspec's date-times); both must agree
+with the uncached parser on every text, valid or not, in any mix and order,
+including after their caches are cleared.
 """
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,24 +55,88 @@ def test_parse_many_is_parse_rfc3339_of_each(texts: list[str]) -> None:
     assert [parser.parse(text) for text in texts] == want
 
 
-def test_a_batch_of_the_loggers_shape_takes_the_batch_path() -> None:
-    texts = [millis(ms) for ms in range(0, 3000, 7)]
-    parser = Rfc3339Parser()
+class OneByOne(Rfc3339Parser):
+    """Counts the texts ``parse_many`` left to ``parse``: 0 on the batch paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.one_by_one = 0
+
+    def parse(self, text: str) -> float | None:
+        self.one_by_one += 1
+        return super().parse(text)
+
+
+def batch_agrees(texts: list[str]) -> int:
+    """How many texts ``parse_many`` parsed one by one; its values checked."""
+    parser = OneByOne()
     assert parser.parse_many(texts) == [parse_rfc3339(text) for text in texts]
-    assert len(parser._seconds) == 3  # 23:59:58, 23:59:59, 00:00:00: one entry each
+    return parser.one_by_one
 
 
-def test_the_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(timestamps, "_CACHED_MINUTES", 8)
-    parser = Rfc3339Parser()
-    texts = [millis(ms) for ms in range(0, 100_000, 900)]  # ~100 seconds, 3 minutes
-    for at in range(0, len(texts), 5):
-        batch = texts[at : at + 5]
-        assert parser.parse_many(batch) == [parse_rfc3339(text) for text in batch]
-        assert len(parser._seconds) <= 8 + 5
-    many_minutes = [f"2026-10-29T{h:02d}:{m:02d}:00Z" for h in range(3) for m in range(60)]
-    assert [parser.parse(t) for t in many_minutes] == list(map(parse_rfc3339, many_minutes))
-    assert len(parser._minutes) <= 8
+def test_a_batch_of_the_loggers_shape_takes_the_batch_path() -> None:
+    in_order = [millis(ms) for ms in range(0, 3000, 7)]  # 23:59:58 to 00:00:01: two minutes
+    assert batch_agrees(in_order) == 0
+    # the runs of minutes take the integer path, not msgspec's date-times
+    assert Rfc3339Parser()._by_minute('","'.join(in_order), in_order) is not None
+    assert batch_agrees(in_order[::-1]) == 0  # minutes in runs, in any order
+    ten_minutes = [millis(ms) for ms in range(0, 600_000, 997)]  # more runs than _by_minute takes
+    assert batch_agrees(ten_minutes) == 0
+    random.Random(1).shuffle(ten_minutes)
+    assert batch_agrees(ten_minutes) == 0
+
+
+def test_a_leap_second_or_a_missing_day_leaves_the_batch_to_parse() -> None:
+    good = [millis(ms) for ms in range(0, 3000, 7)]
+    for odd in ("2026-10-29T23:59:60.500Z", "2026-10-29T23:59:61.000Z", "2026-02-30T00:00:00.000Z"):
+        texts = [*good[:50], odd, *good[50:]]
+        assert batch_agrees(texts) == len(texts)
+
+
+def in_shape(digits: str) -> str:
+    """The loggers' shape with these 17 digits in its digit places."""
+    places = iter(digits)
+    return "".join(next(places) if c == "0" else c for c in "0000-00-00T00:00:00.000Z")
+
+
+DIGITS = st.text("0123456789", min_size=17, max_size=17).map(in_shape)
+NEAR_EDGES = st.sampled_from(
+    ["0000", "0001", "1969", "1970", "2000", "2024", "2100", "9999"]
+).flatmap(
+    lambda year: st.tuples(
+        st.sampled_from(["01-01", "02-28", "02-29", "03-01", "12-31", "04-31", "13-01", "00-10"]),
+        st.sampled_from(["00:00", "00:01", "23:59", "24:00", "12:60"]),
+        st.integers(0, 61),
+        st.integers(0, 999),
+    ).map(lambda t: f"{year}-{t[0]}T{t[1]}:{t[2]:02d}.{t[3]:03d}Z")
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(DIGITS | NEAR_EDGES, min_size=1, max_size=30), st.booleans())
+def test_every_digit_of_the_shape_gets_parses_answer(texts: list[str], ordered: bool) -> None:
+    # mostly dates that do not exist (parse decides each), and calendar edges:
+    # year 0000, before 1970, leap days, hour 24, second 60 and past it
+    batch_agrees(sorted(texts) if ordered else texts)
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(
+        ["0001-01-01T00:00", "1969-12-31T23:58", "1970-01-01T00:00", "9999-12-31T23:58"]
+    ),
+    st.lists(st.integers(0, 119_999), min_size=1, max_size=60),
+    st.booleans(),
+)
+def test_valid_batches_at_the_calendars_edges_take_a_batch_path(
+    minute: str, offsets_ms: list[int], ordered: bool
+) -> None:
+    start = datetime.fromisoformat(minute + ":00+00:00")
+    texts = [
+        (start + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:23] + "Z"
+        for ms in (sorted(offsets_ms) if ordered else offsets_ms)
+    ]
+    assert batch_agrees(texts) == 0
 
 
 def test_texts_of_the_loggers_length_but_not_their_shape_are_parsed_one_by_one() -> None:
@@ -87,13 +153,11 @@ def test_parse_remembers_each_minute_once() -> None:
     assert sorted(parser._minutes) == ["2026-10-29T23:59", "2026-10-30T00:00"]
 
 
-def test_the_batch_path_remembers_every_second_and_minute_it_met() -> None:
+def test_the_batch_path_remembers_every_minute_it_met() -> None:
     parser = Rfc3339Parser()
-    texts = ["1970-01-01T00:00:00.250Z", "1970-01-01T00:00:01.500Z"]
-    assert parser.parse_many(texts) == [0.25, 1.5]
-    # the epoch's own second is a second like any other
-    assert parser._seconds == {"1970-01-01T00:00:00": "0", "1970-01-01T00:00:01": "1"}
-    assert list(parser._minutes) == ["1970-01-01T00:00"]
+    texts = ["1970-01-01T00:00:00.250Z", "1970-01-01T00:00:01.500Z", "1970-01-01T00:01:00.000Z"]
+    assert parser.parse_many(texts) == [0.25, 1.5, 60.0]
+    assert parser._minutes == {"1970-01-01T00:00": 0, "1970-01-01T00:01": 60}
 
 
 def test_the_caches_never_hold_more_than_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +167,7 @@ def test_the_caches_never_hold_more_than_their_bound(monkeypatch: pytest.MonkeyP
         text = f"2026-10-29T10:{minute:02d}:00Z"
         assert parser.parse(text) == parse_rfc3339(text)
         assert 1 <= len(parser._minutes) <= 4
-    for second in range(12):
-        batch = [f"2026-10-29T11:00:{second:02d}.000Z"]
-        assert parser.parse_many(batch) == [parse_rfc3339(batch[0])]
-        assert 1 <= len(parser._seconds) <= 4
+    for minute in range(12):
+        batch = [f"2026-10-29T11:{minute:02d}:{second:02d}.000Z" for second in range(3)]
+        assert parser.parse_many(batch) == list(map(parse_rfc3339, batch))
+        assert 1 <= len(parser._minutes) <= 4
