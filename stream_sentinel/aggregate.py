@@ -24,8 +24,9 @@ __all__ = ["BatchAggregator", "BucketDelta", "Delta", "ModelPrice", "TenantDelta
 
 
 @dataclass(slots=True)
-class TenantDelta:
-    """One tenant's share of a bucket: the global counters, kept per tenant."""
+class _Counters:
+    """The six counters and the requests per user id of one bucket, for all
+    events (``BucketDelta``) or one tenant's (``TenantDelta``)."""
 
     requests: int = 0
     blocked: int = 0
@@ -33,7 +34,7 @@ class TenantDelta:
     safe: int = 0
     cost_nanousd: int = 0
     cost_unknown: int = 0
-    users: Counter[str] = field(default_factory=Counter)  # the tenant's requests per user id
+    users: Counter[str] = field(default_factory=Counter)  # requests per user id
 
     def counts(self) -> WindowCounts:
         return WindowCounts(
@@ -45,7 +46,7 @@ class TenantDelta:
             self.cost_unknown,
         )
 
-    def merge(self, other: TenantDelta) -> None:
+    def _add(self, other: _Counters) -> None:
         self.requests += other.requests
         self.blocked += other.blocked
         self.responses += other.responses
@@ -56,35 +57,20 @@ class TenantDelta:
 
 
 @dataclass(slots=True)
-class BucketDelta:
-    requests: int = 0
-    blocked: int = 0
-    responses: int = 0
-    safe: int = 0
-    cost_nanousd: int = 0
-    cost_unknown: int = 0
-    users: Counter[str] = field(default_factory=Counter)  # requests per user id
+class TenantDelta(_Counters):
+    """One tenant's share of a bucket: the global counters, kept per tenant."""
+
+    def merge(self, other: TenantDelta) -> None:
+        self._add(other)
+
+
+@dataclass(slots=True)
+class BucketDelta(_Counters):
     # per tenant, only when [tenants] is on; events without a tenant count globally only
     tenants: dict[str, TenantDelta] = field(default_factory=dict)
 
-    def counts(self) -> WindowCounts:
-        return WindowCounts(
-            self.requests,
-            self.blocked,
-            self.responses,
-            self.safe,
-            self.cost_nanousd,
-            self.cost_unknown,
-        )
-
     def merge(self, other: BucketDelta) -> None:
-        self.requests += other.requests
-        self.blocked += other.blocked
-        self.responses += other.responses
-        self.safe += other.safe
-        self.cost_nanousd += other.cost_nanousd
-        self.cost_unknown += other.cost_unknown
-        self.users.update(other.users)
+        self._add(other)
         for tenant, part in other.tenants.items():
             mine = self.tenants.get(tenant)
             if mine is None:

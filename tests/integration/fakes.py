@@ -10,6 +10,7 @@ failing assertion cannot print a secret. Tests await conditions on the record
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,7 +65,7 @@ class PingLog:
             raise AssertionError(f"no {what} within {timeout:g} s; last pings: {seen}") from None
 
 
-class _Fake:
+class _Fake(ABC):
     """Serves ``app`` on an ephemeral loopback port for the ``async with`` block."""
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
@@ -73,8 +74,9 @@ class _Fake:
         self.url = ""
         self._runner: web.AppRunner | None = None
 
+    @abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the fake's handlers to ``app``."""
 
     async def __aenter__(self) -> Self:
         app = web.Application()
