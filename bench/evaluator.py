@@ -56,7 +56,7 @@ from stream_sentinel.model import NANO, TenantCounts, WindowCounts
 from stream_sentinel.store.base import PartitionId, top_k
 from stream_sentinel.store.redis import RedisStore
 from stream_sentinel.store.redis_client import RedisClient, connect
-from stream_sentinel.store.redis_tenants import Ask
+from stream_sentinel.store.redis_tenants import Call
 from stream_sentinel.wiring import build_rules, storage_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,8 +70,9 @@ RESPONSES = "llm.responses"
 TENANT_K = 20
 TENANT_USERS = 3
 BIG_TENANTS = 5
-# the key kinds that hold tenants (store/redis_scripts.py's layout)
-TENANT_KEYS = ("tc", "tr", "tu", "wt", "wtc")
+# the key kinds that hold tenants: the outbox (store/redis_scripts.py) and
+# the shards' (store/redis_tenant_scripts.py)
+TENANT_KEYS = ("tx", "f", "b", "tc", "tr", "tu")
 
 
 @dataclass
@@ -297,21 +298,22 @@ class Series:
 
 class Rounds:
     """The round trips of ``top_tenants``: each batch of script calls it sends
-    (``RedisStore._tenant_reads``, wrapped while ``recording``), timed."""
+    (``TenantShards``' runner, wrapped while ``recording``), timed."""
 
     def __init__(self, store: RedisStore) -> None:
         self.recording = False
         self.calls: list[list[tuple[int, float]]] = []  # per top_tenants: (calls, ms)
-        inner = store._tenant_reads
+        shards = store._tenants
+        inner = shards._run
 
-        async def timed_batch(asks: Sequence[Ask]) -> list[Any]:
+        async def timed_batch(calls: Sequence[Call]) -> list[Any]:
             began = time.perf_counter()
-            replies = await inner(asks)
+            replies = await inner(calls)
             if self.recording:
-                self.calls[-1].append((len(asks), (time.perf_counter() - began) * 1000))
+                self.calls[-1].append((len(calls), (time.perf_counter() - began) * 1000))
             return replies
 
-        store._tenant_reads = timed_batch  # type: ignore[method-assign]
+        shards._run = timed_batch
 
     async def record(self, call: Callable[[], Awaitable[object]]) -> object:
         self.calls.append([])

@@ -30,9 +30,10 @@ candidates and the whole window is merged instead, exactly. What is not
 detected: a user outside every partition's first k whose parts add up to more
 than the k-th total; see docs/producers.md.
 
-Per-tenant counts (only when a batch carries tenants) are written by the same
-APPLY call and read by ``redis_tenants``: ``top_tenants`` is exact across
-partitions whatever the producers' keys.
+Per-tenant counts (only when a batch carries tenants) go into the
+partition's outbox in the same APPLY call, and from there to the tenant
+shards (``redis_tenants``), which ``top_tenants`` reads: exact whatever the
+producers' keys, in two rounds of 16 calls whatever the partitions.
 """
 
 from __future__ import annotations
@@ -52,16 +53,16 @@ from ..model import TenantCounts, WindowCounts
 from .base import ApplyResult, Outcome, PartitionId, StoreRefused, StoreUnavailable, top_k
 from .redis_client import RedisClient, connect, refusal
 from .redis_scripts import APPLY, POSITION
-from .redis_tenant_scripts import TENANT_USERS
-from .redis_tenants import Ask, Read, WindowAsk, apply_argument, top_tenants
+from .redis_tenants import Call, TenantShards, outbox
 
 PAGE_S = 300
 _COUNTERS = ("requests", "blocked", "responses", "safe", "cost_nanousd", "cost_unknown")
 _SHORT = dict(zip(_COUNTERS, "rbnscu", strict=True))
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _PIPELINE_CALLS = 16
-# one script call: the registered script, its keys and its arguments
-Call = tuple[Any, list[str], list[Any]]
+# one read of a partition's running window: start, end, keep per-user
+# totals, what to answer and its argument (see redis_scripts.POSITION)
+Read = tuple[int, int, bool, str, str]
 
 
 class RedisStore:
@@ -82,7 +83,10 @@ class RedisStore:
         self._user_ttl = user_ttl_s
         self._apply = client.register_script(APPLY)
         self._position = client.register_script(POSITION)
-        self._tenant_users = client.register_script(TENANT_USERS)
+        self._tenants = TenantShards(client, prefix, self._each, counter_ttl_s, user_ttl_s)
+        # per partition, the outbox entries this writer forwarded: the next
+        # APPLY deletes them
+        self._forwarded: dict[PartitionId, list[str]] = {}
 
     @classmethod
     def from_url(
@@ -130,11 +134,23 @@ class RedisStore:
     async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
         if not parts:
             return {}
+        # the offsets, and the tenant counts a writer that stopped between
+        # its APPLY and its forward left behind: a partition just assigned
+        # gets them to the shards now, not at its next batch
         pipe = self._r.pipeline(transaction=False)
         for part in parts:
             pipe.get(self.offset_key(part))
+            pipe.hgetall(self._outbox_key(part))
         values = await self._call(pipe.execute())
-        return {p: None if v is None else int(v) for p, v in zip(parts, values, strict=True)}
+        for part, pending in zip(parts, values[1::2], strict=True):
+            if pending:
+                flat = [x for pair in pending.items() for x in pair]
+                done = await self._tenants.forward_pending(part, flat)
+                await self._call(self._r.hdel(self._outbox_key(part), *done))
+        return {p: None if v is None else int(v) for p, v in zip(parts, values[::2], strict=True)}
+
+    def _outbox_key(self, part: PartitionId) -> str:
+        return f"{self._tag(part)}:tx"
 
     async def apply(
         self,
@@ -154,35 +170,51 @@ class RedisStore:
                     counters += (f"{bucket}:{_SHORT[name]}", value)
             if inc.users:
                 users[str(bucket)] = inc.users
-        keys: list[str] = [self.offset_key(part), f"{tag}:ws"]
+        entry = outbox(delta)
+        keys: list[str] = [self.offset_key(part), f"{tag}:ws", self._outbox_key(part)]
         args: list[Any] = [
             "" if expected_offset is None else str(expected_offset),
             str(next_offset),
             self._counter_ttl,
             self._user_ttl,
             f"{tag}:",
+            "",  # the forwarded entries, set below
+            "" if entry is None else orjson.dumps(entry),
         ]
         for page, (counters, users) in pages.items():
             keys.append(f"{tag}:c:{page}")
             args.append(len(counters) // 2)
             args += counters
             args.append(orjson.dumps(users) if users else "")
-        tenants = apply_argument(delta)
-        if tenants is not None:
-            args.append(tenants)
+        while True:
+            args[5] = " ".join(self._forwarded.get(part, ()))
+            reply = await self._apply_call(part, keys, args)
+            self._forwarded.pop(part, None)
+            if reply[0] != 2:
+                break
+            # an earlier batch's tenant counts are still to be forwarded:
+            # first them, then this batch (redis_tenants says why)
+            done = await self._tenants.forward_pending(part, reply[2])
+            self._forwarded[part] = done
+        applied, stored = reply[0], reply[1]
+        if applied and entry is not None:
+            await self._tenants.forward(part, next_offset, entry)
+            self._forwarded[part] = [str(next_offset)]
+        stored_offset = None if stored is None else int(stored)
+        return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
+
+    async def _apply_call(self, part: PartitionId, keys: list[str], args: list[Any]) -> Any:
         # registered on every write (see the module docstring): a Redis that
         # restarted empty must list the partition again for readers to find it
         parts_key = f"{self._prefix}:parts"
         if isinstance(self._r, RedisCluster):
             await self._call(self._r.sadd(parts_key, str(part)))
-            applied, stored = await self._call(self._apply(keys=keys, args=args))
-        else:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.sadd(parts_key, str(part))
-            await self._apply(keys=keys, args=args, client=pipe)
-            _, (applied, stored) = await self._call(pipe.execute())
-        stored_offset = None if stored is None else int(stored)
-        return ApplyResult(Outcome.APPLIED if applied else Outcome.FENCED, stored_offset)
+            return await self._call(self._apply(keys=keys, args=args))
+        pipe = self._r.pipeline(transaction=False)
+        pipe.sadd(parts_key, str(part))
+        await self._apply(keys=keys, args=args, client=pipe)
+        _, reply = await self._call(pipe.execute())
+        return reply
 
     def _generation_key(self) -> str:
         return f"{self._prefix}:{{generation}}"
@@ -226,19 +258,6 @@ class RedisStore:
     async def _per_partition(self, reads: Sequence[Read], parts: list[str]) -> list[list[Any]]:
         """Each partition's answers to ``reads``, one per read."""
         return await self._each([self._position_call(part, reads) for part in parts])
-
-    async def _tenant_reads(self, asks: Sequence[Ask]) -> list[Any]:
-        """``redis_tenants``' reads, one script call each, sent together."""
-        calls: list[Call] = []
-        for ask in asks:
-            if isinstance(ask, WindowAsk):
-                calls.append(self._position_call(ask.part, ask.reads))
-            else:
-                tag = f"{self._prefix}:{{{ask.part}}}:"
-                listed = orjson.dumps(ask.asked)
-                args = [tag, ask.start, ask.end, ask.want, listed]
-                calls.append((self._tenant_users, [f"{tag}tq"], args))
-        return await self._each(calls)
 
     async def _each(self, calls: Sequence[Call]) -> list[Any]:
         """Each (script, keys, args), one partition each: the replies in order."""
@@ -330,8 +349,7 @@ class RedisStore:
     async def top_tenants(
         self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
     ) -> list[TenantCounts]:
-        parts = await self._partitions()
-        return await top_tenants(self._tenant_reads, parts, (short, hour), k, users)
+        return await self._tenants.top(short, hour, k, users)
 
     async def drop_all(self) -> None:
         # SCAN, not KEYS: a shared Redis must not stall for a scratch run's

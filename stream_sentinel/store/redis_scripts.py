@@ -17,16 +17,8 @@ Per partition (``T`` = the key prefix up to and including the hash tag)::
 
 With tenants (only written when a batch carries any; ``redis_tenants``)::
 
-    T:tc:<bucket>   hash "<counter>:<tenant>" -> int (the six counters)
-    T:tr:<bucket>   sorted set tenant -> -requests in that bucket
-    T:tu:<bucket>:<h>  sorted set user_id -> -requests of the tenant whose
-                    name hashes to <h> (blake2b, 8 bytes hex) in that bucket
-    T:wtc:<length>  hash "<counter>:<tenant>" -> int over [a, z)
-    T:wt:<length>   sorted set tenant -> -requests over [a, z), kept beside
-                    ``T:wu`` (only by windows with per-user totals)
-
-Tenant names are hash fields and members like user ids; the one key that
-must name a tenant names its fixed-length hash.
+    T:tx            hash "<next offset>" -> the batch's tenant counts (JSON),
+                    the outbox the tenant shards are fed from
 
 User counts are negated so that ``ZRANGE 0 k-1`` lists the most requests
 first and breaks ties by user id ascending (byte order, which is code point
@@ -45,25 +37,28 @@ applied while it was inside), so the totals stay exact.
 
 from __future__ import annotations
 
-# KEYS[1] = offset key, KEYS[2] = window registry (T:ws), then one counter
-# page key per page of the batch.
+# KEYS[1] = offset key, KEYS[2] = window registry (T:ws), KEYS[3] = the
+# tenant outbox (T:tx), then one counter page key per page of the batch.
 # ARGV: expected offset ("" = none), next offset, counter ttl, user ttl,
 # partition key prefix T (for bucket and window keys, all in the same slot),
-# then per page: n, n x (field, increment), then the page's users as one JSON
-# object {"<bucket>": {"<user_id>": requests}} ("" = none). One argument for
-# all the users of a page: redis-py encodes each argument in Python, and a
-# batch can name thousands of users; orjson and cjson handle any user id.
-# Only when the batch carries tenants, one more argument: a JSON object
-# {"<bucket>": [[tenant, its hash, r, b, n, s, c, u, {"<user_id>": requests}]]}
-# with the counters as decimal strings (cjson's numbers are doubles; a cost
-# sum must stay exact). Without it the script does what it always did.
+# the outbox entries already forwarded (offsets, space-separated: deleted
+# first), the batch's tenant counts for the outbox ("" = none), then per
+# page: n, n x (field, increment), then the page's users as one JSON object
+# {"<bucket>": {"<user_id>": requests}} ("" = none). One argument for all the
+# users of a page: redis-py encodes each argument in Python, and a batch can
+# name thousands of users; orjson and cjson handle any user id.
+# Returns {1, next} when applied, {0, stored offset} when fenced, and
+# {2, stored offset, pending entries flat} when the outbox still holds an
+# entry not forwarded: nothing is written then (redis_tenants says why).
 APPLY = """
 local call, sub, tonumber = redis.call, string.sub, tonumber
+for done in string.gmatch(ARGV[6], '%S+') do call('HDEL', KEYS[3], done) end
 local stored = call('GET', KEYS[1])
 local expected = ARGV[1]
 if (stored == false and expected ~= '') or (stored ~= false and stored ~= expected) then
   return {0, stored}
 end
+if call('EXISTS', KEYS[3]) == 1 then return {2, stored, call('HGETALL', KEYS[3])} end
 local ttl_c, ttl_u, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 -- the running windows of this partition: {totals key, a, z, user totals key or false}
 local wins = {}
@@ -72,14 +67,12 @@ for _, len in ipairs(call('SMEMBERS', KEYS[2])) do
   local st = call('HMGET', key, 'a', 'z', 'k')
   if st[1] then
     local user_key = st[3] == '1' and (prefix .. 'wu:' .. len)
-    local tenant_key = st[3] == '1' and (prefix .. 'wt:' .. len)
-    wins[#wins + 1] = {key, tonumber(st[1]), tonumber(st[2]), user_key,
-      tenant_key, prefix .. 'wtc:' .. len}
+    wins[#wins + 1] = {key, tonumber(st[1]), tonumber(st[2]), user_key}
   end
 end
 local touched = {}
-local a = 6
-for k = 3, #KEYS do
+local a = 8
+for k = 4, #KEYS do
   local n = tonumber(ARGV[a]); a = a + 1
   for _ = 1, n do
     local field, inc = ARGV[a], ARGV[a + 1]; a = a + 2
@@ -109,42 +102,9 @@ for k = 3, #KEYS do
     end
   end
 end
-local tenants = ARGV[a]
-if tenants then
-  local names = {'r', 'b', 'n', 's', 'c', 'u'}
-  for bucket, list in pairs(cjson.decode(tenants)) do
-    local b = tonumber(bucket)
-    local into, ranks = {}, {}
-    for _, w in ipairs(wins) do
-      if b >= w[2] and b < w[3] then
-        into[#into + 1] = w[6]; touched[w[6]] = true
-        if w[5] then ranks[#ranks + 1] = w[5]; touched[w[5]] = true end
-      end
-    end
-    local ckey, rkey = prefix .. 'tc:' .. bucket, prefix .. 'tr:' .. bucket
-    local ranked = false
-    for _, t in ipairs(list) do
-      local name = t[1]
-      for i = 1, 6 do
-        local v = t[i + 2]
-        if v ~= '0' then
-          local field = names[i] .. ':' .. name
-          call('HINCRBY', ckey, field, v)
-          for _, wk in ipairs(into) do call('HINCRBY', wk, field, v) end
-        end
-      end
-      if t[3] ~= '0' then
-        ranked = true
-        call('ZINCRBY', rkey, '-' .. t[3], name)
-        for _, wk in ipairs(ranks) do call('ZINCRBY', wk, '-' .. t[3], name) end
-        local ukey = prefix .. 'tu:' .. bucket .. ':' .. t[2]
-        for user, count in pairs(t[9]) do call('ZINCRBY', ukey, -count, user) end
-        call('EXPIRE', ukey, ttl_u)
-      end
-    end
-    call('EXPIRE', ckey, ttl_c)
-    if ranked then call('EXPIRE', rkey, ttl_u) end
-  end
+if ARGV[7] ~= '' then
+  call('HSET', KEYS[3], ARGV[2], ARGV[7])
+  call('EXPIRE', KEYS[3], ttl_c)
 end
 -- a total created here (its window was empty) gets the TTL a reader would
 -- give it, so it cannot outlive its window's bounds for ever
@@ -163,12 +123,7 @@ return {1, ARGV[2]}
 #   "t", k       the first k of the user totals, flat (user, -requests, ...);
 #   "a"          every user total as one JSON object {"<user_id>": requests};
 #   "p", json    how many of the users in a JSON list have a total here;
-#   "T", m       the first m of the tenant totals, flat (tenant, -requests);
-#   "S", json    the tenant totals (-requests) of a JSON list of tenants;
-#   "C", json    the 6 counters of each tenant of a JSON list, flat;
 #   "n"          nothing (a prepare).
-# Tenant totals move with the window's counters (T:wtc) and user totals
-# (T:wt); with no tenant written, that is a few reads of absent keys.
 # Returns one answer per window. Several windows per call because a tick
 # reads several: the fixed cost of a call, on both sides, is most of a read.
 # Buckets are found by their start second, not by a bucket width: whatever
@@ -181,25 +136,12 @@ return {1, ARGV[2]}
 POSITION = """
 local call, tonumber, sub, unpack = redis.call, tonumber, string.sub, unpack
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
-local wkey, ukey, tkey, tckey
--- a bucket's tenant counters into (or out of) the window's
-local function tenant_counters(bucket, sign)
-  local fields = call('HGETALL', prefix .. 'tc:' .. bucket)
-  for i = 1, #fields, 2 do
-    local v = fields[i + 1]
-    if sign > 0 then
-      call('HINCRBY', tckey, fields[i], v)
-    elseif call('HINCRBY', tckey, fields[i], '-' .. v) == 0 then
-      call('HDEL', tckey, fields[i])
-    end
-  end
-end
+local wkey, ukey
 -- the counters of buckets starting in [lo, hi), from the 300 s pages holding them
 local function counters(lo, hi, sign)
   local page = lo - (lo % 300)
   while page < hi do
     local fields = call('HGETALL', prefix .. 'c:' .. page)
-    local seen = {}
     for i = 1, #fields, 2 do
       local bucket = sub(fields[i], 1, -3)
       local b = tonumber(bucket)
@@ -207,21 +149,19 @@ local function counters(lo, hi, sign)
         local v = fields[i + 1]
         if sign < 0 then v = '-' .. v end
         call('HINCRBY', wkey, sub(fields[i], -1), v)
-        -- every bucket with a tenant's event has a global counter too
-        if not seen[b] then seen[b] = true; tenant_counters(bucket, sign) end
       end
     end
     page = page + 300
   end
 end
--- the user (or tenant) counts of buckets starting in [lo, hi) into dest, a
--- union in C; a second with no bucket is an empty set to ZUNIONSTORE
-local function user_counts(lo, hi, sign, dest, kind)
+-- the user counts of buckets starting in [lo, hi) into dest, a union in C;
+-- a second with no bucket is an empty set to ZUNIONSTORE
+local function user_counts(lo, hi, sign, dest)
   local s = lo
   while s < hi do
     local keys = {dest}
     while s < hi and #keys <= 1000 do
-      keys[#keys + 1] = prefix .. kind .. s
+      keys[#keys + 1] = prefix .. 'u:' .. s
       s = s + 1
     end
     local args = {dest, #keys}
@@ -244,36 +184,21 @@ local function position(start, stop, want_users)
       counters(a, math.min(start, z), -1)
       counters(math.max(z, start), stop, 1)
       if users then
-        for _, set in ipairs({{ukey, 'u:'}, {tkey, 'tr:'}}) do
-          user_counts(a, math.min(start, z), -1, set[1], set[2])
-          user_counts(math.max(z, start), stop, 1, set[1], set[2])
-          call('ZREMRANGEBYSCORE', set[1], 0, '+inf')
-        end
+        user_counts(a, math.min(start, z), -1, ukey)
+        user_counts(math.max(z, start), stop, 1, ukey)
+        call('ZREMRANGEBYSCORE', ukey, 0, '+inf')
       end
     else
-      call('DEL', wkey, ukey, tkey, tckey)
+      call('DEL', wkey, ukey)
       counters(start, stop, 1)
-      if users then
-        user_counts(start, stop, 1, ukey, 'u:')
-        user_counts(start, stop, 1, tkey, 'tr:')
-      end
+      if users then user_counts(start, stop, 1, ukey) end
     end
     call('HSET', wkey, 'a', start, 'z', stop, 'k', users and '1' or '0')
     call('SADD', KEYS[1], stop - start)
     call('EXPIRE', KEYS[1], ttl)
   end
   call('EXPIRE', wkey, ttl)
-  call('EXPIRE', tckey, ttl)
-  if users then call('EXPIRE', ukey, ttl); call('EXPIRE', tkey, ttl) end
-end
--- ZMSCORE of a JSON list, in slices: unpack has a limit on its arguments
-local function scores(key, listed)
-  local names, out = cjson.decode(listed), {}
-  for i = 1, #names, 1000 do
-    local got = call('ZMSCORE', key, unpack(names, i, math.min(i + 999, #names)))
-    for j = 1, #got do out[#out + 1] = got[j] end
-  end
-  return out
+  if users then call('EXPIRE', ukey, ttl) end
 end
 local function answer(want, arg)
   if want == 'c' then
@@ -293,19 +218,6 @@ local function answer(want, arg)
       if score then n = n + 1 end
     end
     return n
-  elseif want == 'T' then
-    return call('ZRANGE', tkey, 0, tonumber(arg) - 1, 'WITHSCORES')
-  elseif want == 'S' then
-    return scores(tkey, arg)
-  elseif want == 'C' then
-    local fields = {}
-    for _, tenant in ipairs(cjson.decode(arg)) do
-      for _, c in ipairs({'r', 'b', 'n', 's', 'c', 'u'}) do
-        fields[#fields + 1] = c .. ':' .. tenant
-      end
-    end
-    if #fields == 0 then return {} end
-    return call('HMGET', tckey, unpack(fields))
   end
   return 0
 end
@@ -313,8 +225,6 @@ local out = {}
 local i = 3
 for w = 2, #KEYS, 2 do
   wkey, ukey = KEYS[w], KEYS[w + 1]
-  local len = sub(wkey, #prefix + 3)  -- wkey is T:w:<length>
-  tkey, tckey = prefix .. 'wt:' .. len, prefix .. 'wtc:' .. len
   position(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2] == '1')
   out[#out + 1] = answer(ARGV[i + 3], ARGV[i + 4])
   i = i + 5
