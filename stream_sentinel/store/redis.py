@@ -289,6 +289,8 @@ class RedisStore:
         if parts and wanted:
             reads = [(start, end, users, "n", "") for (start, end), users in wanted.items()]
             await self._per_partition(reads, parts)
+            # the tenant shards' windows too: top_tenants reads the same spans
+            await self._tenants.prepare([(s, e, users) for (s, e), users in wanted.items()])
 
     async def window(self, start: int, end: int) -> WindowCounts:
         return (await self.windows([(start, end)]))[0]

@@ -33,7 +33,7 @@ from ..aggregate import Delta
 from ..model import TenantCounts, WindowCounts
 from .base import PartitionId, top_k
 from .redis_client import RedisClient
-from .redis_tenant_scripts import DETAIL, FORWARD, RANK
+from .redis_tenant_scripts import FORWARD, WINDOWS
 
 # enough shards that a Cluster spreads them, few enough that a tick's two
 # rounds stay one small call each; changing it re-homes every tenant
@@ -95,8 +95,10 @@ class TenantShards:
         self._run = run
         self._ttls = (counter_ttl_s, user_ttl_s)
         self._forward = client.register_script(FORWARD)
-        self._rank = client.register_script(RANK)
-        self._detail = client.register_script(DETAIL)
+        self._windows = client.register_script(WINDOWS)
+        # whether this store has read tenants: only then are their windows
+        # worth moving ahead (a deployment without tenants keeps no shard keys)
+        self._reading = False
 
     def _tag(self, shard: int) -> str:
         # "~" cannot be in a Kafka topic name: no partition's tag can be this
@@ -107,7 +109,7 @@ class TenantShards:
         calls: list[Call] = []
         for shard, argument in by_shard(entry).items():
             tag = self._tag(shard)
-            keys = [f"{tag}f", f"{tag}b"]
+            keys = [f"{tag}f", f"{tag}b", f"{tag}ws"]
             calls.append((self._forward, keys, [tag, str(part), offset, *self._ttls, argument]))
         await self._run(calls)
 
@@ -119,16 +121,30 @@ class TenantShards:
             await self.forward(part, offset, orjson.loads(raw))
         return [str(offset) for offset, _ in entries]
 
+    def _windows_call(
+        self, shard: int, spans: Sequence[tuple[int, int, bool]], want: str, *args: Any
+    ) -> Call:
+        tag = self._tag(shard)
+        argv: list[Any] = [tag, self._ttls[1], want, args[0] if args else "", len(spans)]
+        for start, end, users in spans:
+            argv += (start, end, "1" if users else "0")
+        argv += args[1:]
+        return self._windows, [f"{tag}ws", f"{tag}b"], argv
+
+    async def prepare(self, spans: Sequence[tuple[int, int, bool]]) -> None:
+        """Move every shard's running windows to these (start, end, users)."""
+        if spans and self._reading:
+            await self._run([self._windows_call(s, spans, "n") for s in range(SHARDS)])
+
     async def top(
         self, short: tuple[int, int], hour: tuple[int, int], k: int, users: int
     ) -> list[TenantCounts]:
         """``Store.top_tenants``: two rounds of one call per shard."""
         if k <= 0 or short[1] <= short[0]:
             return []
-        calls: list[Call] = []
-        for shard in range(SHARDS):
-            tag = self._tag(shard)
-            calls.append((self._rank, [f"{tag}tq", f"{tag}b"], [tag, *short, k]))
+        self._reading = True
+        ranking = [(*short, True)]
+        calls = [self._windows_call(s, ranking, "r", k) for s in range(SHARDS)]
         firsts: dict[str, int] = {}
         for flat in await self._run(calls):
             for i in range(0, len(flat), 2):
@@ -140,11 +156,11 @@ class TenantShards:
         for tenant, _ in chosen:
             hashed = tenant_hash(tenant)
             asked.setdefault(shard_of(hashed), []).append([tenant, hashed])
-        calls = []
-        for shard, tenants in asked.items():
-            tag = self._tag(shard)
-            keys = [f"{tag}tq", f"{tag}b", f"{tag}tk"]
-            calls.append((self._detail, keys, [tag, *short, *hour, users, orjson.dumps(tenants)]))
+        spans = [(*short, True), (*hour, False)]
+        calls = [
+            self._windows_call(shard, spans, "d", users, orjson.dumps(tenants))
+            for shard, tenants in asked.items()
+        ]
         found: dict[str, TenantCounts] = {}
         for tenants, answers in zip(asked.values(), await self._run(calls), strict=True):
             for (tenant, _), (in_short, in_hour, heaviest) in zip(tenants, answers, strict=True):

@@ -494,6 +494,27 @@ def deployment_env(
     )
 
 
+async def wait_group_committed(
+    bootstrap: str, group: str, ends: Mapping[PartitionId, int], timeout: float = 30
+) -> None:
+    """Wait until the consumer group has committed ``ends`` in Kafka (the
+    service commits about once a second, after the store holds the offsets)."""
+    want = {(p.topic, p.partition): offset for p, offset in ends.items()}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            got = {(tp.topic, tp.partition): om.offset for tp, om in committed.items()}
+            if got == want:
+                return
+            assert asyncio.get_running_loop().time() < deadline, (got, want)
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def until(
     check: Callable[[], Awaitable[Any]],
     what: str,

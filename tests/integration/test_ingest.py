@@ -9,7 +9,6 @@ Redis restarted empty) live in test_faults.py, once each.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 import uuid
@@ -18,7 +17,6 @@ from collections import Counter
 import aiohttp
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from .harness import (
@@ -37,6 +35,7 @@ from .harness import (
     reader_store,
     stream_parts,
     wait_caught_up,
+    wait_group_committed,
     wait_stored_total,
 )
 
@@ -64,19 +63,7 @@ async def test_100k_events_exact_per_bucket_and_user_and_lag_committed(
         await wait_caught_up(store, ends, timeout=240, proc=svc)
         await assert_exact(store, expected)
         # Kafka's own committed offsets are kept too, for lag tooling
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:
-                committed = await admin.list_consumer_group_offsets(group)
-                got = {(tp.topic, tp.partition): om.offset for tp, om in committed.items()}
-                if got == {(p.topic, p.partition): off for p, off in ends.items()}:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, got
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
+        await wait_group_committed(kafka_bootstrap, group, ends)
         assert svc.terminate() == 0
     finally:
         svc.close()
