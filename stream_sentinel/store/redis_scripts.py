@@ -115,6 +115,42 @@ call('SET', KEYS[1], ARGV[2])
 return {1, ARGV[2]}
 """
 
+# How a running window, described by the hash wkey (a, z = [a, z) covered;
+# k = "1" when per-user totals are kept), gets to [start, stop): forward by
+# at most 120 s in place (shift out the buckets that left, shift in those
+# that entered); anything else (no state yet, a jump, a move backwards,
+# per-user totals asked of a window that kept none) from nothing (clear,
+# then shift in the whole window): the buckets that would be subtracted may
+# have expired by then, and subtracting nothing would leave their counts in
+# the totals. A bucket shifted out takes with it what it holds then, which
+# is what was added for it while it was inside, so the totals stay exact.
+# Needs the locals call and ttl, and KEYS[1] = the set of window lengths.
+# Shared by the partitions' windows (POSITION) and the tenant shards'
+# (redis_tenant_scripts.WINDOWS); returns whether per-user totals are kept.
+REPOSITION = """
+local function reposition(wkey, start, stop, want_users, shift, clear)
+  local st = call('HMGET', wkey, 'a', 'z', 'k')
+  local a, z = tonumber(st[1]), tonumber(st[2])
+  local users = want_users or st[3] == '1'
+  if a ~= start or z ~= stop or (users and st[3] ~= '1') then
+    local in_place = a ~= nil and (st[3] == '1') == users
+      and start >= a and start - a <= 120 and stop >= z and stop - z <= 120
+    if in_place then
+      -- both windows have the same length; short ones may not overlap
+      shift(a, math.min(start, z), -1, users)
+      shift(math.max(z, start), stop, 1, users)
+    else
+      clear()
+      shift(start, stop, 1, users)
+    end
+    call('HSET', wkey, 'a', start, 'z', stop, 'k', users and '1' or '0')
+    call('SADD', KEYS[1], stop - start)
+    call('EXPIRE', KEYS[1], ttl)
+  end
+  return users
+end
+"""
+
 # Moves one partition's running windows, then answers from their totals.
 # KEYS[1] = T:ws, then per window T:w:<length>, T:wu:<length>.
 # ARGV: prefix T, state ttl, then per window: start, end, users ("1": keep
@@ -128,14 +164,14 @@ return {1, ARGV[2]}
 # reads several: the fixed cost of a call, on both sides, is most of a read.
 # Buckets are found by their start second, not by a bucket width: whatever
 # width wrote them (a reader of another config, a changed tick) is read.
-# A move forward by at most 120 s is done in place. Anything else (no state
-# yet, a jump, a move backwards, per-user totals asked of a window that kept
-# none) sums the window again from its buckets: the buckets that would be
-# subtracted may have expired by then, and subtracting nothing would leave
-# their counts in the totals.
-POSITION = """
+# Windows move by REPOSITION.
+POSITION = (
+    """
 local call, tonumber, sub, unpack = redis.call, tonumber, string.sub, unpack
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+"""
+    + REPOSITION
+    + """
 local wkey, ukey
 -- the counters of buckets starting in [lo, hi), from the 300 s pages holding them
 local function counters(lo, hi, sign)
@@ -172,31 +208,16 @@ local function user_counts(lo, hi, sign, dest)
     call('ZUNIONSTORE', unpack(args))
   end
 end
-local function position(start, stop, want_users)
-  local st = call('HMGET', wkey, 'a', 'z', 'k')
-  local a, z = tonumber(st[1]), tonumber(st[2])
-  local users = want_users or st[3] == '1'
-  if a ~= start or z ~= stop or (users and st[3] ~= '1') then
-    local in_place = a ~= nil and (st[3] == '1') == users
-      and start >= a and start - a <= 120 and stop >= z and stop - z <= 120
-    if in_place then
-      -- both windows have the same length; short ones may not overlap
-      counters(a, math.min(start, z), -1)
-      counters(math.max(z, start), stop, 1)
-      if users then
-        user_counts(a, math.min(start, z), -1, ukey)
-        user_counts(math.max(z, start), stop, 1, ukey)
-        call('ZREMRANGEBYSCORE', ukey, 0, '+inf')
-      end
-    else
-      call('DEL', wkey, ukey)
-      counters(start, stop, 1)
-      if users then user_counts(start, stop, 1, ukey) end
-    end
-    call('HSET', wkey, 'a', start, 'z', stop, 'k', users and '1' or '0')
-    call('SADD', KEYS[1], stop - start)
-    call('EXPIRE', KEYS[1], ttl)
+local function shift(lo, hi, sign, users)
+  counters(lo, hi, sign)
+  if users then
+    user_counts(lo, hi, sign, ukey)
+    if sign < 0 then call('ZREMRANGEBYSCORE', ukey, 0, '+inf') end
   end
+end
+local function position(start, stop, want_users)
+  local function clear() call('DEL', wkey, ukey) end
+  local users = reposition(wkey, start, stop, want_users, shift, clear)
   call('EXPIRE', wkey, ttl)
   if users then call('EXPIRE', ukey, ttl) end
 end
@@ -231,3 +252,4 @@ for w = 2, #KEYS, 2 do
 end
 return out
 """
+)

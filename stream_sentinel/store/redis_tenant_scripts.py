@@ -36,6 +36,8 @@ fenced per partition by offset: see ``redis_tenants``.
 
 from __future__ import annotations
 
+from .redis_scripts import REPOSITION
+
 # KEYS[1] = S:f, KEYS[2] = S:b, KEYS[3] = S:ws.
 # ARGV: prefix S, partition, offset, counter ttl, user ttl, then one JSON
 # object {"<bucket>": [[tenant, its hash, r, b, n, s, c, u, {"<user_id>":
@@ -120,13 +122,16 @@ return 1
 #                counters over the first window, over the second (decimal
 #                strings or false), its first n users of the first window,
 #                flat (user, -requests)}.
-# Moves as redis_scripts.POSITION does (in place forward by at most 120 s,
-# else summed again from the buckets), so the same exactness argument holds.
+# Moves by redis_scripts.REPOSITION, as the partitions' windows do.
 # Counters are summed in Lua in two limbs of 9 digits (exact past 2^53), and
 # added to the totals once per field, not once per bucket and field.
-WINDOWS = """
+WINDOWS = (
+    """
 local call, tonumber, sub, unpack = redis.call, tonumber, string.sub, unpack
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+"""
+    + REPOSITION
+    + """
 local function key(kind, len) return prefix .. kind .. ':' .. len end
 local function add(acc, fields, sign)
   for i = 1, #fields, 2 do
@@ -198,25 +203,9 @@ local function clear(len)
 end
 local function position(start, stop, want_users)
   local len = stop - start
-  local wkey = key('w', len)
-  local st = call('HMGET', wkey, 'a', 'z', 'k')
-  local a, z = tonumber(st[1]), tonumber(st[2])
-  local users = want_users or st[3] == '1'
-  if a ~= start or z ~= stop or (users and st[3] ~= '1') then
-    local in_place = a ~= nil and (st[3] == '1') == users
-      and start >= a and start - a <= 120 and stop >= z and stop - z <= 120
-    if in_place then
-      -- both windows have the same length; short ones may not overlap
-      move(len, a, math.min(start, z), -1, users)
-      move(len, math.max(z, start), stop, 1, users)
-    else
-      clear(len)
-      move(len, start, stop, 1, users)
-    end
-    call('HSET', wkey, 'a', start, 'z', stop, 'k', users and '1' or '0')
-    call('SADD', KEYS[1], len)
-    call('EXPIRE', KEYS[1], ttl)
-  end
+  local function shift(lo, hi, sign, users) move(len, lo, hi, sign, users) end
+  local function empty() clear(len) end
+  reposition(key('w', len), start, stop, want_users, shift, empty)
   for _, kind in ipairs({'w', 'wc', 'wr', 'wh'}) do call('EXPIRE', key(kind, len), ttl) end
   return len
 end
@@ -245,3 +234,4 @@ elseif want == 'd' then
 end
 return 0
 """
+)
