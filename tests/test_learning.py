@@ -148,6 +148,9 @@ class Traffic:
     async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
         return dict.fromkeys(parts)
 
+    async def take_over(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        return dict.fromkeys(parts)
+
     async def apply(
         self, part: PartitionId, expected_offset: int | None, next_offset: int, delta: Delta
     ) -> ApplyResult:

@@ -260,7 +260,7 @@ class KafkaIngest:
     async def resume(self, tps: list[TopicPartition]) -> None:
         """Seek each newly assigned partition to the offset the store holds."""
         parts = [part_of(tp) for tp in tps]
-        stored = await self._retry_store(lambda: self.store.load_offsets(parts), "load_offsets")
+        stored = await self._retry_store(lambda: self.store.take_over(parts), "load_offsets")
         await self.partitions.resume(
             {
                 tp: stored.get(part) if stored is not None else None

@@ -65,6 +65,11 @@ class Store(Protocol):
     async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
         """Batch form of :meth:`load_offset`, one round trip."""
 
+    async def take_over(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        """:meth:`load_offsets` for a writer just given ``parts``, after
+        finishing what an earlier writer of them left half done (Redis: tenant
+        counts written but not yet forwarded to their shards)."""
+
     async def apply(
         self,
         part: PartitionId,

@@ -31,6 +31,9 @@ class MemoryStore:
     async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
         return {p: self._offsets.get(p) for p in parts}
 
+    async def take_over(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        return await self.load_offsets(parts)  # every write is whole here
+
     async def apply(
         self,
         part: PartitionId,

@@ -134,20 +134,24 @@ class RedisStore:
     async def load_offsets(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
         if not parts:
             return {}
-        # the offsets, and the tenant counts a writer that stopped between
-        # its APPLY and its forward left behind: a partition just assigned
-        # gets them to the shards now, not at its next batch
         pipe = self._r.pipeline(transaction=False)
         for part in parts:
             pipe.get(self.offset_key(part))
-            pipe.hgetall(self._outbox_key(part))
         values = await self._call(pipe.execute())
-        for part, pending in zip(parts, values[1::2], strict=True):
+        return {p: None if v is None else int(v) for p, v in zip(parts, values, strict=True)}
+
+    async def take_over(self, parts: Sequence[PartitionId]) -> dict[PartitionId, int | None]:
+        # tenant counts a writer that stopped between its APPLY and its
+        # forward left behind reach the shards now, not at the next batch
+        pipe = self._r.pipeline(transaction=False)
+        for part in parts:
+            pipe.hgetall(self._outbox_key(part))
+        for part, pending in zip(parts, await self._call(pipe.execute()), strict=True):
             if pending:
                 flat = [x for pair in pending.items() for x in pair]
                 done = await self._tenants.forward_pending(part, flat)
                 await self._call(self._r.hdel(self._outbox_key(part), *done))
-        return {p: None if v is None else int(v) for p, v in zip(parts, values[::2], strict=True)}
+        return await self.load_offsets(parts)
 
     def _outbox_key(self, part: PartitionId) -> str:
         return f"{self._tag(part)}:tx"

@@ -17,8 +17,9 @@ still in the outbox, and hands the pending entries back instead; the writer
 forwards them, then names them as done in its next APPLY, which deletes them.
 Whoever writes a partition next (this writer after a failed forward, another
 after a crash or a rebalance) forwards what is left first. A newly assigned
-partition's entries are also forwarded when its offset is loaded, so counts
-a crashed writer left behind do not wait for the partition's next batch.
+partition's entries are also forwarded when a writer takes it over
+(``Store.take_over``), so counts a crashed writer left behind do not wait
+for the partition's next batch.
 """
 
 from __future__ import annotations
@@ -122,13 +123,20 @@ class TenantShards:
         return [str(offset) for offset, _ in entries]
 
     def _windows_call(
-        self, shard: int, spans: Sequence[tuple[int, int, bool]], want: str, *args: Any
+        self,
+        shard: int,
+        spans: Sequence[tuple[int, int, bool]],
+        want: str,
+        arg: int | str = "",
+        tenants: bytes | None = None,
     ) -> Call:
+        """``WINDOWS`` on one shard: move to ``spans``, then answer ``want``."""
         tag = self._tag(shard)
-        argv: list[Any] = [tag, self._ttls[1], want, args[0] if args else "", len(spans)]
+        argv: list[Any] = [tag, self._ttls[1], want, arg, len(spans)]
         for start, end, users in spans:
             argv += (start, end, "1" if users else "0")
-        argv += args[1:]
+        if tenants is not None:
+            argv.append(tenants)
         return self._windows, [f"{tag}ws", f"{tag}b"], argv
 
     async def prepare(self, spans: Sequence[tuple[int, int, bool]]) -> None:

@@ -162,7 +162,7 @@ async def test_a_forward_that_fails_after_its_apply_is_counted_once_before_the_n
     assert await store.top_tenants(SHORT, HOUR, 3, 2) == expected
 
 
-async def test_another_writer_forwards_what_a_crashed_one_left_when_it_loads_offsets(
+async def test_another_writer_forwards_what_a_crashed_one_left_when_it_takes_over(
     make_redis: RedisMaker,
 ) -> None:
     crashed, memory = make_redis(), MemoryStore(retention_s=4000)
@@ -173,13 +173,16 @@ async def test_another_writer_forwards_what_a_crashed_one_left_when_it_loads_off
         await crashed.apply(part, None, 7, delta)
     await _applied(memory, part, None, 7, delta)
     successor = make_redis(crashed._prefix)
+    # a reader's look at the offsets (the leader's, every tick) writes nothing
     assert await successor.load_offsets([part]) == {part: 7}
+    assert await successor.top_tenants(SHORT, HOUR, 3, 2) == []
+    assert await successor.take_over([part]) == {part: 7}
     expected = await memory.top_tenants(SHORT, HOUR, 3, 2)
     assert await successor.top_tenants(SHORT, HOUR, 3, 2) == expected
     assert await successor.client.hlen(successor._outbox_key(part)) == 0
-    # forwarded once: loading again, or the crashed writer's late retry of
-    # the same entry, counts nothing twice
-    await successor.load_offsets([part])
+    # forwarded once: taking over again, or the crashed writer's late retry
+    # of the same entry, counts nothing twice
+    await successor.take_over([part])
     await crashed._tenants.forward_pending(part, [b"7", orjson.dumps(outbox(delta))])
     assert await successor.top_tenants(SHORT, HOUR, 3, 2) == expected
 
