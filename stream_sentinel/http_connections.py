@@ -11,13 +11,12 @@ are too slow, too idle, or the oldest idle ones when there are too many.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,11 +25,10 @@ log = logging.getLogger(__name__)
 
 # Descriptors kept free for what the process itself opens (Kafka, Redis, files).
 RESERVED_FDS: Final = 64
-# The listen queue, and also how many sockets asyncio accepts per wake-up before
-# any of them reaches connection_made: they hold descriptors the cap cannot see.
+# The kernel's queue of connections not yet accepted (they hold no descriptor).
 ACCEPT_BACKLOG: Final = 128
 EOF_GRACE_S: Final = 1.0
-_ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+CLOSING_FORGOTTEN_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +44,7 @@ def fd_bounded(max_connections: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return max_connections
-    return max(8, min(max_connections, soft - RESERVED_FDS - ACCEPT_BACKLOG))
+    return max(8, min(max_connections, soft - RESERVED_FDS))
 
 
 class RateLimitedLog:
@@ -91,10 +89,22 @@ class ConnectionGuard:
         self.max_connections = fd_bounded(limits.max_connections)
         self._clock = clock
         self._open: dict[asyncio.BaseTransport, _Connection] = {}  # oldest first
+        # closed by us, their descriptors not yet freed (asyncio frees them a
+        # loop turn later): they still count against the cap
+        self._closing: dict[asyncio.BaseTransport, float] = {}
         self._shed_log = RateLimitedLog(10.0)
 
     def __len__(self) -> int:
         return len(self._open)
+
+    @property
+    def closing(self) -> int:
+        return len(self._closing)
+
+    def room(self, pending: int) -> int:
+        """How many more connections may be accepted now, ``pending`` of them
+        accepted already but not yet opened (a TLS handshake, say)."""
+        return self.max_connections - len(self._open) - len(self._closing) - pending
 
     # -- events from GuardedProtocol and the request middleware -------------------
 
@@ -138,6 +148,7 @@ class ConnectionGuard:
 
     def closed(self, transport: asyncio.BaseTransport) -> None:
         self._open.pop(transport, None)
+        self._closing.pop(transport, None)
 
     # -- enforcement ---------------------------------------------------------------
 
@@ -174,6 +185,10 @@ class ConnectionGuard:
                 expired.append(conn)
         for conn in expired:
             self._close(conn)
+        # a close that never reported back must not hold its place for good
+        for transport, since in list(self._closing.items()):
+            if now - since > CLOSING_FORGOTTEN_S:
+                del self._closing[transport]
         return len(expired)
 
     async def run(self) -> None:
@@ -187,6 +202,7 @@ class ConnectionGuard:
         # abort, not close: the descriptor is freed now, not after a TLS goodbye
         self._open.pop(conn.transport, None)
         transport = conn.transport
+        self._closing[transport] = self._clock()
         if isinstance(transport, asyncio.WriteTransport):
             transport.abort()
         else:
@@ -195,46 +211,6 @@ class ConnectionGuard:
     def close_all(self) -> None:
         for conn in list(self._open.values()):
             self._close(conn)
-
-    # -- the event loop's accept errors --------------------------------------------
-
-    def install_accept_guard(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-        """Answer "out of descriptors" on accept by shedding idle connections, with one
-        rate-limited line instead of a traceback per attempt; returns the uninstaller."""
-        previous = loop.get_exception_handler()
-        said = RateLimitedLog(10.0)
-        # asyncio keeps calling accept() after the first EMFILE of a wake-up (up to the
-        # backlog) and retries a second later; one shed per wake-up is enough, and
-        # closed descriptors are only freed on the next loop turn anyway.
-        next_shed_at = float("-inf")
-
-        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            nonlocal next_shed_at
-            exc = context.get("exception")
-            if (
-                isinstance(exc, OSError)
-                and exc.errno in _ACCEPT_EXHAUSTED
-                and "accept" in str(context.get("message", ""))
-            ):
-                if self._clock() >= next_shed_at:
-                    next_shed_at = self._clock() + 0.5
-                    # half: the kernel's queue refills what is freed, oldest caller first
-                    self.shed(max(1, len(self) // 2))
-                said.emit(
-                    log,
-                    logging.WARNING,
-                    "http: cannot accept a connection (%s); %d open, shedding idle ones",
-                    errno.errorcode.get(exc.errno or 0, "?"),
-                    len(self),
-                )
-                return
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-
-        loop.set_exception_handler(handler)
-        return lambda: loop.set_exception_handler(previous)
 
 
 class GuardedProtocol(asyncio.Protocol):

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
+from stream_sentinel.http_accept import Acceptor, bind
 from stream_sentinel.http_connections import (
     ACCEPT_BACKLOG,
     GUARD_KEY,
@@ -319,14 +320,12 @@ class HttpServer:
     def __init__(
         self,
         runner: web.AppRunner,
-        server: asyncio.Server,
+        acceptor: Acceptor,
         guard: ConnectionGuard,
         tls: ReloadingTls | None,
-        restore_handler: Callable[[], None],
     ) -> None:
-        self._runner, self._server, self.connections, self.tls = runner, server, guard, tls
-        self._restore_handler = restore_handler
-        self.port: int = server.sockets[0].getsockname()[1]
+        self._runner, self._acceptor, self.connections, self.tls = runner, acceptor, guard, tls
+        self.port: int = acceptor.sockets[0].getsockname()[1]
         self._tasks = [asyncio.create_task(guard.run(), name="http-connections")]
         if tls is not None:
             self._tasks.append(asyncio.create_task(tls.watch(), name="http-tls-watch"))
@@ -342,10 +341,9 @@ class HttpServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._server.close()
+        self._acceptor.close()
         await self._runner.cleanup()
         self.connections.close_all()
-        self._restore_handler()
 
 
 async def start_http(
@@ -379,22 +377,19 @@ async def start_http(
         handler.__class__ = _GuardedHandler
         return GuardedProtocol(handler, guard)
 
-    loop = asyncio.get_running_loop()
-    restore = guard.install_accept_guard(loop)
     try:
-        server = await loop.create_server(
-            connection,
-            host,
-            port,
-            ssl=tls.context if tls is not None else None,
-            # a TLS connection reaches the guard only once its handshake is done
-            ssl_handshake_timeout=guard.limits.header_timeout_s if tls is not None else None,
-            reuse_address=True,
-            backlog=ACCEPT_BACKLOG,
-        )
+        sockets = await bind(host, port, ACCEPT_BACKLOG)
     except BaseException:
-        restore()
         await runner.cleanup()
         raise
-    http = HttpServer(runner, server, guard, tls, restore)
+    acceptor = Acceptor(
+        sockets,
+        connection,
+        guard,
+        tls=tls.context if tls is not None else None,
+        # a TLS connection reaches the guard only once its handshake is done
+        handshake_timeout_s=guard.limits.header_timeout_s,
+    )
+    acceptor.start()
+    http = HttpServer(runner, acceptor, guard, tls)
     return http, http.port

@@ -17,7 +17,12 @@ import pytest
 
 from stream_sentinel.config import load_config
 from stream_sentinel.config_env import ConfigError
-from stream_sentinel.http_connections import ConnectionGuard, ConnectionLimits, RateLimitedLog
+from stream_sentinel.http_connections import (
+    RESERVED_FDS,
+    ConnectionGuard,
+    ConnectionLimits,
+    RateLimitedLog,
+)
 from stream_sentinel.http_guard import AuthThrottle, host_allowed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +141,28 @@ def test_the_cap_is_lowered_to_fit_the_open_file_limit() -> None:
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     guard = ConnectionGuard(ConnectionLimits(max_connections=100_000))
-    assert guard.max_connections <= soft - 64 - 128
+    assert guard.max_connections <= soft - RESERVED_FDS
+
+
+def test_closed_connections_hold_their_place_until_their_descriptor_is_freed() -> None:
+    clock = Clock()
+    guard = guard_with(clock)
+    conns = [FakeTransport() for _ in range(LIMITS.max_connections)]
+    for t in conns:
+        guard.opened(t)
+    assert guard.room(pending=0) == 0
+    assert guard.shed(4) == 4 and guard.closing == 4
+    # aborted, but asyncio frees the descriptors a loop turn later: still no room
+    assert len(guard) == LIMITS.max_connections - 4 and guard.room(pending=0) == 0
+    for t in conns[:3]:
+        guard.closed(t)  # connection_lost: the descriptor is free now
+    assert guard.room(pending=0) == 3 and guard.room(pending=2) == 1
+    # a close that never reports back is forgotten after a while, not held for good
+    for t in conns[4:]:
+        guard.request_started(t, lambda: None)  # busy: not swept meanwhile
+    clock.now += 6
+    guard.sweep()
+    assert guard.closing == 0 and guard.room(pending=0) == 4
 
 
 def test_rate_limited_log_says_how_many_lines_it_held_back(
@@ -250,7 +276,7 @@ async def ready():
 async def main():
     app = build_http_app(metrics=Metrics(), status_provider=lambda: None,
                          ready_checks=ready, status_token=None)
-    app[GUARD_KEY].max_connections = 100_000  # no cap: the accept guard alone
+    app[GUARD_KEY].max_connections = 100_000  # no cap: what an EMFILE does, alone
     server, port = await start_http(app, "127.0.0.1", 0)
     print(port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -279,9 +305,10 @@ def test_out_of_descriptors_sheds_idle_connections_quietly() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as probe:
             probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             answer = probe.recv(65536)
-        # asyncio retries accept a second after EMFILE: the probe waits about that
+        # the acceptor sheds and looks again 50 ms later (asyncio's own server
+        # stopped accepting for a whole second)
         assert answer.startswith(b"HTTP/1.1 200 "), answer
-        assert time.monotonic() - started < 8  # ~1-2 s measured; generous for a loaded box
+        assert time.monotonic() - started < 8  # generous for a loaded box
         proc.stdin.write(b"stop\n")
         proc.stdin.flush()
         _, err = proc.communicate(timeout=30)
