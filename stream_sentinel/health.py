@@ -31,13 +31,16 @@ class Health:
         """Why the pipeline cannot be trusted right now, or None; a wipe is
         stale from the very next tick. Raises StoreUnavailable when the store
         does not answer: no reading then."""
-        if await self._watched(self._watch.check()):
+        lost = await self._watched(self._watch.check())
+        if lost:
             self._ingest.check_now = True  # our own partitions: rebuild now
         ingest = self._ingest
         stalled_for = time.time() - ingest.last_progress
         return stale_reason(
             store_ok=ingest.store_ok,
-            rebuilding=ingest.rebuilding or self._watch.rebuilding,
+            # a loss is stale in the tick that learns of it, even when every
+            # partition was recounted before it (the state was gone meanwhile)
+            rebuilding=lost or ingest.rebuilding or self._watch.rebuilding,
             dead_letters=ingest.dead_letters.reason,
             stalled=bool(self._watch.stalled)
             or (ingest.total_lag() > 0 and stalled_for > self._stall_after_s),

@@ -63,6 +63,9 @@ class StoreWatch:
         self.stalled: tuple[TopicPartition, ...] = ()
         self._lock = asyncio.Lock()
         self.losses = 0  # how many times the store was found to have lost its state
+        # a loss no completed check has returned yet: the tick that learns of it
+        # is stale even when the replicas recounted before the tick could look
+        self._unreported = False
 
     @property
     def rebuilding(self) -> bool:
@@ -90,16 +93,20 @@ class StoreWatch:
     async def check(self) -> bool:
         """Look at the marker and the group's progress. Raises StoreUnavailable.
 
-        Returns True when the store was found to have lost its state just now.
+        Returns True when the store was found to have lost its state since the
+        last check that returned: a check that found the loss and then failed
+        leaves it to the next one, so the loss always reaches a tick.
         """
         async with self._lock:
             lost = await self._lost()
             if lost is not None:
                 self.losses += 1
+                self._unreported = True
                 log.warning("the store lost its state (%s): rebuilding from Kafka", lost)
                 self._targets = await self._ends() or {}
             await self._follow()
-            return lost is not None
+            found, self._unreported = self._unreported, False
+            return found
 
     async def _lost(self) -> str | None:
         if self._known is None:
@@ -107,15 +114,29 @@ class StoreWatch:
         held = await self._store.generation()
         if held != self._known:
             await self.claim()
+            # the marker we may have written replaces one that was lost: known
+            # already, not a first start for the committed-offsets question
+            self._created = self._unsure = False
             return "generation marker gone" if held is None else "generation marker replaced"
+        if self._targets is not None:
+            return None  # a loss being rebuilt: empty until recounted, no new loss
         if self._created or not await self._store.registered():
             committed = await self._group_committed()
-            if committed is None:  # Kafka did not answer: ask again next tick
-                self._unsure = self._created
+            ends = await self._ends() if self._created else None
+            if committed is None or (self._created and ends is None):
+                self._unsure = self._created  # Kafka did not answer: ask again next tick
                 return None
-            self._created = self._unsure = False
             if committed:
+                self._created = self._unsure = False
                 return "no partition stored while the group has committed offsets"
+            if ends is not None:
+                # A first start, or a wipe while no replica ran before the group
+                # ever committed: Kafka cannot tell them apart. Either way the
+                # windows are whole only once every partition is counted up to
+                # where it stood now (they are empty until the group is assigned).
+                log.info("a new store: whole once every partition is counted to its end offset")
+                self._targets = ends
+            self._created = self._unsure = False
         return None
 
     def _partitions(self) -> list[TopicPartition]:

@@ -57,6 +57,7 @@ from .harness import (
     stored_total,
     stream_parts,
     wait_caught_up,
+    wait_group_committed,
     wait_stored_total,
 )
 
@@ -312,6 +313,11 @@ async def test_redis_restarted_empty_is_stale_rebuilding_until_recounted_then_ex
                     lambda: any(not p.failure for p in hook.log.of(COMPOSITE)), 90, "an ok push"
                 )
                 if while_down:
+                    # the premise: Kafka holds the group's offsets (without them a
+                    # wipe while down is a first start, to Kafka and to us)
+                    await wait_group_committed(
+                        kafka_bootstrap, env["SENTINEL_KAFKA_GROUP_ID"], ends
+                    )
                     probe.svc.kill()
                 wiped_from = len(hook.log.pings)
                 wiped_at = loop.time()
