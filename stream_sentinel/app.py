@@ -297,6 +297,7 @@ class Service:
             if not await self._start_kafka(stop):
                 return 0
             self.watch.consumer = self.ingest.consumer
+            settling = self.watch.start_settling()  # before our first commit
             await self.alerts.check(self.ingest.consumer)
             tasks = [
                 asyncio.create_task(self.ingest.run(stop), name="ingest"),
@@ -304,7 +305,8 @@ class Service:
             ]
             await stop.wait()
             log.info("stopping: finishing the batch in hand")
-            await asyncio.gather(*tasks, return_exceptions=True)
+            settling.cancel()
+            await asyncio.gather(*tasks, settling, return_exceptions=True)
         finally:
             await self.ingest.stop()
             await http.cleanup()

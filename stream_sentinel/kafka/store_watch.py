@@ -7,7 +7,9 @@ start-up; the leader looks at it before each tick. The store lost its state
 when the marker is gone or replaced (a replica that started after a wipe
 wrote a new one), or when it lists no partition (or we had to create the
 marker) while the consumer group has committed offsets in Kafka: the group
-counted something that the store no longer holds.
+counted something that the store no longer holds. A first start, or a wipe
+while no replica ran before the group ever committed, has no commits: to
+Kafka, and so to us, the same.
 
 From then until every partition of the topics, whichever replica owns it,
 has its offset stored at or past the end offset it had when the loss was
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 
 # a Kafka answer that takes longer than this tells us nothing for this tick
 KAFKA_TIMEOUT_S = 2.0
+# how long a replica that wrote the marker waits at start-up for the group's
+# commits (the answer comes once the group has joined: a dead member's
+# session timeout, typically 10-45 s)
+SETTLE_TIMEOUT_S = 60.0
 
 
 class StoreWatch:
@@ -66,6 +72,8 @@ class StoreWatch:
         # a loss no completed check has returned yet: the tick that learns of it
         # is stale even when the replicas recounted before the tick could look
         self._unreported = False
+        self._settling = False  # the start-up question to Kafka is in flight
+        self._settled_loss: str | None = None  # its answer, for the next check
 
     @property
     def rebuilding(self) -> bool:
@@ -84,6 +92,39 @@ class StoreWatch:
         candidate = uuid.uuid4().hex
         self._known = await self._store.claim_generation(candidate)
         self._created = self._known == candidate
+
+    def start_settling(self) -> asyncio.Task[None]:
+        """Once the consumer is bound, before this replica's ingest runs: ask
+        Kafka, if we wrote the marker, whether the group committed before.
+
+        Asked now, the question is answered at the latest right after the
+        group's join (the coordinator answers a member's requests in order),
+        well before this replica's first commit (a second after its first
+        batch): every commit in the answer was made by replicas that counted
+        into a store that is gone, and none at all is a first start. A later
+        look would have to tell our own commits from theirs.
+        """
+        self._settling = self._created
+        return asyncio.create_task(self._settle(), name="store-watch-settle")
+
+    async def _settle(self) -> None:
+        committed: bool | None = None
+        try:
+            if self._settling:
+                committed = await asyncio.wait_for(self._committed_any(), SETTLE_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as exc:
+            # the ticks' look decides instead (_committed_beyond_store)
+            log.info("no answer about the group's commits at start-up (%s)", type(exc).__name__)
+        finally:
+            self._settling = False
+        async with self._lock:
+            if not self._created or committed is None:
+                return
+            self._created = self._unsure = False
+            if committed:
+                self._settled_loss = "the store is empty while the group has committed offsets"
+            else:
+                log.info("a new store: the consumer group has no committed offset (a first start)")
 
     async def unchanged(self) -> bool:
         """Whether the store still holds the generation last seen; raises
@@ -115,28 +156,25 @@ class StoreWatch:
         if held != self._known:
             await self.claim()
             # the marker we may have written replaces one that was lost: known
-            # already, not a first start for the committed-offsets question
+            # already, no question for the group's commits
             self._created = self._unsure = False
             return "generation marker gone" if held is None else "generation marker replaced"
+        if self._settled_loss is not None:
+            lost, self._settled_loss = self._settled_loss, None
+            return lost
         if self._targets is not None:
             return None  # a loss being rebuilt: empty until recounted, no new loss
+        if self._created and self._settling:
+            self._unsure = True  # the start-up question answers this one
+            return None
         if self._created or not await self._store.registered():
-            committed = await self._group_committed()
-            ends = await self._ends() if self._created else None
-            if committed is None or (self._created and ends is None):
-                self._unsure = self._created  # Kafka did not answer: ask again next tick
+            beyond = await self._committed_beyond_store()
+            if beyond is None:  # Kafka did not answer: ask again next tick
+                self._unsure = self._created
                 return None
-            if committed:
-                self._created = self._unsure = False
-                return "no partition stored while the group has committed offsets"
-            if ends is not None:
-                # A first start, or a wipe while no replica ran before the group
-                # ever committed: Kafka cannot tell them apart. Either way the
-                # windows are whole only once every partition is counted up to
-                # where it stood now (they are empty until the group is assigned).
-                log.info("a new store: whole once every partition is counted to its end offset")
-                self._targets = ends
             self._created = self._unsure = False
+            if beyond:
+                return "the group committed offsets the store does not hold"
         return None
 
     def _partitions(self) -> list[TopicPartition]:
@@ -161,18 +199,41 @@ class StoreWatch:
             return None
         return ends
 
-    async def _group_committed(self) -> bool | None:
-        """Whether the group committed an offset for any partition; None: unknown."""
+    async def _committed_any(self) -> bool:
+        """Whether the group committed an offset for any partition. Raises
+        KafkaError; waits (bounded by the caller) for the topics' partitions."""
+        consumer = self.consumer
+        assert consumer is not None  # bound before start_settling
+        # aiokafka has no event for "the subscription's metadata arrived"
+        while not (tps := self._partitions()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        found = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
+        return any(offset is not None for offset in found)
+
+    async def _committed_beyond_store(self) -> bool | None:
+        """Whether the group committed, for some partition, an offset past what
+        the store holds; None: Kafka did not answer.
+
+        Commits copy the store's offsets after the store holds them, so a
+        store that kept its state is never behind the group's commits, our own
+        included. This misses a loss that the replicas already recounted past
+        the commits, which is why the start-up question comes first.
+        """
         tps, consumer = self._partitions(), self.consumer
         if not tps or consumer is None:
             return None
         try:
-            found = await asyncio.wait_for(
+            committed: list[int | None] = await asyncio.wait_for(
                 asyncio.gather(*(consumer.committed(tp) for tp in tps)), KAFKA_TIMEOUT_S
             )
         except (KafkaError, TimeoutError):
             return None
-        return any(offset is not None for offset in found)
+        # read after the commits: the store can only have moved on since
+        stored = await self._store.load_offsets([part_of(tp) for tp in tps])
+        return any(
+            offset is not None and (stored[part_of(tp)] or 0) < offset
+            for tp, offset in zip(tps, committed, strict=True)
+        )
 
     async def _follow(self) -> None:
         """Where every partition of the group stands in the store."""

@@ -7,6 +7,7 @@ stand-in answering the three questions the watch asks Kafka.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
@@ -27,6 +28,8 @@ class Consumer:
 
     def __init__(self, committed: int | None) -> None:
         self.committed_offset = committed
+        self.joined = asyncio.Event()  # the coordinator answers after the join
+        self.joined.set()
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return {tp.partition for tp in TPS} if topic == TOPIC else set()
@@ -35,6 +38,7 @@ class Consumer:
         return dict.fromkeys(tps, END)
 
     async def committed(self, tp: TopicPartition) -> int | None:
+        await self.joined.wait()
         return self.committed_offset
 
 
@@ -55,28 +59,23 @@ async def watching(store: MemoryStore, committed: int | None, *, first: bool = F
     return watch
 
 
-async def test_a_first_start_is_no_loss_but_rebuilding_until_every_partition_is_counted() -> None:
+async def test_a_first_start_is_no_loss() -> None:
     store = MemoryStore(3600)
     watch = await watching(store, committed=None, first=True)
     assert await watch.check() is False
-    # empty windows before the group is even assigned: no "ok" over them
-    assert watch.rebuilding
-    await counted(store, upto=END - 1)
-    assert await watch.check() is False and watch.rebuilding
     await counted(store)
     assert await watch.check() is False
     assert watch.losses == 0 and not watch.rebuilding
 
 
-async def test_a_first_start_stays_unsure_while_kafka_does_not_answer() -> None:
+async def test_a_first_start_is_unsure_while_kafka_does_not_answer() -> None:
     store = MemoryStore(3600)
-    watch = await watching(store, committed=None, first=True)
+    watch = await watching(store, committed=END, first=True)
     consumer = watch.consumer
     watch.consumer = None  # not connected yet: no partitions, no answer
     assert await watch.check() is False and watch.rebuilding
-    watch.consumer = consumer
-    await counted(store)
-    assert await watch.check() is False and not watch.rebuilding
+    watch.consumer = consumer  # then Kafka tells: the group had counted before
+    assert await watch.check() is True and watch.losses == 1
 
 
 async def test_a_wipe_is_one_loss_found_at_the_next_check() -> None:
@@ -160,3 +159,40 @@ async def test_health_reports_rebuilding_in_the_tick_that_learns_of_a_loss() -> 
     assert await health.reason() == "rebuilding"
     assert ingest.check_now is True
     assert await health.reason() is None
+
+
+async def test_a_first_start_settles_at_start_up_as_no_loss() -> None:
+    store = MemoryStore(3600)
+    watch = await watching(store, committed=None, first=True)
+    await watch.start_settling()
+    assert await watch.check() is False
+    assert watch.losses == 0 and not watch.rebuilding
+
+
+async def test_a_replica_started_on_a_wiped_store_learns_of_the_loss_at_start_up() -> None:
+    store = MemoryStore(3600)
+    watch = await watching(store, committed=END, first=True)
+    consumer = watch.consumer
+    assert isinstance(consumer, Consumer)
+    consumer.joined.clear()  # the group is still joining: Kafka answers nothing yet
+    settling = watch.start_settling()
+    assert await watch.check() is False and watch.rebuilding  # unsure meanwhile
+    consumer.joined.set()
+    await settling
+    await counted(store)  # the replicas recounted everything before the tick looked
+    assert await watch.check() is True and watch.losses == 1
+
+
+async def test_without_the_start_up_answer_our_own_commits_are_no_loss() -> None:
+    store = MemoryStore(3600)
+    watch = await watching(store, committed=END, first=True)  # our ingest committed END ...
+    await counted(store)  # ... after the store held END
+    assert await watch.check() is False and watch.losses == 0
+    assert not watch.rebuilding
+
+
+async def test_without_the_start_up_answer_commits_past_the_store_are_a_loss() -> None:
+    store = MemoryStore(3600)
+    watch = await watching(store, committed=END, first=True)
+    await counted(store, upto=END - 3)
+    assert await watch.check() is True and watch.losses == 1
